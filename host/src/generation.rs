@@ -1,0 +1,248 @@
+//! A `Generation` is one load of a plugin file: a private copy of the file, its checked root
+//! module, and the plugin instance made from it. Connections hold the generation that opened
+//! them (an `Arc`), so a later generation can take over new connections while old ones finish.
+//!
+//! Why a private copy: the dynamic linker hands back the already-loaded object for a path (or
+//! inode) it has seen, so a rebuilt plugin at the same path could never be loaded again; and
+//! overwriting a loaded `.so` in place (`cp new.so loaded.so`) crashes the process. A copy that
+//! only the shim knows about avoids both. Copies are never unloaded (see `abi::load`).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use rustshim_plugin_api::abi::{
+    load::load_checked, load::LoadError, InstancePtr, PluginModuleRef, CALLBACK_NAMES,
+};
+use rustshim_plugin_api::ThreadModel;
+
+use crate::nbdkit_c;
+use crate::services::{self, host_services};
+
+/// One loaded plugin instance.
+pub struct Generation {
+    /// 1 for the first load, then counting up with each reload.
+    pub number: u32,
+    /// The plugin file as the user named it, made absolute.
+    pub source: PathBuf,
+    /// The root module of the private copy.
+    pub module: PluginModuleRef,
+    /// The `rustshim-plugin-api` version the plugin was built against.
+    pub abi_version: String,
+    /// The plugin's instance.
+    pub instance: InstancePtr,
+    destroyed: AtomicBool,
+}
+
+// SAFETY: the instance is the plugin's `T: Plugin`, which is `Send + Sync`; the module is
+// immutable static data. The pointers are only dereferenced by the plugin's own adapter.
+unsafe impl Send for Generation {}
+// SAFETY: as above.
+unsafe impl Sync for Generation {}
+
+impl Generation {
+    /// Loads `source` as generation `number` and makes its instance (the plugin's `load`).
+    /// Errors are one line naming the file and the cause.
+    pub fn load(number: u32, source: &Path) -> Result<Generation, String> {
+        let source = absolute(source)?;
+        let shown = source.display();
+        precheck(&source)?;
+        let copy = private_copy(number, &source)?;
+
+        let checked = match load_checked(&copy) {
+            Ok(checked) => checked,
+            Err(LoadError::NoRootModule) => return Err(explain_foreign_object(&source, &copy)),
+            Err(e) => {
+                if let Some(detail) = e.detail() {
+                    nbdkit_c::debug(&format!(
+                        "rustshim: full ABI report for '{shown}':\n{detail}"
+                    ));
+                }
+                return Err(format!("plugin file '{shown}' {e}"));
+            }
+        };
+        let module = checked.module;
+        if !module.panic_unwinds() {
+            nbdkit_c::error(&format!(
+                "warning: plugin '{}' ({shown}) was built with panic = \"abort\": a panic in it will end nbdkit",
+                module.name()
+            ));
+        }
+
+        let mut instance = InstancePtr(std::ptr::null_mut());
+        if (module.create())(host_services(), &mut instance) != 0 {
+            let (_, msg) = services::take_error();
+            return Err(format!(
+                "plugin '{}' ({shown}) failed to load: {msg}",
+                module.name()
+            ));
+        }
+        nbdkit_c::debug(&format!(
+            "rustshim: loaded generation {number}: plugin '{}' version {} from {shown} (private copy {}, built against rustshim-plugin-api {})",
+            module.name(),
+            module.version().map(|v| v.as_str()).unwrap_or("(none)"),
+            copy.display(),
+            checked.abi_version
+        ));
+        Ok(Generation {
+            number,
+            source,
+            module,
+            abi_version: checked.abi_version,
+            instance,
+            destroyed: AtomicBool::new(false),
+        })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        self.module.name().as_str()
+    }
+
+    /// The callbacks the plugin author wrote, by name.
+    pub fn implemented(&self) -> impl Iterator<Item = &'static str> {
+        let bits = self.module.implemented();
+        CALLBACK_NAMES
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| bits & (1 << i) != 0)
+            .map(|(_, n)| *n)
+    }
+
+    /// The plugin's thread model (its `thread_model` callback, or parallel without one).
+    /// Errors are already reported.
+    pub fn thread_model(&self) -> Result<ThreadModel, ()> {
+        let Some(f) = self.module.thread_model() else {
+            return Ok(ThreadModel::Parallel);
+        };
+        // SAFETY: the instance belongs to this module; `&self` callback.
+        let raw = unsafe { f(self.instance) };
+        if raw < 0 {
+            services::report_failure();
+            return Err(());
+        }
+        ThreadModel::from_raw(raw).ok_or_else(|| {
+            services::report(
+                libc::EINVAL,
+                &format!(
+                    "plugin '{}': thread_model returned invalid value {raw}",
+                    self.name()
+                ),
+            )
+        })
+    }
+
+    /// Runs the plugin's `unload` and frees the instance, once; later calls do nothing.
+    pub fn destroy(&self) {
+        if !self.destroyed.swap(true, Ordering::AcqRel) {
+            // SAFETY: the instance was made by this module's `create` and is used no more
+            // (nbdkit calls `unload` after all other callbacks).
+            unsafe { (self.module.destroy())(self.instance) };
+        }
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    if path.as_os_str().is_empty() {
+        return Err("plugin= is empty: give the path of a plugin file".into());
+    }
+    std::path::absolute(path).map_err(|e| format!("plugin file '{}': {e}", path.display()))
+}
+
+/// Checks the file before handing it to the dynamic linker, whose messages are cryptic.
+fn precheck(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("plugin file '{shown}' does not exist"),
+        _ => format!("plugin file '{shown}' cannot be accessed: {e}"),
+    })?;
+    if meta.is_dir() {
+        return Err(format!(
+            "plugin file '{shown}' is a directory, not a plugin (give the path of the .so file)"
+        ));
+    }
+    let mut magic = [0u8; 4];
+    let mut file =
+        fs::File::open(path).map_err(|e| format!("plugin file '{shown}' cannot be read: {e}"))?;
+    let read = file
+        .read(&mut magic)
+        .map_err(|e| format!("plugin file '{shown}' cannot be read: {e}"))?;
+    if read == 0 {
+        return Err(format!("plugin file '{shown}' is empty"));
+    }
+    if read < 4 || &magic != b"\x7fELF" {
+        return Err(format!(
+            "plugin file '{shown}' is not a shared object (no ELF header): expected a Rust plugin built as a cdylib"
+        ));
+    }
+    Ok(())
+}
+
+/// The shim's private directory for plugin copies, made on first use and removed at unload.
+fn private_dir() -> Result<&'static Path, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let template = std::env::temp_dir().join("rustshim-XXXXXX");
+        nix::unistd::mkdtemp(&template).map_err(|e| {
+            format!(
+                "cannot make a private directory for plugin copies in {}: {e}",
+                std::env::temp_dir().display()
+            )
+        })
+    })
+    .as_ref()
+    .map(PathBuf::as_path)
+    .map_err(Clone::clone)
+}
+
+/// Removes the private directory, if one was made (from `unload`).
+pub fn remove_private_dir() {
+    if let Ok(dir) = private_dir() {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+fn private_copy(number: u32, source: &Path) -> Result<PathBuf, String> {
+    let file_name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let copy = private_dir()?.join(format!("gen{number}-{file_name}"));
+    fs::copy(source, &copy).map_err(|e| {
+        format!(
+            "plugin file '{}' cannot be copied to {}: {e}",
+            source.display(),
+            copy.display()
+        )
+    })?;
+    Ok(copy)
+}
+
+/// Says what a shared object without our root module is, when it can tell.
+fn explain_foreign_object(source: &Path, copy: &Path) -> String {
+    let shown = source.display();
+    // The copy is already loaded (and stays loaded): look its symbols up without loading again.
+    // SAFETY: RTLD_NOLOAD only returns a handle to an object that is already loaded; no code runs.
+    let lib = unsafe {
+        libloading::os::unix::Library::open(Some(copy), libc::RTLD_NOLOAD | libc::RTLD_LAZY)
+    };
+    let has = |symbol: &[u8]| {
+        lib.as_ref()
+            // SAFETY: only the symbol's address is taken; it is never called.
+            .map(|l| unsafe { l.get::<*const ()>(symbol) }.is_ok())
+            .unwrap_or(false)
+    };
+    if has(b"plugin_init\0") {
+        format!(
+            "plugin file '{shown}' is a C nbdkit plugin, not a Rust rustshim plugin: run it directly with: nbdkit {shown}"
+        )
+    } else if has(b"filter_init\0") {
+        format!("plugin file '{shown}' is an nbdkit filter, not a rustshim plugin: use it with nbdkit --filter={shown}")
+    } else {
+        format!(
+            "plugin file '{shown}' is a shared object but not a rustshim plugin (no rustshim root module: build it with rustshim_plugin_api::export_plugin!)"
+        )
+    }
+}

@@ -1,0 +1,411 @@
+//! The host services table the shim hands every plugin instance: nbdkit's server functions
+//! behind the stable ABI, plus the error and log channels.
+//!
+//! A failing plugin callback records its errno and message here ([`set_error`]) and returns
+//! `-1`; the shim's callback then decides what nbdkit sees ([`report_failure`]), which lets it
+//! swallow an `ENOTSUP` from `zero` and write zeroes instead, as nbdkit itself would.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::sync::OnceLock;
+
+use rustshim_plugin_api::abi::{
+    __PrefixTypeTrait, HostServices, HostServicesRef, RStr, RString, RVec,
+};
+
+use crate::fallback;
+use crate::nbdkit_c::{self, server};
+
+const EINVAL: i32 = libc::EINVAL;
+const ENOTSUP: i32 = libc::ENOTSUP;
+
+thread_local! {
+    /// The error the plugin reported for the callback running on this thread.
+    static LAST_ERROR: RefCell<Option<(i32, String)>> = const { RefCell::new(None) };
+}
+
+/// Takes the error the plugin recorded for the callback that just failed on this thread.
+pub fn take_error() -> (i32, String) {
+    LAST_ERROR
+        .with(|e| e.borrow_mut().take())
+        .unwrap_or_else(|| (libc::EIO, String::new()))
+}
+
+/// Reports the failure of the plugin callback that just returned `-1`: its message to nbdkit's
+/// log (unless already logged), its errno to the client.
+pub fn report_failure() {
+    let (errno, msg) = take_error();
+    report(errno, &msg);
+}
+
+/// Reports an error with this errno and message (an empty message only sets the errno).
+pub fn report(errno: i32, msg: &str) {
+    if !msg.is_empty() {
+        nbdkit_c::error(msg);
+    }
+    nbdkit_c::set_errno(errno);
+}
+
+/// The table every instance receives (built once).
+pub fn host_services() -> HostServicesRef {
+    static TABLE: OnceLock<HostServicesRef> = OnceLock::new();
+    *TABLE.get_or_init(|| {
+        HostServices {
+            set_error,
+            log,
+            parse_size,
+            parse_bool,
+            parse_probability,
+            parse_delay,
+            read_password,
+            realpath,
+            stdio_safe,
+            shutdown,
+            disconnect,
+            export_name,
+            is_tls,
+            peer_name,
+            peer_pid,
+            peer_uid,
+            peer_gid,
+            peer_security_context,
+            peer_tls_dn,
+            peer_tls_issuer_dn,
+            nanosleep,
+            version,
+            api_version,
+        }
+        .leak_into_prefix()
+    })
+}
+
+extern "C" fn set_error(errno: i32, msg: RStr<'_>) {
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some((errno, msg.as_str().to_owned())));
+}
+
+extern "C" fn log(level: u32, msg: RStr<'_>) {
+    match level {
+        1 => nbdkit_c::error(msg.as_str()),
+        2 => nbdkit_c::error(&format!("warning: {}", msg.as_str())),
+        _ => nbdkit_c::debug(msg.as_str()),
+    }
+}
+
+/// A C string for nbdkit, or `EINVAL` (logged) if `s` has a NUL byte.
+fn c_arg(function: &str, s: RStr<'_>) -> Result<CString, i32> {
+    CString::new(s.as_str()).map_err(|_| {
+        nbdkit_c::error(&format!("{function}: argument contains a NUL byte"));
+        EINVAL
+    })
+}
+
+/// Copies a malloc'd C string from nbdkit into `out` and frees it.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string allocated with malloc that the caller owns.
+unsafe fn take_c_string(p: *mut c_char, out: &mut RString) -> bool {
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: non-NULL, NUL-terminated (caller's contract).
+    *out = unsafe { CStr::from_ptr(p) }
+        .to_string_lossy()
+        .as_ref()
+        .into();
+    // SAFETY: allocated with malloc by nbdkit and owned by us (caller's contract).
+    unsafe { libc::free(p.cast()) };
+    true
+}
+
+fn errno_or(default: i32) -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .filter(|&e| e != 0)
+        .unwrap_or(default)
+}
+
+extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
+    let (Some(f), Ok(c)) = (server().parse_size, c_arg("nbdkit_parse_size", s)) else {
+        return EINVAL;
+    };
+    // SAFETY: NUL-terminated argument; nbdkit logs its own errors.
+    match unsafe { f(c.as_ptr()) } {
+        r if r >= 0 => {
+            *out = r as u64;
+            0
+        }
+        _ => EINVAL,
+    }
+}
+
+extern "C" fn parse_bool(s: RStr<'_>, out: &mut bool) -> i32 {
+    let (Some(f), Ok(c)) = (server().parse_bool, c_arg("nbdkit_parse_bool", s)) else {
+        return EINVAL;
+    };
+    // SAFETY: NUL-terminated argument; nbdkit logs its own errors.
+    match unsafe { f(c.as_ptr()) } {
+        r if r >= 0 => {
+            *out = r != 0;
+            0
+        }
+        _ => EINVAL,
+    }
+}
+
+extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i32 {
+    let Some(f) = server().parse_probability else {
+        // nbdkit < 1.36: same syntax, parsed here.
+        return match fallback::parse_probability(what.as_str(), s.as_str()) {
+            Ok(p) => {
+                *out = p;
+                0
+            }
+            Err(msg) => {
+                nbdkit_c::error(&msg);
+                EINVAL
+            }
+        };
+    };
+    let (Ok(w), Ok(c)) = (
+        c_arg("nbdkit_parse_probability", what),
+        c_arg("nbdkit_parse_probability", s),
+    ) else {
+        return EINVAL;
+    };
+    // SAFETY: NUL-terminated arguments and a valid out pointer; nbdkit logs its own errors.
+    match unsafe { f(w.as_ptr(), c.as_ptr(), out) } {
+        0 => 0,
+        _ => EINVAL,
+    }
+}
+
+extern "C" fn parse_delay(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut u32) -> i32 {
+    let Some(f) = server().parse_delay else {
+        // nbdkit < 1.40: same syntax, parsed here.
+        return match fallback::parse_delay(what.as_str(), s.as_str()) {
+            Ok((s, ns)) => {
+                (*sec, *nsec) = (s, ns);
+                0
+            }
+            Err(msg) => {
+                nbdkit_c::error(&msg);
+                EINVAL
+            }
+        };
+    };
+    let (Ok(w), Ok(c)) = (
+        c_arg("nbdkit_parse_delay", what),
+        c_arg("nbdkit_parse_delay", s),
+    ) else {
+        return EINVAL;
+    };
+    // SAFETY: NUL-terminated arguments and valid out pointers; nbdkit logs its own errors.
+    match unsafe { f(w.as_ptr(), c.as_ptr(), sec, nsec) } {
+        0 => 0,
+        _ => EINVAL,
+    }
+}
+
+extern "C" fn read_password(value: RStr<'_>, out: &mut RString) -> i32 {
+    let (Some(f), Ok(c)) = (server().read_password, c_arg("nbdkit_read_password", value)) else {
+        return EINVAL;
+    };
+    let mut password: *mut c_char = std::ptr::null_mut();
+    // SAFETY: NUL-terminated argument and a valid out pointer; on success nbdkit stores a
+    // malloc'd string we own.
+    if unsafe { f(c.as_ptr(), &mut password) } == -1 {
+        return errno_or(EINVAL);
+    }
+    // SAFETY: malloc'd by nbdkit_read_password, ours to free.
+    unsafe { take_c_string(password, out) };
+    0
+}
+
+extern "C" fn realpath(path: RStr<'_>, out: &mut RString) -> i32 {
+    let (Some(f), Ok(c)) = (server().realpath, c_arg("nbdkit_realpath", path)) else {
+        return EINVAL;
+    };
+    // SAFETY: NUL-terminated argument; the result is NULL or a malloc'd string we own.
+    let p = unsafe { f(c.as_ptr()) };
+    let err = errno_or(libc::ENOENT);
+    // SAFETY: as above.
+    if unsafe { take_c_string(p, out) } {
+        0
+    } else {
+        err
+    }
+}
+
+extern "C" fn stdio_safe(out: &mut bool) -> i32 {
+    let Some(f) = server().stdio_safe else {
+        return ENOTSUP;
+    };
+    // SAFETY: no arguments.
+    *out = unsafe { f() } != 0;
+    0
+}
+
+extern "C" fn shutdown() -> i32 {
+    let Some(f) = server().shutdown else {
+        return ENOTSUP;
+    };
+    // SAFETY: no arguments; an asynchronous request.
+    unsafe { f() };
+    0
+}
+
+extern "C" fn disconnect(force: bool) -> i32 {
+    let Some(f) = server().disconnect else {
+        return ENOTSUP;
+    };
+    // SAFETY: plain int argument (the C type is int, not bool).
+    unsafe { f(force as i32) };
+    0
+}
+
+extern "C" fn export_name(out: &mut RVec<u8>) -> i32 {
+    let Some(f) = server().export_name else {
+        return ENOTSUP;
+    };
+    // SAFETY: no arguments; the result is NULL (error logged) or a string owned by nbdkit that
+    // stays valid until the connection closes.
+    let p = unsafe { f() };
+    if p.is_null() {
+        return EINVAL;
+    }
+    // SAFETY: non-NULL, NUL-terminated, valid for this call.
+    *out = unsafe { CStr::from_ptr(p) }.to_bytes().into();
+    0
+}
+
+extern "C" fn is_tls(out: &mut bool) -> i32 {
+    let Some(f) = server().is_tls else {
+        return ENOTSUP;
+    };
+    // SAFETY: no arguments.
+    match unsafe { f() } {
+        -1 => EINVAL,
+        r => {
+            *out = r != 0;
+            0
+        }
+    }
+}
+
+extern "C" fn peer_name(out: &mut RVec<u8>) -> i32 {
+    let Some(f) = server().peer_name else {
+        return ENOTSUP;
+    };
+    // SAFETY: sockaddr_storage is plain data; zeroes are a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the buffer and its length are valid; getpeername semantics.
+    if unsafe {
+        f(
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    } == -1
+    {
+        return errno_or(EINVAL);
+    }
+    let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: `storage` is `len` initialised bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&storage as *const libc::sockaddr_storage).cast::<u8>(),
+            len,
+        )
+    };
+    *out = bytes.into();
+    0
+}
+
+fn peer_id(f: Option<unsafe extern "C" fn() -> i64>, out: &mut i64) -> i32 {
+    let Some(f) = f else { return ENOTSUP };
+    // SAFETY: no arguments.
+    match unsafe { f() } {
+        -1 => EINVAL,
+        v => {
+            *out = v;
+            0
+        }
+    }
+}
+
+extern "C" fn peer_pid(out: &mut i64) -> i32 {
+    peer_id(server().peer_pid, out)
+}
+extern "C" fn peer_uid(out: &mut i64) -> i32 {
+    peer_id(server().peer_uid, out)
+}
+extern "C" fn peer_gid(out: &mut i64) -> i32 {
+    peer_id(server().peer_gid, out)
+}
+
+fn peer_string(f: Option<unsafe extern "C" fn() -> *mut c_char>, out: &mut RString) -> i32 {
+    let Some(f) = f else { return ENOTSUP };
+    // SAFETY: no arguments; the result is NULL (error logged) or a malloc'd string we own.
+    if unsafe { take_c_string(f(), out) } {
+        0
+    } else {
+        EINVAL
+    }
+}
+
+extern "C" fn peer_security_context(out: &mut RString) -> i32 {
+    peer_string(server().peer_security_context, out)
+}
+extern "C" fn peer_tls_dn(out: &mut RString) -> i32 {
+    peer_string(server().peer_tls_dn, out)
+}
+extern "C" fn peer_tls_issuer_dn(out: &mut RString) -> i32 {
+    peer_string(server().peer_tls_issuer_dn, out)
+}
+
+extern "C" fn nanosleep(sec: u32, nsec: u32) -> i32 {
+    let Some(f) = server().nanosleep else {
+        std::thread::sleep(std::time::Duration::new(sec.into(), nsec));
+        return 0;
+    };
+    // SAFETY: plain arguments.
+    match unsafe { f(sec, nsec) } {
+        0 => 0,
+        _ => libc::ESHUTDOWN,
+    }
+}
+
+extern "C" fn version(out: &mut RString) -> i32 {
+    match server_version() {
+        Some(v) => {
+            *out = v.into();
+            0
+        }
+        None => ENOTSUP,
+    }
+}
+
+extern "C" fn api_version() -> i32 {
+    nbdkit_c::API_VERSION
+}
+
+/// The running nbdkit's version, read once from `nbdkit --dump-config` of the running binary
+/// (nbdkit offers plugins no other way to learn it).
+pub fn server_version() -> Option<&'static str> {
+    static VERSION: OnceLock<Option<String>> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            // Outside nbdkit /proc/self/exe is some other program: do not run it.
+            server().error?;
+            let out = std::process::Command::new("/proc/self/exe")
+                .arg("--dump-config")
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("version=").map(str::to_owned))
+        })
+        .as_deref()
+}

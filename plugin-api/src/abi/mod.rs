@@ -1,0 +1,416 @@
+//! The boundary between the shim and a plugin.
+//!
+//! Every type and function pointer that crosses from the shim (`nbdkit-rustshim-plugin.so`) into a
+//! separately compiled plugin dylib, or back, is declared in this module, and nothing else is.
+//! `abi_stable` is used only here and in [`load`] (the shim's checked loader), so the rest of the
+//! crate, the shim and every plugin can ignore it.
+//!
+//! # Shape
+//! * [`PluginModule`] is the plugin's root module: static facts (name, version, which callbacks
+//!   exist) and one `extern "C"` function pointer per nbdkit callback. A callback the plugin does
+//!   not implement is `None`; the shim then reproduces what nbdkit does for a C plugin that omits it.
+//! * [`HostServices`] is the table the shim hands the plugin at [`PluginModule::create`]: nbdkit's
+//!   server functions (`nbdkit_parse_size`, `nbdkit_export_name`, …) plus error reporting and
+//!   logging. Plugins therefore carry no undefined `nbdkit_*` symbols.
+//! * Calls follow nbdkit's own convention: a callback returns [`OK`] (or a non-negative value) on
+//!   success, or [`ERROR`] after reporting errno and message through [`HostServices::set_error`].
+//!   Host services return `0` or a positive errno.
+//!
+//! # Compatibility rules (enforced by the loader in [`load`])
+//! * The ABI version is this crate's version. Plugins built against another major are refused.
+//! * Within a major version, both prefix types only grow, by appending fields after the field
+//!   marked `last_prefix_field` (which never moves). Appended fields are read through their
+//!   `Option` accessors, so an older plugin on a newer shim, and a newer plugin on an older shim,
+//!   both see exactly what the other side has.
+//! * Callback bit numbers ([`CALLBACK_NAMES`]) are append-only.
+//!
+//! # Threading contract
+//! The shim calls the lifecycle callbacks that take the instance mutably (`load`, `config`,
+//! `config_complete`, `get_ready`, `after_fork`, `cleanup`, `destroy`) only while no other callback
+//! of the same instance can run. Everything else may be called concurrently from many threads.
+
+// `StableAbi` derives generate impls in generated modules.
+#![allow(non_local_definitions)]
+
+pub mod load;
+
+use std::ffi::c_void;
+
+use abi_stable::{
+    declare_root_module_statics, library::RootModule, package_version_strings,
+    sabi_types::VersionStrings, StableAbi,
+};
+
+pub use abi_stable::std_types::{ROption, RStr, RString, RVec};
+
+#[doc(hidden)]
+pub use abi_stable::{
+    library::{
+        CheckTypeLayout as __CheckTypeLayout, LibHeader as __LibHeader,
+        RootModuleResult as __RootModuleResult,
+    },
+    prefix_type::PrefixTypeTrait as __PrefixTypeTrait,
+};
+
+/// Success status of a callback.
+pub const OK: i32 = 0;
+/// Failure status of a callback; the plugin has called [`HostServices::set_error`] first.
+pub const ERROR: i32 = -1;
+
+/// Opaque pointer to a plugin instance (the plugin's own type), made by [`PluginModule::create`].
+#[repr(transparent)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub struct InstancePtr(pub *mut c_void);
+
+/// Opaque pointer to one open connection's handle (the plugin's `Handle` type), made by
+/// [`PluginModule::open`] and released by [`PluginModule::close`].
+#[repr(transparent)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HandlePtr(pub *mut c_void);
+
+/// Where a plugin's `extents` callback puts extents: the shim validates and clips each one before
+/// nbdkit sees it.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone)]
+pub struct ExtentSink {
+    /// The shim's state for this call.
+    pub ctx: *mut c_void,
+    /// Adds one extent (`kind`: bit 0 hole, bit 1 zero). Returns 0 or a positive errno.
+    pub add: extern "C" fn(ctx: *mut c_void, offset: u64, length: u64, kind: u32) -> i32,
+}
+
+/// Where a plugin's `list_exports` callback puts exports.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone)]
+pub struct ExportSink {
+    /// The shim's state for this call.
+    pub ctx: *mut c_void,
+    /// Adds one export. Returns 0 or a positive errno.
+    pub add: extern "C" fn(ctx: *mut c_void, name: RStr<'_>, description: ROption<RStr<'_>>) -> i32,
+    /// Adds the export nbdkit would list for a plugin without `list_exports`.
+    pub use_default: extern "C" fn(ctx: *mut c_void) -> i32,
+}
+
+/// Where a plugin's `dump_plugin` callback writes its `key=value` lines.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone)]
+pub struct DumpSink {
+    /// The shim's state for this call.
+    pub ctx: *mut c_void,
+    /// Prints one `key=value` line on nbdkit's standard output.
+    pub line: extern "C" fn(ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>),
+}
+
+/// nbdkit's server functions and the shim's error and log channels, as seen by a plugin.
+///
+/// Functions return `0` or a positive errno. `ENOTSUP` means the running nbdkit lacks the
+/// function and the shim could not reproduce it; any other errno means nbdkit (or the shim)
+/// has already logged why.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = HostServicesRef)))]
+#[sabi(missing_field(option))]
+pub struct HostServices {
+    /// Records the error of the callback that is about to return [`ERROR`]: errno and message
+    /// (an empty message means it was already logged).
+    pub set_error: extern "C" fn(errno: i32, msg: RStr<'_>),
+    /// Logs one message: levels as in the `log` crate (1 error … 5 trace).
+    pub log: extern "C" fn(level: u32, msg: RStr<'_>),
+    /// `nbdkit_parse_size`.
+    pub parse_size: extern "C" fn(s: RStr<'_>, out: &mut u64) -> i32,
+    /// `nbdkit_parse_bool`.
+    pub parse_bool: extern "C" fn(s: RStr<'_>, out: &mut bool) -> i32,
+    /// `nbdkit_parse_probability` (done by the shim on nbdkit < 1.36).
+    pub parse_probability: extern "C" fn(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i32,
+    /// `nbdkit_parse_delay` (done by the shim on nbdkit < 1.40).
+    pub parse_delay:
+        extern "C" fn(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut u32) -> i32,
+    /// `nbdkit_read_password`.
+    pub read_password: extern "C" fn(value: RStr<'_>, out: &mut RString) -> i32,
+    /// `nbdkit_realpath`.
+    pub realpath: extern "C" fn(path: RStr<'_>, out: &mut RString) -> i32,
+    /// `nbdkit_stdio_safe`: writes 1 or 0.
+    pub stdio_safe: extern "C" fn(out: &mut bool) -> i32,
+    /// `nbdkit_shutdown`.
+    pub shutdown: extern "C" fn() -> i32,
+    /// `nbdkit_disconnect` (nbdkit ≥ 1.34).
+    pub disconnect: extern "C" fn(force: bool) -> i32,
+    /// `nbdkit_export_name`, as bytes.
+    pub export_name: extern "C" fn(out: &mut RVec<u8>) -> i32,
+    /// `nbdkit_is_tls`.
+    pub is_tls: extern "C" fn(out: &mut bool) -> i32,
+    /// `nbdkit_peer_name`: the raw `struct sockaddr` bytes.
+    pub peer_name: extern "C" fn(out: &mut RVec<u8>) -> i32,
+    /// `nbdkit_peer_pid`.
+    pub peer_pid: extern "C" fn(out: &mut i64) -> i32,
+    /// `nbdkit_peer_uid`.
+    pub peer_uid: extern "C" fn(out: &mut i64) -> i32,
+    /// `nbdkit_peer_gid`.
+    pub peer_gid: extern "C" fn(out: &mut i64) -> i32,
+    /// `nbdkit_peer_security_context` (nbdkit ≥ 1.36).
+    pub peer_security_context: extern "C" fn(out: &mut RString) -> i32,
+    /// `nbdkit_peer_tls_dn` (nbdkit ≥ 1.40).
+    pub peer_tls_dn: extern "C" fn(out: &mut RString) -> i32,
+    /// `nbdkit_peer_tls_issuer_dn` (nbdkit ≥ 1.40).
+    pub peer_tls_issuer_dn: extern "C" fn(out: &mut RString) -> i32,
+    /// `nbdkit_nanosleep`.
+    pub nanosleep: extern "C" fn(sec: u32, nsec: u32) -> i32,
+    /// The running nbdkit's version, e.g. `1.32.5`.
+    pub version: extern "C" fn(out: &mut RString) -> i32,
+    /// nbdkit's plugin API version the shim speaks (2).
+    #[sabi(last_prefix_field)]
+    pub api_version: extern "C" fn() -> i32,
+}
+
+/// The names of the callbacks a plugin may implement, by bit number in
+/// [`PluginModule::implemented`]. Append-only.
+pub const CALLBACK_NAMES: [&str; 34] = [
+    "load",
+    "unload",
+    "config",
+    "config_complete",
+    "thread_model",
+    "get_ready",
+    "after_fork",
+    "cleanup",
+    "dump_plugin",
+    "preconnect",
+    "list_exports",
+    "default_export",
+    "open",
+    "close",
+    "get_size",
+    "export_description",
+    "block_size",
+    "can_write",
+    "can_flush",
+    "is_rotational",
+    "can_trim",
+    "can_zero",
+    "can_fua",
+    "can_multi_conn",
+    "can_extents",
+    "can_cache",
+    "can_fast_zero",
+    "pread",
+    "pwrite",
+    "flush",
+    "trim",
+    "zero",
+    "extents",
+    "cache",
+];
+
+/// A plugin's root module: what it is and one function pointer per nbdkit callback.
+///
+/// Optional callbacks are `None` when the plugin does not implement them.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+#[sabi(missing_field(option))]
+pub struct PluginModule {
+    /// nbdkit `name`.
+    pub name: RStr<'static>,
+    /// nbdkit `longname`.
+    pub longname: ROption<RStr<'static>>,
+    /// nbdkit `version`.
+    pub version: ROption<RStr<'static>>,
+    /// nbdkit `description`.
+    pub description: ROption<RStr<'static>>,
+    /// nbdkit `config_help`.
+    pub config_help: ROption<RStr<'static>>,
+    /// nbdkit `magic_config_key`.
+    pub magic_config_key: ROption<RStr<'static>>,
+    /// Which callbacks the plugin author wrote, as bits numbered by [`CALLBACK_NAMES`].
+    pub implemented: u64,
+    /// `false` when the plugin was built with `panic = "abort"`: any panic then ends nbdkit.
+    pub panic_unwinds: bool,
+    /// How the plugin was built (`rustc …; profile=…`), for `--dump-plugin`.
+    pub build_info: RStr<'static>,
+
+    /// Makes a new instance (the plugin's `load`). Writes it to `out`.
+    pub create: extern "C" fn(host: HostServicesRef, out: &mut InstancePtr) -> i32,
+    /// Runs the plugin's `unload` and frees the instance.
+    pub destroy: unsafe extern "C" fn(instance: InstancePtr),
+    /// nbdkit `config`.
+    pub config:
+        Option<unsafe extern "C" fn(instance: InstancePtr, key: RStr<'_>, value: RStr<'_>) -> i32>,
+    /// nbdkit `config_complete`.
+    pub config_complete: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
+    /// nbdkit `thread_model`: returns the model (0–3, as nbdkit numbers them) or [`ERROR`].
+    pub thread_model: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
+    /// nbdkit `get_ready`.
+    pub get_ready: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
+    /// nbdkit `after_fork`.
+    pub after_fork: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
+    /// nbdkit `cleanup`.
+    pub cleanup: Option<unsafe extern "C" fn(instance: InstancePtr)>,
+    /// nbdkit `dump_plugin`.
+    pub dump_plugin: Option<unsafe extern "C" fn(instance: InstancePtr, sink: DumpSink)>,
+    /// nbdkit `preconnect`.
+    pub preconnect: Option<unsafe extern "C" fn(instance: InstancePtr, readonly: bool) -> i32>,
+    /// nbdkit `list_exports`.
+    pub list_exports: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            readonly: bool,
+            is_tls: bool,
+            sink: ExportSink,
+        ) -> i32,
+    >,
+    /// nbdkit `default_export`.
+    pub default_export: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            readonly: bool,
+            is_tls: bool,
+            out: &mut RString,
+        ) -> i32,
+    >,
+    /// nbdkit `open`: writes the new handle to `out`.
+    pub open:
+        unsafe extern "C" fn(instance: InstancePtr, readonly: bool, out: &mut HandlePtr) -> i32,
+    /// nbdkit `close`: releases the handle (always present: the handle must be freed).
+    pub close: unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr),
+    /// nbdkit `get_size`.
+    pub get_size:
+        unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, out: &mut u64) -> i32,
+    /// nbdkit `export_description`.
+    pub export_description: Option<
+        unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, out: &mut RString) -> i32,
+    >,
+    /// nbdkit `block_size`.
+    pub block_size: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            handle: HandlePtr,
+            minimum: &mut u32,
+            preferred: &mut u32,
+            maximum: &mut u32,
+        ) -> i32,
+    >,
+    /// nbdkit `can_write`: 1, 0 or [`ERROR`].
+    pub can_write: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_flush`.
+    pub can_flush: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `is_rotational`.
+    pub is_rotational:
+        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_trim`.
+    pub can_trim: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_zero`.
+    pub can_zero: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_fua`: 0 none, 1 emulate, 2 native, or [`ERROR`].
+    pub can_fua: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_multi_conn`.
+    pub can_multi_conn:
+        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_extents`.
+    pub can_extents: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_cache`: 0 none, 1 emulate, 2 native, or [`ERROR`].
+    pub can_cache: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `can_fast_zero`.
+    pub can_fast_zero:
+        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
+    /// nbdkit `pread`: fills `count` bytes at `buf`.
+    pub pread: unsafe extern "C" fn(
+        instance: InstancePtr,
+        handle: HandlePtr,
+        buf: *mut u8,
+        count: u32,
+        offset: u64,
+        flags: u32,
+    ) -> i32,
+    /// nbdkit `pwrite`: writes `count` bytes from `buf`.
+    pub pwrite: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            handle: HandlePtr,
+            buf: *const u8,
+            count: u32,
+            offset: u64,
+            flags: u32,
+        ) -> i32,
+    >,
+    /// nbdkit `flush`.
+    pub flush:
+        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, flags: u32) -> i32>,
+    /// nbdkit `trim`.
+    pub trim: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            handle: HandlePtr,
+            count: u32,
+            offset: u64,
+            flags: u32,
+        ) -> i32,
+    >,
+    /// nbdkit `zero`.
+    pub zero: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            handle: HandlePtr,
+            count: u32,
+            offset: u64,
+            flags: u32,
+        ) -> i32,
+    >,
+    /// nbdkit `cache`.
+    pub cache: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            handle: HandlePtr,
+            count: u32,
+            offset: u64,
+            flags: u32,
+        ) -> i32,
+    >,
+    /// nbdkit `extents`.
+    #[sabi(last_prefix_field)]
+    pub extents: Option<
+        unsafe extern "C" fn(
+            instance: InstancePtr,
+            handle: HandlePtr,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            sink: ExtentSink,
+        ) -> i32,
+    >,
+}
+
+impl RootModule for PluginModuleRef {
+    declare_root_module_statics! {PluginModuleRef}
+    const BASE_NAME: &'static str = "rustshim_plugin";
+    const NAME: &'static str = "rustshim_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The `rustshim-plugin-api` version this copy of the ABI declares (what the shim speaks, or what
+/// a plugin was built against).
+pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Emits the root module symbol the shim looks for. Used by [`crate::export_plugin!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_root_module {
+    ($make:path) => {
+        #[no_mangle]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::abi::__LibHeader = {
+            extern "C" fn __rustshim_root_module() -> $crate::abi::__RootModuleResult {
+                $crate::abi::__call_root_module_loader($make)
+            }
+            // SAFETY: the constructor returns the module type named here, built by this crate's
+            // adapter; abi_stable records its layout for the loader to check.
+            unsafe {
+                $crate::abi::__LibHeader::from_constructor::<$crate::abi::PluginModuleRef>(
+                    __rustshim_root_module,
+                    $crate::abi::__CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
+
+#[doc(hidden)]
+pub use abi_stable::library::__call_root_module_loader;

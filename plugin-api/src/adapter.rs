@@ -1,0 +1,521 @@
+//! Turns a [`Plugin`] into the [`PluginModule`] the shim loads: one generic `extern "C"` function
+//! per callback, each of which recovers the plugin's types from the opaque pointers, catches
+//! panics, and reports errors through the host services. All of the plugin side's `unsafe` is
+//! here; plugin authors never see it.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Once, OnceLock};
+
+use crate::abi::{__PrefixTypeTrait, ROption};
+use crate::abi::{
+    DumpSink, ExportSink, ExtentSink, HandlePtr, HostServicesRef, InstancePtr, PluginModule,
+    PluginModuleRef, RStr, RString, ERROR, OK,
+};
+use crate::error::Result;
+use crate::plugin::Plugin;
+use crate::types::{Dump, Exports, Extents, Flags};
+
+/// How this plugin was built, recorded by this crate's build script (same compiler and profile
+/// as the plugin, since cargo builds them together).
+const BUILD_INFO: &str = env!("RUSTSHIM_BUILD_INFO");
+
+/// The host services of the shim that loaded this copy of the plugin. Each loaded copy of a
+/// plugin file has its own statics, so this is set once per copy.
+static HOST: OnceLock<HostServicesRef> = OnceLock::new();
+
+pub(crate) fn host() -> Option<HostServicesRef> {
+    HOST.get().copied()
+}
+
+/// Builds the root module for plugin type `T`. Called once per load by the symbol that
+/// [`crate::export_plugin!`] emits.
+pub fn module<T: Plugin>() -> PluginModuleRef {
+    macro_rules! slot {
+        ($name:ident) => {
+            if T::CALLBACKS.has(stringify!($name)) {
+                Some($name::<T>)
+            } else {
+                None
+            }
+        };
+    }
+    PluginModule {
+        name: RStr::from_str(T::NAME),
+        longname: opt_str(T::LONGNAME),
+        version: opt_str(T::VERSION),
+        description: opt_str(T::DESCRIPTION),
+        config_help: opt_str(T::CONFIG_HELP),
+        magic_config_key: opt_str(T::MAGIC_CONFIG_KEY),
+        implemented: T::CALLBACKS.bits(),
+        panic_unwinds: cfg!(panic = "unwind"),
+        build_info: RStr::from_str(BUILD_INFO),
+        create: create::<T>,
+        destroy: destroy::<T>,
+        config: slot!(config),
+        config_complete: slot!(config_complete),
+        thread_model: slot!(thread_model),
+        get_ready: slot!(get_ready),
+        after_fork: slot!(after_fork),
+        cleanup: slot!(cleanup),
+        dump_plugin: slot!(dump_plugin),
+        preconnect: slot!(preconnect),
+        list_exports: slot!(list_exports),
+        default_export: slot!(default_export),
+        open: open::<T>,
+        close: close::<T>,
+        get_size: get_size::<T>,
+        export_description: slot!(export_description),
+        block_size: slot!(block_size),
+        can_write: slot!(can_write),
+        can_flush: slot!(can_flush),
+        is_rotational: slot!(is_rotational),
+        can_trim: slot!(can_trim),
+        can_zero: slot!(can_zero),
+        can_fua: slot!(can_fua),
+        can_multi_conn: slot!(can_multi_conn),
+        can_extents: slot!(can_extents),
+        can_cache: slot!(can_cache),
+        can_fast_zero: slot!(can_fast_zero),
+        pread: pread::<T>,
+        pwrite: slot!(pwrite),
+        flush: slot!(flush),
+        trim: slot!(trim),
+        zero: slot!(zero),
+        cache: slot!(cache),
+        extents: slot!(extents),
+    }
+    .leak_into_prefix()
+}
+
+fn opt_str(s: Option<&'static str>) -> ROption<RStr<'static>> {
+    s.map(RStr::from_str).into()
+}
+
+// ---- Error and panic reporting ----
+
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the panic hook for the message
+    /// built where it is caught.
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn report(e: &crate::Error) {
+    if let Some(host) = host() {
+        let msg = if e.is_logged() { "" } else { e.message() };
+        (host.set_error())(e.errno() as i32, RStr::from_str(msg));
+    }
+}
+
+fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(non-string panic payload)"
+    }
+}
+
+/// Runs one callback body: `Some` on success, `None` after reporting its error or panic.
+#[inline(always)]
+fn guard<T: Plugin, R>(callback: &'static str, body: impl FnOnce() -> Result<R>) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            report(&e);
+            None
+        }
+        Err(payload) => {
+            let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
+            let mut msg = format!(
+                "{}: panic in {callback}: {}",
+                T::NAME,
+                panic_text(&*payload)
+            );
+            if let Some(location) = location {
+                msg.push_str(&format!(" (at {location})"));
+            }
+            report(&crate::Error::new(crate::Errno::EIO, msg));
+            None
+        }
+    }
+}
+
+#[inline(always)]
+fn status(done: Option<()>) -> i32 {
+    if done.is_some() {
+        OK
+    } else {
+        ERROR
+    }
+}
+
+#[inline(always)]
+fn bool_status(answer: Option<bool>) -> i32 {
+    match answer {
+        Some(b) => b as i32,
+        None => ERROR,
+    }
+}
+
+/// Once per loaded copy: remember the host, route `log` records and panics to nbdkit.
+fn init_copy(host: HostServicesRef) {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = HOST.set(host);
+        crate::logger::install();
+        std::panic::set_hook(Box::new(|info| {
+            let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            if cfg!(panic = "unwind") {
+                // The catch site builds the message; the default hook's stderr line would only
+                // duplicate it without nbdkit's prefix.
+                PANIC_LOCATION.with(|l| *l.borrow_mut() = location);
+            } else {
+                log::error!(
+                    "panic: {} (at {}); this plugin was built with panic=abort, so nbdkit exits now",
+                    panic_text(info.payload()),
+                    location.unwrap_or_default()
+                );
+            }
+        }));
+    });
+}
+
+// ---- The callbacks ----
+//
+// SAFETY (for every function below): the shim passes back exactly the `InstancePtr` made by
+// `create` (a leaked `Box<T>`) and the `HandlePtr` made by `open` (a leaked `Box<T::Handle>`),
+// never after `destroy` or `close`. Functions taking `&mut T` are called only while no other
+// callback of that instance runs (the threading contract in `crate::abi`).
+
+#[inline(always)]
+unsafe fn instance<'a, T>(i: InstancePtr) -> &'a T {
+    // SAFETY: see the comment above.
+    unsafe { &*(i.0 as *const T) }
+}
+
+#[inline(always)]
+unsafe fn instance_mut<'a, T>(i: InstancePtr) -> &'a mut T {
+    // SAFETY: see the comment above; exclusive by the threading contract.
+    unsafe { &mut *(i.0 as *mut T) }
+}
+
+#[inline(always)]
+unsafe fn handle<'a, T: Plugin>(h: HandlePtr) -> &'a T::Handle {
+    // SAFETY: see the comment above.
+    unsafe { &*(h.0 as *const T::Handle) }
+}
+
+extern "C" fn create<T: Plugin>(host: HostServicesRef, out: &mut InstancePtr) -> i32 {
+    init_copy(host);
+    let made = guard::<T, _>("load", || {
+        let mut plugin = T::default();
+        plugin.load();
+        Ok(plugin)
+    });
+    match made {
+        Some(plugin) => {
+            *out = InstancePtr(Box::into_raw(Box::new(plugin)).cast());
+            OK
+        }
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn destroy<T: Plugin>(i: InstancePtr) {
+    // SAFETY: `i` is the `Box<T>` leaked by `create`, and `destroy` is its last use.
+    let mut plugin = unsafe { Box::from_raw(i.0 as *mut T) };
+    guard::<T, _>("unload", || {
+        plugin.unload();
+        Ok(())
+    });
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(plugin)));
+}
+
+unsafe extern "C" fn config<T: Plugin>(i: InstancePtr, key: RStr<'_>, value: RStr<'_>) -> i32 {
+    // SAFETY: lifecycle callback, exclusive (see above).
+    let p = unsafe { instance_mut::<T>(i) };
+    status(guard::<T, _>("config", || {
+        p.config(key.as_str(), value.as_str())
+    }))
+}
+
+unsafe extern "C" fn config_complete<T: Plugin>(i: InstancePtr) -> i32 {
+    // SAFETY: lifecycle callback, exclusive (see above).
+    let p = unsafe { instance_mut::<T>(i) };
+    status(guard::<T, _>("config_complete", || p.config_complete()))
+}
+
+unsafe extern "C" fn thread_model<T: Plugin>(i: InstancePtr) -> i32 {
+    // SAFETY: see above.
+    let p = unsafe { instance::<T>(i) };
+    match guard::<T, _>("thread_model", || p.thread_model()) {
+        Some(model) => model as i32,
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn get_ready<T: Plugin>(i: InstancePtr) -> i32 {
+    // SAFETY: lifecycle callback, exclusive (see above).
+    let p = unsafe { instance_mut::<T>(i) };
+    status(guard::<T, _>("get_ready", || p.get_ready()))
+}
+
+unsafe extern "C" fn after_fork<T: Plugin>(i: InstancePtr) -> i32 {
+    // SAFETY: lifecycle callback, exclusive (see above).
+    let p = unsafe { instance_mut::<T>(i) };
+    status(guard::<T, _>("after_fork", || p.after_fork()))
+}
+
+unsafe extern "C" fn cleanup<T: Plugin>(i: InstancePtr) {
+    // SAFETY: lifecycle callback, exclusive (see above).
+    let p = unsafe { instance_mut::<T>(i) };
+    guard::<T, _>("cleanup", || {
+        p.cleanup();
+        Ok(())
+    });
+}
+
+unsafe extern "C" fn dump_plugin<T: Plugin>(i: InstancePtr, sink: DumpSink) {
+    // SAFETY: see above.
+    let p = unsafe { instance::<T>(i) };
+    guard::<T, _>("dump_plugin", || {
+        p.dump_plugin(&mut Dump::new(sink));
+        Ok(())
+    });
+}
+
+unsafe extern "C" fn preconnect<T: Plugin>(i: InstancePtr, readonly: bool) -> i32 {
+    // SAFETY: see above.
+    let p = unsafe { instance::<T>(i) };
+    status(guard::<T, _>("preconnect", || p.preconnect(readonly)))
+}
+
+unsafe extern "C" fn list_exports<T: Plugin>(
+    i: InstancePtr,
+    readonly: bool,
+    is_tls: bool,
+    sink: ExportSink,
+) -> i32 {
+    // SAFETY: see above.
+    let p = unsafe { instance::<T>(i) };
+    status(guard::<T, _>("list_exports", || {
+        p.list_exports(readonly, is_tls, &mut Exports::new(sink))
+    }))
+}
+
+unsafe extern "C" fn default_export<T: Plugin>(
+    i: InstancePtr,
+    readonly: bool,
+    is_tls: bool,
+    out: &mut RString,
+) -> i32 {
+    // SAFETY: see above.
+    let p = unsafe { instance::<T>(i) };
+    match guard::<T, _>("default_export", || p.default_export(readonly, is_tls)) {
+        Some(name) => {
+            *out = name.into();
+            OK
+        }
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn open<T: Plugin>(i: InstancePtr, readonly: bool, out: &mut HandlePtr) -> i32 {
+    // SAFETY: see above.
+    let p = unsafe { instance::<T>(i) };
+    match guard::<T, _>("open", || p.open(readonly)) {
+        Some(h) => {
+            *out = HandlePtr(Box::into_raw(Box::new(h)).cast());
+            OK
+        }
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn close<T: Plugin>(i: InstancePtr, h: HandlePtr) {
+    // SAFETY: see above; `h` is the `Box<T::Handle>` leaked by `open`, and this is its last use.
+    let (p, h) = unsafe { (instance::<T>(i), Box::from_raw(h.0 as *mut T::Handle)) };
+    guard::<T, _>("close", || {
+        p.close(*h);
+        Ok(())
+    });
+}
+
+unsafe extern "C" fn get_size<T: Plugin>(i: InstancePtr, h: HandlePtr, out: &mut u64) -> i32 {
+    // SAFETY: see above.
+    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    match guard::<T, _>("get_size", || p.get_size(h)) {
+        Some(size) => {
+            *out = size;
+            OK
+        }
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn export_description<T: Plugin>(
+    i: InstancePtr,
+    h: HandlePtr,
+    out: &mut RString,
+) -> i32 {
+    // SAFETY: see above.
+    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    match guard::<T, _>("export_description", || p.export_description(h)) {
+        Some(d) => {
+            *out = d.into();
+            OK
+        }
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn block_size<T: Plugin>(
+    i: InstancePtr,
+    h: HandlePtr,
+    minimum: &mut u32,
+    preferred: &mut u32,
+    maximum: &mut u32,
+) -> i32 {
+    // SAFETY: see above.
+    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    match guard::<T, _>("block_size", || p.block_size(h)) {
+        Some(b) => {
+            (*minimum, *preferred, *maximum) = (b.minimum, b.preferred, b.maximum);
+            OK
+        }
+        None => ERROR,
+    }
+}
+
+macro_rules! bool_callbacks {
+    ($($name:ident),*) => {$(
+        unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr, h: HandlePtr) -> i32 {
+            // SAFETY: see above.
+            let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+            bool_status(guard::<T, _>(stringify!($name), || p.$name(h)))
+        }
+    )*};
+}
+bool_callbacks!(
+    can_write,
+    can_flush,
+    is_rotational,
+    can_trim,
+    can_zero,
+    can_multi_conn,
+    can_extents,
+    can_fast_zero
+);
+
+unsafe extern "C" fn can_fua<T: Plugin>(i: InstancePtr, h: HandlePtr) -> i32 {
+    // SAFETY: see above.
+    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    guard::<T, _>("can_fua", || p.can_fua(h)).map_or(ERROR, |m| m as i32)
+}
+
+unsafe extern "C" fn can_cache<T: Plugin>(i: InstancePtr, h: HandlePtr) -> i32 {
+    // SAFETY: see above.
+    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    guard::<T, _>("can_cache", || p.can_cache(h)).map_or(ERROR, |m| m as i32)
+}
+
+unsafe extern "C" fn pread<T: Plugin>(
+    i: InstancePtr,
+    h: HandlePtr,
+    buf: *mut u8,
+    count: u32,
+    offset: u64,
+    flags: u32,
+) -> i32 {
+    // SAFETY: see above; nbdkit's buffer is valid for `count` bytes and not aliased for the
+    // duration of the call.
+    let (p, h, buf) = unsafe {
+        (
+            instance::<T>(i),
+            handle::<T>(h),
+            std::slice::from_raw_parts_mut(buf, count as usize),
+        )
+    };
+    status(guard::<T, _>("pread", || {
+        p.pread(h, buf, offset, Flags::from_bits(flags))
+    }))
+}
+
+unsafe extern "C" fn pwrite<T: Plugin>(
+    i: InstancePtr,
+    h: HandlePtr,
+    buf: *const u8,
+    count: u32,
+    offset: u64,
+    flags: u32,
+) -> i32 {
+    // SAFETY: see above; nbdkit's buffer is valid for `count` bytes for the duration of the call.
+    let (p, h, buf) = unsafe {
+        (
+            instance::<T>(i),
+            handle::<T>(h),
+            std::slice::from_raw_parts(buf, count as usize),
+        )
+    };
+    status(guard::<T, _>("pwrite", || {
+        p.pwrite(h, buf, offset, Flags::from_bits(flags))
+    }))
+}
+
+unsafe extern "C" fn flush<T: Plugin>(i: InstancePtr, h: HandlePtr, flags: u32) -> i32 {
+    // SAFETY: see above.
+    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    status(guard::<T, _>("flush", || {
+        p.flush(h, Flags::from_bits(flags))
+    }))
+}
+
+macro_rules! range_callbacks {
+    ($($name:ident),*) => {$(
+        unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr, h: HandlePtr, count: u32, offset: u64, flags: u32) -> i32 {
+            // SAFETY: see above.
+            let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+            status(guard::<T, _>(stringify!($name), || p.$name(h, count, offset, Flags::from_bits(flags))))
+        }
+    )*};
+}
+range_callbacks!(trim, zero, cache);
+
+unsafe extern "C" fn extents<T: Plugin>(
+    i: InstancePtr,
+    h: HandlePtr,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    sink: ExtentSink,
+) -> i32 {
+    // SAFETY: see above.
+    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    status(guard::<T, _>("extents", || {
+        p.extents(
+            h,
+            count,
+            offset,
+            Flags::from_bits(flags),
+            &mut Extents::new(sink),
+        )
+    }))
+}
+
+/// Exports plugin type `T` from this cdylib as a rustshim plugin. Use once per plugin crate:
+///
+/// ```ignore
+/// rustshim_plugin_api::export_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        fn __rustshim_make_module() -> $crate::abi::PluginModuleRef {
+            $crate::adapter::module::<$plugin>()
+        }
+        $crate::__export_root_module!(__rustshim_make_module);
+    };
+}

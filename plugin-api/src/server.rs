@@ -1,0 +1,257 @@
+//! nbdkit's server functions, callable from any plugin method.
+//!
+//! These reach the running nbdkit through the shim. Functions newer than the running nbdkit
+//! either work anyway (the shim parses probabilities and delays itself on nbdkit < 1.36/1.40) or
+//! fail with `ENOTSUP` and a message naming the function and the server's version; they never
+//! stop the plugin from loading. Outside nbdkit (say, in a unit test) every function fails with
+//! `ENOTSUP`.
+//!
+//! Functions about the client (`export_name`, `is_tls`, `peer_*`) only work on the thread nbdkit
+//! called the plugin on, from `open` to `close`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+use nix::unistd::{Gid, Pid, Uid};
+
+use crate::abi::{HostServicesRef, RStr, RString, RVec};
+use crate::adapter::host;
+use crate::error::{Errno, Error, Result};
+
+fn with_host<R>(function: &str, f: impl FnOnce(HostServicesRef) -> (i32, R)) -> Result<R> {
+    let Some(h) = host() else {
+        return Err(Error::new(
+            Errno::ENOTSUP,
+            format!("{function}: not running inside nbdkit"),
+        ));
+    };
+    match f(h) {
+        (0, value) => Ok(value),
+        (errno, _) if errno == Errno::ENOTSUP as i32 => Err(Error::new(
+            Errno::ENOTSUP,
+            format!(
+                "{function} is not supported by this nbdkit ({})",
+                version().unwrap_or_default()
+            ),
+        )),
+        (errno, _) => Err(Error::already_logged(
+            Errno::from_raw(errno),
+            format!("{function} failed"),
+        )),
+    }
+}
+
+/// Logs a debug message (shown with `nbdkit -v`), like `nbdkit_debug`. The `log` crate's
+/// macros reach the same place.
+pub fn debug(msg: &str) {
+    if let Some(h) = host() {
+        (h.log())(log::Level::Debug as u32, RStr::from_str(msg));
+    }
+}
+
+/// Parses a size such as `512`, `1M`, `2G` (`nbdkit_parse_size`).
+pub fn parse_size(s: &str) -> Result<u64> {
+    with_host("nbdkit_parse_size", |h| {
+        let mut out = 0;
+        ((h.parse_size())(RStr::from_str(s), &mut out), out)
+    })
+}
+
+/// Parses a boolean such as `true`, `on`, `1`, `no` (`nbdkit_parse_bool`).
+pub fn parse_bool(s: &str) -> Result<bool> {
+    with_host("nbdkit_parse_bool", |h| {
+        let mut out = false;
+        ((h.parse_bool())(RStr::from_str(s), &mut out), out)
+    })
+}
+
+/// Parses a probability such as `0.1`, `10%`, `1:10` or `1/10` (`nbdkit_parse_probability`);
+/// `what` names the parameter in error messages.
+pub fn parse_probability(what: &str, s: &str) -> Result<f64> {
+    with_host("nbdkit_parse_probability", |h| {
+        let mut out = 0.0;
+        (
+            (h.parse_probability())(RStr::from_str(what), RStr::from_str(s), &mut out),
+            out,
+        )
+    })
+}
+
+/// Parses a delay such as `1`, `1.5s`, `120ms`, `10us` or `1ns` (`nbdkit_parse_delay`).
+pub fn parse_delay(what: &str, s: &str) -> Result<Duration> {
+    with_host("nbdkit_parse_delay", |h| {
+        let (mut sec, mut nsec) = (0, 0);
+        let status =
+            (h.parse_delay())(RStr::from_str(what), RStr::from_str(s), &mut sec, &mut nsec);
+        (status, Duration::new(sec.into(), nsec))
+    })
+}
+
+/// Reads a password given as a parameter: the value itself, `-` (prompt on the terminal),
+/// `+FILE` or `-FD` (`nbdkit_read_password`).
+pub fn read_password(value: &str) -> Result<String> {
+    with_host("nbdkit_read_password", |h| {
+        let mut out = RString::new();
+        (
+            (h.read_password())(RStr::from_str(value), &mut out),
+            out.into_string(),
+        )
+    })
+}
+
+/// The canonical absolute path of an existing file (`nbdkit_realpath`). Call it during
+/// configuration: nbdkit changes directory to `/` before serving.
+pub fn realpath(path: impl AsRef<Path>) -> Result<PathBuf> {
+    let path = path.as_ref();
+    let utf8 = path
+        .to_str()
+        .ok_or_else(|| Error::invalid(format!("path is not valid UTF-8: {}", path.display())))?;
+    with_host("nbdkit_realpath", |h| {
+        let mut out = RString::new();
+        (
+            (h.realpath())(RStr::from_str(utf8), &mut out),
+            PathBuf::from(out.into_string()),
+        )
+    })
+}
+
+/// Whether the plugin may use stdin/stdout during configuration (`nbdkit_stdio_safe`): false
+/// with `nbdkit -s`.
+pub fn stdio_safe() -> bool {
+    with_host("nbdkit_stdio_safe", |h| {
+        let mut out = false;
+        ((h.stdio_safe())(&mut out), out)
+    })
+    .unwrap_or(false)
+}
+
+/// Asks the server to shut down once current requests finish (`nbdkit_shutdown`).
+pub fn shutdown() {
+    let _ = with_host("nbdkit_shutdown", |h| ((h.shutdown())(), ()));
+}
+
+/// Disconnects the current client, at once if `force` (`nbdkit_disconnect`, nbdkit ≥ 1.34).
+pub fn disconnect(force: bool) -> Result<()> {
+    with_host("nbdkit_disconnect", |h| ((h.disconnect())(force), ()))
+}
+
+/// The export name the client asked for (`nbdkit_export_name`), which may be `""`.
+pub fn export_name() -> Result<String> {
+    let bytes = export_name_bytes()?;
+    String::from_utf8(bytes).map_err(|_| Error::invalid("the export name is not valid UTF-8"))
+}
+
+/// The export name the client asked for, as raw bytes.
+pub fn export_name_bytes() -> Result<Vec<u8>> {
+    with_host("nbdkit_export_name", |h| {
+        let mut out = RVec::new();
+        ((h.export_name())(&mut out), out.into_vec())
+    })
+}
+
+/// Whether the client negotiated TLS (`nbdkit_is_tls`).
+pub fn is_tls() -> Result<bool> {
+    with_host("nbdkit_is_tls", |h| {
+        let mut out = false;
+        ((h.is_tls())(&mut out), out)
+    })
+}
+
+/// The client's socket address (`nbdkit_peer_name`).
+pub fn peer_name() -> Result<SockaddrStorage> {
+    let raw = with_host("nbdkit_peer_name", |h| {
+        let mut out = RVec::new();
+        ((h.peer_name())(&mut out), out.into_vec())
+    })?;
+    let len = raw
+        .len()
+        .min(std::mem::size_of::<nix::libc::sockaddr_storage>());
+    // SAFETY: `raw` holds `len` bytes of a `struct sockaddr` written by getpeername(2);
+    // `from_raw` reads at most `len` bytes and checks the family.
+    unsafe { SockaddrStorage::from_raw(raw.as_ptr().cast(), Some(len as u32)) }
+        .ok_or_else(|| Error::new(Errno::EINVAL, "nbdkit_peer_name: unknown address family"))
+}
+
+/// The client's process ID, on a Unix socket (`nbdkit_peer_pid`).
+pub fn peer_pid() -> Result<Pid> {
+    peer_id("nbdkit_peer_pid", |h| h.peer_pid()).map(|v| Pid::from_raw(v as i32))
+}
+
+/// The client's user ID, on a Unix socket (`nbdkit_peer_uid`).
+pub fn peer_uid() -> Result<Uid> {
+    peer_id("nbdkit_peer_uid", |h| h.peer_uid()).map(|v| Uid::from_raw(v as u32))
+}
+
+/// The client's group ID, on a Unix socket (`nbdkit_peer_gid`).
+pub fn peer_gid() -> Result<Gid> {
+    peer_id("nbdkit_peer_gid", |h| h.peer_gid()).map(|v| Gid::from_raw(v as u32))
+}
+
+fn peer_id(
+    function: &str,
+    f: impl FnOnce(HostServicesRef) -> extern "C" fn(&mut i64) -> i32,
+) -> Result<i64> {
+    with_host(function, |h| {
+        let mut out = -1;
+        ((f(h))(&mut out), out)
+    })
+}
+
+fn string_service(
+    function: &str,
+    f: impl FnOnce(HostServicesRef) -> extern "C" fn(&mut RString) -> i32,
+) -> Result<String> {
+    with_host(function, |h| {
+        let mut out = RString::new();
+        ((f(h))(&mut out), out.into_string())
+    })
+}
+
+/// The client's security context, e.g. an SELinux label (`nbdkit_peer_security_context`,
+/// nbdkit ≥ 1.36).
+pub fn peer_security_context() -> Result<String> {
+    string_service("nbdkit_peer_security_context", |h| {
+        h.peer_security_context()
+    })
+}
+
+/// The Distinguished Name of the client's TLS certificate, `""` without one
+/// (`nbdkit_peer_tls_dn`, nbdkit ≥ 1.40).
+pub fn peer_tls_dn() -> Result<String> {
+    string_service("nbdkit_peer_tls_dn", |h| h.peer_tls_dn())
+}
+
+/// The Distinguished Name of the issuer of the client's TLS certificate
+/// (`nbdkit_peer_tls_issuer_dn`, nbdkit ≥ 1.40).
+pub fn peer_tls_issuer_dn() -> Result<String> {
+    string_service("nbdkit_peer_tls_issuer_dn", |h| h.peer_tls_issuer_dn())
+}
+
+/// Sleeps, but returns early with `ESHUTDOWN` when the server shuts down or the client
+/// disconnects (`nbdkit_nanosleep`).
+pub fn nanosleep(duration: Duration) -> Result<()> {
+    let sec = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX);
+    with_host("nbdkit_nanosleep", |h| {
+        ((h.nanosleep())(sec, duration.subsec_nanos()), ())
+    })
+}
+
+/// The version of the running nbdkit, e.g. `1.32.5` (read from the server, not fixed at build
+/// time).
+pub fn version() -> Result<String> {
+    let h = host().ok_or_else(|| Error::new(Errno::ENOTSUP, "not running inside nbdkit"))?;
+    let mut out = RString::new();
+    match (h.version())(&mut out) {
+        0 => Ok(out.into_string()),
+        errno => Err(Error::new(
+            Errno::from_raw(errno),
+            "the nbdkit version could not be read",
+        )),
+    }
+}
+
+/// The nbdkit plugin API version the shim speaks to nbdkit (2).
+pub fn api_version() -> i32 {
+    host().map(|h| (h.api_version())()).unwrap_or(2)
+}

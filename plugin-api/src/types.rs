@@ -1,0 +1,328 @@
+//! Small types that callbacks take and return: flags, capability answers, extents, exports.
+
+use std::fmt;
+use std::ops::BitOr;
+
+use crate::abi::{DumpSink, ExportSink, ExtentSink, RStr};
+use crate::error::{Errno, Error, Result};
+
+/// Flags nbdkit passes to data callbacks. Unknown bits are kept, never rejected.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Flags(u32);
+
+impl Flags {
+    /// `zero` may punch a hole instead of writing zeroes (`NBDKIT_FLAG_MAY_TRIM`).
+    pub const MAY_TRIM: Flags = Flags(1 << 0);
+    /// Force unit access: the data must be on stable storage before returning (`NBDKIT_FLAG_FUA`).
+    /// Passed to `pwrite`, `trim` and `zero` only when `can_fua` answered [`FuaMode::Native`].
+    pub const FUA: Flags = Flags(1 << 1);
+    /// `extents` may return just one extent (`NBDKIT_FLAG_REQ_ONE`).
+    pub const REQ_ONE: Flags = Flags(1 << 2);
+    /// `zero` must fail fast with `ENOTSUP` rather than be slower than writing zeroes
+    /// (`NBDKIT_FLAG_FAST_ZERO`).
+    pub const FAST_ZERO: Flags = Flags(1 << 3);
+
+    /// No flags.
+    pub const fn empty() -> Self {
+        Flags(0)
+    }
+    /// Flags from nbdkit's bits, unknown ones included.
+    pub const fn from_bits(bits: u32) -> Self {
+        Flags(bits)
+    }
+    /// The raw bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Bits this crate has no name for.
+    pub const fn unknown(self) -> u32 {
+        self.0 & !(Self::MAY_TRIM.0 | Self::FUA.0 | Self::REQ_ONE.0 | Self::FAST_ZERO.0)
+    }
+}
+
+impl BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = Vec::new();
+        for (flag, name) in [
+            (Flags::MAY_TRIM, "MAY_TRIM"),
+            (Flags::FUA, "FUA"),
+            (Flags::REQ_ONE, "REQ_ONE"),
+            (Flags::FAST_ZERO, "FAST_ZERO"),
+        ] {
+            if self.contains(flag) {
+                names.push(name.to_string());
+            }
+        }
+        if self.unknown() != 0 {
+            names.push(format!("{:#x}", self.unknown()));
+        }
+        if names.is_empty() {
+            f.write_str("(none)")
+        } else {
+            f.write_str(&names.join("|"))
+        }
+    }
+}
+
+/// How the plugin handles force-unit-access writes (`can_fua`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FuaMode {
+    /// FUA is not advertised.
+    None = 0,
+    /// nbdkit calls `flush` after each FUA write.
+    Emulate = 1,
+    /// The plugin sees [`Flags::FUA`] and honours it itself.
+    Native = 2,
+}
+
+/// How the plugin handles cache requests (`can_cache`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Cache requests are refused.
+    None = 0,
+    /// nbdkit reads the range and discards the data.
+    Emulate = 1,
+    /// The plugin's `cache` callback is called (a no-op when it has none).
+    Native = 2,
+}
+
+/// How much concurrency the plugin allows (`thread_model`). Ordered from strictest to loosest.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ThreadModel {
+    /// One connection at a time.
+    SerializeConnections = 0,
+    /// One request at a time across all connections.
+    SerializeAllRequests = 1,
+    /// One request at a time per connection.
+    SerializeRequests = 2,
+    /// Any number of concurrent requests, even on one connection.
+    Parallel = 3,
+}
+
+impl ThreadModel {
+    /// nbdkit's name for the model, as printed by `--dump-plugin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThreadModel::SerializeConnections => "serialize_connections",
+            ThreadModel::SerializeAllRequests => "serialize_all_requests",
+            ThreadModel::SerializeRequests => "serialize_requests",
+            ThreadModel::Parallel => "parallel",
+        }
+    }
+    /// The model with nbdkit's number, if there is one.
+    pub fn from_raw(raw: i32) -> Option<ThreadModel> {
+        Some(match raw {
+            0 => ThreadModel::SerializeConnections,
+            1 => ThreadModel::SerializeAllRequests,
+            2 => ThreadModel::SerializeRequests,
+            3 => ThreadModel::Parallel,
+            _ => return None,
+        })
+    }
+}
+
+/// The block size constraints of an export (`block_size`); all zero means "no constraints".
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct BlockSize {
+    /// Smallest I/O size, a power of 2 from 1 to 64 KiB.
+    pub minimum: u32,
+    /// Preferred I/O size, a power of 2 from 512 to 32 MiB.
+    pub preferred: u32,
+    /// Largest I/O size, a multiple of `minimum`, or `u32::MAX` for no limit.
+    pub maximum: u32,
+}
+
+/// The type of an extent returned by `extents`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ExtentType(u32);
+
+impl ExtentType {
+    /// Allocated data.
+    pub const DATA: ExtentType = ExtentType(0);
+    /// Not allocated (`NBDKIT_EXTENT_HOLE`).
+    pub const HOLE: ExtentType = ExtentType(1);
+    /// Reads as zeroes (`NBDKIT_EXTENT_ZERO`).
+    pub const ZERO: ExtentType = ExtentType(2);
+    /// The raw bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl BitOr for ExtentType {
+    type Output = ExtentType;
+    fn bitor(self, rhs: ExtentType) -> ExtentType {
+        ExtentType(self.0 | rhs.0)
+    }
+}
+
+/// The list an `extents` callback fills, in ascending, contiguous order starting at the
+/// requested offset. The shim clips extents to the requested range.
+pub struct Extents {
+    sink: ExtentSink,
+}
+
+impl Extents {
+    pub(crate) fn new(sink: ExtentSink) -> Self {
+        Extents { sink }
+    }
+
+    /// Adds the extent `[offset, offset + length)`.
+    pub fn add(&mut self, offset: u64, length: u64, kind: ExtentType) -> Result<()> {
+        match (self.sink.add)(self.sink.ctx, offset, length, kind.0) {
+            0 => Ok(()),
+            errno => Err(Error::already_logged(
+                Errno::from_raw(errno),
+                "extents: extent rejected",
+            )),
+        }
+    }
+}
+
+/// The list a `list_exports` callback fills.
+pub struct Exports {
+    sink: ExportSink,
+}
+
+impl Exports {
+    pub(crate) fn new(sink: ExportSink) -> Self {
+        Exports { sink }
+    }
+
+    /// Adds an export with an optional description.
+    pub fn add(&mut self, name: &str, description: Option<&str>) -> Result<()> {
+        let description = description.map(RStr::from_str).into();
+        match (self.sink.add)(self.sink.ctx, RStr::from_str(name), description) {
+            0 => Ok(()),
+            errno => Err(Error::already_logged(
+                Errno::from_raw(errno),
+                format!("export '{name}' rejected"),
+            )),
+        }
+    }
+
+    /// Adds what nbdkit lists for a plugin without `list_exports` (`nbdkit_use_default_export`).
+    pub fn use_default(&mut self) -> Result<()> {
+        match (self.sink.use_default)(self.sink.ctx) {
+            0 => Ok(()),
+            errno => Err(Error::already_logged(
+                Errno::from_raw(errno),
+                "default export rejected",
+            )),
+        }
+    }
+}
+
+/// Where `dump_plugin` writes its `key=value` lines (by convention keys start with the
+/// plugin's name).
+pub struct Dump {
+    sink: DumpSink,
+}
+
+impl Dump {
+    pub(crate) fn new(sink: DumpSink) -> Self {
+        Dump { sink }
+    }
+
+    /// Prints `key=value`.
+    pub fn field(&mut self, key: &str, value: impl fmt::Display) {
+        let value = value.to_string();
+        (self.sink.line)(self.sink.ctx, RStr::from_str(key), RStr::from_str(&value));
+    }
+}
+
+/// The set of callbacks a plugin implements, generated by [`macro@crate::plugin`].
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub struct Callbacks(u64);
+
+impl Callbacks {
+    /// The callbacks with these names. A name that is not a callback fails the build.
+    pub const fn from_names(names: &[&str]) -> Self {
+        let mut bits = 0u64;
+        let mut i = 0;
+        while i < names.len() {
+            bits |= 1 << Self::index_of(names[i]);
+            i += 1;
+        }
+        Callbacks(bits)
+    }
+
+    /// Whether the callback named `name` is in the set.
+    pub const fn has(self, name: &str) -> bool {
+        self.0 & (1 << Self::index_of(name)) != 0
+    }
+
+    /// The raw bit set, numbered by [`crate::abi::CALLBACK_NAMES`].
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    const fn index_of(name: &str) -> usize {
+        let names = crate::abi::CALLBACK_NAMES;
+        let mut i = 0;
+        while i < names.len() {
+            if str_eq(names[i], name) {
+                return i;
+            }
+            i += 1;
+        }
+        panic!("not an nbdkit callback name")
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_flag_bits_are_kept() {
+        let f = Flags::from_bits(0x2 | 0x100);
+        assert!(f.contains(Flags::FUA));
+        assert_eq!(f.unknown(), 0x100);
+        assert_eq!(f.bits(), 0x102);
+        assert_eq!(format!("{f:?}"), "FUA|0x100");
+    }
+
+    #[test]
+    fn callbacks_by_name() {
+        const C: Callbacks = Callbacks::from_names(&["pread", "zero"]);
+        assert!(C.has("pread") && C.has("zero") && !C.has("pwrite"));
+        assert_eq!(C.bits().count_ones(), 2);
+    }
+
+    #[test]
+    fn thread_models_order_strict_to_loose() {
+        assert!(ThreadModel::SerializeConnections < ThreadModel::Parallel);
+        assert_eq!(
+            ThreadModel::from_raw(2),
+            Some(ThreadModel::SerializeRequests)
+        );
+        assert_eq!(ThreadModel::from_raw(7), None);
+    }
+}
