@@ -1,1 +1,243 @@
+//! Helpers for the integration tests: find (and if needed build) the shim and the plugins, and
+//! drive the real nbdkit with real NBD clients.
+//!
+//! Every helper runs its program under `timeout`, so a hang fails the test instead of the suite.
+//! Clients come from Debian: `nbdsh`/python3-libnbd needs `/usr/bin/python3`, so `/usr/bin` is
+//! put first on `PATH` for every child.
 
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Seconds any one child process may run.
+pub const TIMEOUT_SECS: u32 = 120;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+/// Where cargo puts debug builds.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("debug")
+}
+
+/// Builds the shim and every plugin (the workspace's default members) once per test binary,
+/// so `cargo test` alone works; a no-op when they are up to date.
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the shim and plugins failed");
+    });
+}
+
+/// The shim, `libnbdkit_rustshim_plugin.so`.
+pub fn shim() -> PathBuf {
+    ensure_built();
+    target_dir().join("libnbdkit_rustshim_plugin.so")
+}
+
+/// A plugin of this workspace by its crate suffix: `plugin("memory")` is
+/// `librustshim_memory.so`.
+pub fn plugin(name: &str) -> PathBuf {
+    ensure_built();
+    let path = target_dir().join(format!("librustshim_{name}.so"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A variant plugin built as an example of the test plugin crate: `example_plugin("minimal")`.
+pub fn example_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "rustshim-test", "--examples"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the test plugin's examples failed"
+        );
+    });
+    target_dir().join("examples").join(format!("lib{name}.so"))
+}
+
+/// `PATH` with `/usr/bin` first (Debian's python3 has the `nbd` module).
+pub fn path_env() -> String {
+    format!(
+        "/usr/bin:/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A command under `timeout`, with the test `PATH`.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("--kill-after=5")
+        .arg(TIMEOUT_SECS.to_string())
+        .arg(program);
+    cmd.env("PATH", path_env()).stdin(Stdio::null());
+    cmd
+}
+
+/// The nbdkit command line for the shim with these arguments (to be run by a client).
+pub fn nbdkit_argv<S: AsRef<str>>(args: &[S]) -> Vec<String> {
+    let mut argv = vec!["nbdkit".to_string(), shim().display().to_string()];
+    argv.extend(args.iter().map(|a| a.as_ref().to_string()));
+    argv
+}
+
+/// Output of a finished process, as text.
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the output unless the process succeeded.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert!(
+            self.status.success(),
+            "failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Panics unless the process failed with a plain non-zero exit (no signal, no timeout).
+    #[track_caller]
+    pub fn failed(self) -> Run {
+        use std::os::unix::process::ExitStatusExt;
+        let code = self.status.code();
+        assert!(
+            code.is_some()
+                && code != Some(0)
+                && code != Some(124)
+                && code != Some(137)
+                && self.status.signal().is_none(),
+            "expected a clean failure, got {:?}:\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs a command to completion.
+pub fn run(cmd: &mut Command) -> Run {
+    Run::from(cmd.output().expect("the command starts"))
+}
+
+/// Runs `nbdkit SHIM args...` itself (for `--dump-plugin`, `--help`, error cases, `--run`).
+pub fn nbdkit<S: AsRef<str>>(args: &[S]) -> Run {
+    let argv = nbdkit_argv(args);
+    run(command(&argv[0]).args(&argv[1..]))
+}
+
+/// Runs a Python script with libnbd's `nbd` module, the connected handle in `h`: nbdkit with
+/// the shim and `args` is started by libnbd (`-s --exit-with-parent`), no socket involved.
+/// What the script prints is returned.
+pub fn nbdsh<S: AsRef<str>>(args: &[S], script: &str) -> Run {
+    let mut argv = vec![
+        "nbdkit".to_string(),
+        "-s".into(),
+        "--exit-with-parent".into(),
+        shim().display().to_string(),
+    ];
+    argv.extend(args.iter().map(|a| a.as_ref().to_string()));
+    let program = format!(
+        "import nbd, os, sys\nh = nbd.NBD()\nh.connect_command({argv:?})\n{script}\n",
+        argv = argv
+    );
+    run(command("/usr/bin/python3").arg("-c").arg(program))
+}
+
+/// `nbdinfo OPTIONS -- [ nbdkit SHIM args... ]` (nbdinfo starts nbdkit by socket activation).
+pub fn nbdinfo<S: AsRef<str>>(options: &[&str], args: &[S]) -> Run {
+    let argv = nbdkit_argv(args);
+    run(command("nbdinfo")
+        .args(options)
+        .arg("--")
+        .arg("[")
+        .args(&argv)
+        .arg("]"))
+}
+
+/// `nbdkit -U - SHIM args... --run CMD`: CMD sees `$uri`, `$unixsocket` and friends.
+pub fn nbdkit_run<S: AsRef<str>>(args: &[S], cmd: &str) -> Run {
+    let argv = nbdkit_argv(args);
+    run(command(&argv[0])
+        .arg("-U")
+        .arg("-")
+        .args(&argv[1..])
+        .arg("--run")
+        .arg(cmd))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("rustshim-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so data tests need no extra crate.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
