@@ -163,19 +163,71 @@ fn precheck(path: &Path) -> Result<(), String> {
             "plugin file '{shown}' is a directory, not a plugin (give the path of the .so file)"
         ));
     }
-    let mut magic = [0u8; 4];
+    let mut header = [0u8; 64];
     let mut file =
         fs::File::open(path).map_err(|e| format!("plugin file '{shown}' cannot be read: {e}"))?;
-    let read = file
-        .read(&mut magic)
+    let read = read_up_to(&mut file, &mut header)
         .map_err(|e| format!("plugin file '{shown}' cannot be read: {e}"))?;
     if read == 0 {
         return Err(format!("plugin file '{shown}' is empty"));
     }
-    if read < 4 || &magic != b"\x7fELF" {
+    if read < 4 || &header[..4] != b"\x7fELF" {
         return Err(format!(
             "plugin file '{shown}' is not a shared object (no ELF header): expected a Rust plugin built as a cdylib"
         ));
+    }
+    check_elf_segments(&mut file, &header[..read], meta.len())
+        .map_err(|why| format!("plugin file '{shown}' is not a loadable shared object: {why}"))
+}
+
+fn read_up_to(file: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Checks that every loadable segment of a 64-bit little-endian ELF shared object lies within
+/// the file. The dynamic linker maps segments without checking that the file is long enough,
+/// and touching a page past the end of a truncated file kills the process with SIGBUS.
+fn check_elf_segments(file: &mut fs::File, header: &[u8], file_len: u64) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    if header.len() < 64 || header[4] != 2 || header[5] != 1 {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+    let u64_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    const ET_DYN: u16 = 3;
+    if u16_at(header, 16) != ET_DYN {
+        return Err("it is an executable or object file, not a shared library".into());
+    }
+    let (phoff, phentsize, phnum) = (
+        u64_at(header, 0x20),
+        u64::from(u16_at(header, 0x36)),
+        u64::from(u16_at(header, 0x38)),
+    );
+    if phentsize < 56 || phoff.saturating_add(phentsize * phnum) > file_len {
+        return Err("the file is truncated (program headers missing)".into());
+    }
+    let mut table = vec![0u8; (phentsize * phnum) as usize];
+    file.seek(SeekFrom::Start(phoff))
+        .and_then(|_| file.read_exact(&mut table))
+        .map_err(|e| e.to_string())?;
+    const PT_LOAD: u32 = 1;
+    for entry in table.chunks_exact(phentsize as usize) {
+        let kind = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
+        let (offset, size) = (u64_at(entry, 8), u64_at(entry, 0x20));
+        if kind == PT_LOAD && offset.saturating_add(size) > file_len {
+            return Err(format!(
+                "the file is truncated ({file_len} bytes, but a segment ends at byte {})",
+                offset.saturating_add(size)
+            ));
+        }
     }
     Ok(())
 }
@@ -223,10 +275,11 @@ fn private_copy(number: u32, source: &Path) -> Result<PathBuf, String> {
 /// Says what a shared object without our root module is, when it can tell.
 fn explain_foreign_object(source: &Path, copy: &Path) -> String {
     let shown = source.display();
-    // The copy is already loaded (and stays loaded): look its symbols up without loading again.
-    // SAFETY: RTLD_NOLOAD only returns a handle to an object that is already loaded; no code runs.
+    // abi_stable closed the copy again when our symbol was missing: open it once more to look.
+    // SAFETY: opening runs the object's initialisers, as nbdkit itself would for a C plugin;
+    // only symbol addresses are taken below, nothing is called.
     let lib = unsafe {
-        libloading::os::unix::Library::open(Some(copy), libc::RTLD_NOLOAD | libc::RTLD_LAZY)
+        libloading::os::unix::Library::open(Some(copy), libc::RTLD_LAZY | libc::RTLD_LOCAL)
     };
     let has = |symbol: &[u8]| {
         lib.as_ref()

@@ -241,3 +241,144 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Plugins built in a workspace of their own, against a copy of `plugin-api` that may differ
+/// from the shim's (another version, a changed ABI): what a third party shipping a binary does.
+pub mod fixtures {
+    use super::*;
+
+    /// How the fixture's copy of `plugin-api` differs from the shim's.
+    pub struct ApiCopy<'a> {
+        /// The version written into the copy's Cargo.toml.
+        pub version: &'a str,
+        /// Edits to the copy: (file relative to `plugin-api/`, text to find, replacement).
+        pub edits: &'a [(&'a str, &'a str, &'a str)],
+    }
+
+    /// A plugin crate's `src/lib.rs`: the smallest useful plugin, named `fixture`.
+    pub const MINIMAL_PLUGIN: &str = r#"
+use rustshim_plugin_api::prelude::*;
+#[derive(Default)]
+struct Fixture;
+#[plugin]
+impl Plugin for Fixture {
+    type Handle = ();
+    const NAME: &'static str = "fixture";
+    fn open(&self, _readonly: bool) -> Result<()> { Ok(()) }
+    fn get_size(&self, _: &()) -> Result<u64> { Ok(1 << 20) }
+    fn pread(&self, _: &(), buf: &mut [u8], _offset: u64, _flags: Flags) -> Result<()> {
+        buf.fill(0x5a);
+        Ok(())
+    }
+}
+export_plugin!(Fixture);
+"#;
+
+    fn write_if_changed(path: &Path, contents: &str) {
+        if std::fs::read_to_string(path).ok().as_deref() != Some(contents) {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+    }
+
+    fn copy_tree(from: &Path, to: &Path, edit: &dyn Fn(&Path, String) -> String) {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let (src, dst) = (entry.path(), to.join(entry.file_name()));
+            if entry.file_type().unwrap().is_dir() {
+                if entry.file_name() != "target" {
+                    copy_tree(&src, &dst, edit);
+                }
+            } else {
+                let text = std::fs::read_to_string(&src).unwrap();
+                write_if_changed(&dst, &edit(&src, text));
+            }
+        }
+    }
+
+    /// Builds `plugin_src` as cdylib `lib<name>.so` in its own workspace under
+    /// `target/fixtures/<name>` against the given copy of `plugin-api`, with `profile_args`
+    /// passed to cargo build (e.g. `["--release"]`). Builds are incremental across runs.
+    pub fn build_plugin(
+        name: &str,
+        api: &ApiCopy<'_>,
+        plugin_src: &str,
+        profile_args: &[&str],
+    ) -> PathBuf {
+        let root = workspace();
+        let dir = root.join("target").join("fixtures").join(name);
+        // Fixtures share one target dir, and cargo names a path package's artifacts by its path
+        // relative to the workspace root: so each fixture's copy gets a path of its own.
+        let api_rel = format!("api-{name}");
+        let api_root = root.join("plugin-api");
+        copy_tree(&api_root, &dir.join(&api_rel), &|src, mut text| {
+            for (file, from, to) in api.edits {
+                if src == api_root.join(file) {
+                    assert!(
+                        text.contains(from),
+                        "fixture edit target not found in {file}: {from}"
+                    );
+                    text = text.replacen(from, to, 1);
+                }
+            }
+            if src.file_name() == Some(OsStr::new("Cargo.toml"))
+                && src.parent() == Some(&root.join("plugin-api"))
+            {
+                text = text.replacen(
+                    "version = \"1.0.0\"",
+                    &format!("version = \"{}\"", api.version),
+                    1,
+                );
+            }
+            text
+        });
+        // The workspace's shared settings, without its members.
+        let main_manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let shared = &main_manifest[main_manifest
+            .find("[workspace.package]")
+            .expect("workspace.package")..];
+        let shared = shared
+            .replace(
+                "path = \"plugin-api\", version = \"1.0.0\"",
+                &format!("path = \"{api_rel}\", version = \"{}\"", api.version),
+            )
+            .replace(
+                "path = \"plugin-api/macros\"",
+                &format!("path = \"{api_rel}/macros\""),
+            );
+        write_if_changed(
+            &dir.join("Cargo.toml"),
+            &format!("[workspace]\nresolver = \"2\"\nmembers = [\"{api_rel}\", \"{api_rel}/macros\", \"plugin\"]\n\n{shared}"),
+        );
+        write_if_changed(
+            &dir.join("plugin/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nrustshim-plugin-api.workspace = true\n"
+            ),
+        );
+        write_if_changed(&dir.join("plugin/src/lib.rs"), plugin_src);
+        if !dir.join("Cargo.lock").exists() {
+            std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let target = root.join("target").join("fixtures").join("target");
+        let out = Command::new(cargo)
+            .args(["build", "--quiet", "-p", name])
+            .args(profile_args)
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&dir)
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building fixture {name} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let profile = if profile_args.contains(&"--release") {
+            "release"
+        } else {
+            "debug"
+        };
+        target.join(profile).join(format!("lib{name}.so"))
+    }
+}
