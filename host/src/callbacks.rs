@@ -17,12 +17,13 @@ use rustshim_plugin_api::abi::{
     DumpSink, ExportSink, ExtentSink, HandlePtr, ROption, RStr, RString, ABI_VERSION,
 };
 
-use crate::config::{self, BARE_ARGUMENT_KEY};
-use crate::generation::{self, Generation};
+use crate::config::{self, ReloadMode, BARE_ARGUMENT_KEY};
+use crate::generation::{self, Generation, Lifecycle};
 use crate::nbdkit_c::{
     self, server, NbdkitExports, NbdkitExtents, CACHE_NATIVE, CACHE_NONE, FLAG_FAST_ZERO, FLAG_FUA,
     FUA_EMULATE, FUA_NONE, MAX_REQUEST_SIZE, THREAD_MODEL_PARALLEL,
 };
+use crate::reload;
 use crate::services::{self, report, report_failure};
 
 /// Runs a cold callback body, turning a panic in the shim itself into an error instead of an
@@ -66,13 +67,13 @@ fn forward(r: i32) -> c_int {
 
 // ---- Loading and configuration ----
 
-pub unsafe extern "C" fn load() {
+pub(crate) unsafe extern "C" fn load() {
     // The Rust plugin is not known yet (it arrives with `plugin=` in `config`); resolve nbdkit's
     // functions now so that later callbacks find them ready.
     let _ = server();
 }
 
-pub unsafe extern "C" fn unload() {
+pub(crate) unsafe extern "C" fn unload() {
     guarded("unload", (), || {
         if let Some(generation) = config::state().current.take() {
             generation.destroy();
@@ -92,7 +93,7 @@ fn utf8<'a>(what: &str, s: *const c_char) -> Result<&'a str, String> {
         .map_err(|_| format!("{what} '{}' is not valid UTF-8", s.to_string_lossy()))
 }
 
-pub unsafe extern "C" fn config(key: *const c_char, value: *const c_char) -> c_int {
+pub(crate) unsafe extern "C" fn config(key: *const c_char, value: *const c_char) -> c_int {
     guarded("config", -1, || {
         status(utf8("parameter key", key).and_then(|k| {
             let v = utf8(&format!("value of parameter '{k}'"), value)?;
@@ -101,58 +102,67 @@ pub unsafe extern "C" fn config(key: *const c_char, value: *const c_char) -> c_i
     })
 }
 
-pub unsafe extern "C" fn config_complete() -> c_int {
-    guarded("config_complete", -1, || {
-        let generation = match config::require_plugin() {
-            Ok(g) => g,
-            Err(msg) => return status(Err(msg)),
-        };
-        match generation.module.config_complete() {
-            // SAFETY: single-threaded configuration phase.
-            Some(f) => forward(unsafe { f(generation.instance) }),
-            None => 0,
-        }
+pub(crate) unsafe extern "C" fn config_complete() -> c_int {
+    guarded("config_complete", -1, || match config::require_plugin() {
+        Ok(generation) => lifecycle_status(generation.lifecycle(Lifecycle::ConfigComplete)),
+        Err(msg) => status(Err(msg)),
     })
 }
 
-pub unsafe extern "C" fn thread_model() -> c_int {
+/// Reports a failed lifecycle callback.
+fn lifecycle_status(result: Result<(), (i32, String)>) -> c_int {
+    match result {
+        Ok(()) => 0,
+        Err((errno, msg)) => {
+            report(errno, &msg);
+            -1
+        }
+    }
+}
+
+pub(crate) unsafe extern "C" fn thread_model() -> c_int {
     guarded("thread_model", -1, || match config::current() {
-        Some(generation) => generation.thread_model().map_or(-1, |m| m as c_int),
+        Some(generation) => match generation.thread_model() {
+            Ok(model) => {
+                reload::announce_thread_model(model);
+                model as c_int
+            }
+            Err((errno, msg)) => {
+                report(errno, &msg);
+                -1
+            }
+        },
         // `--dump-plugin` without a plugin.
         None => THREAD_MODEL_PARALLEL,
     })
 }
 
-pub unsafe extern "C" fn get_ready() -> c_int {
-    lifecycle("get_ready", |g| g.module.get_ready())
-}
-
-pub unsafe extern "C" fn after_fork() -> c_int {
-    lifecycle("after_fork", |g| g.module.after_fork())
-}
-
-type LifecycleFn = unsafe extern "C" fn(rustshim_plugin_api::abi::InstancePtr) -> i32;
-
-fn lifecycle(callback: &str, slot: impl FnOnce(&Generation) -> Option<LifecycleFn>) -> c_int {
-    guarded(callback, -1, || {
-        let Some(generation) = config::current() else {
-            return 0;
-        };
-        match slot(&generation) {
-            // SAFETY: single-threaded phase before serving.
-            Some(f) => forward(unsafe { f(generation.instance) }),
-            None => 0,
-        }
+pub(crate) unsafe extern "C" fn get_ready() -> c_int {
+    guarded("get_ready", -1, || match config::current() {
+        Some(generation) => lifecycle_status(generation.lifecycle(Lifecycle::GetReady)),
+        None => 0,
     })
 }
 
-pub unsafe extern "C" fn cleanup() {
+pub(crate) unsafe extern "C" fn after_fork() -> c_int {
+    guarded("after_fork", -1, || {
+        let Some(generation) = config::current() else {
+            return 0;
+        };
+        if lifecycle_status(generation.lifecycle(Lifecycle::AfterFork)) < 0 {
+            return -1;
+        }
+        if config::state().reload == ReloadMode::Watch {
+            return status(reload::start_watcher());
+        }
+        0
+    })
+}
+
+pub(crate) unsafe extern "C" fn cleanup() {
     guarded("cleanup", (), || {
         if let Some(generation) = config::current() {
-            if let Some(f) = generation.module.cleanup() {
-                // SAFETY: nbdkit calls cleanup after every request has finished.
-                unsafe { f(generation.instance) };
-            }
+            generation.cleanup();
         }
     })
 }
@@ -168,7 +178,7 @@ extern "C" fn dump_line(_ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>) {
     print_line(key.as_str(), value.as_str());
 }
 
-pub unsafe extern "C" fn dump_plugin() {
+pub(crate) unsafe extern "C" fn dump_plugin() {
     guarded("dump_plugin", (), || {
         print_line("rustshim_version", env!("CARGO_PKG_VERSION"));
         print_line("rustshim_api_version", ABI_VERSION);
@@ -225,13 +235,14 @@ pub unsafe extern "C" fn dump_plugin() {
                     },
                 )
             };
+            services::log_recorded_error();
         }
     })
 }
 
 // ---- Before a connection is opened ----
 
-pub unsafe extern "C" fn preconnect(readonly: c_int) -> c_int {
+pub(crate) unsafe extern "C" fn preconnect(readonly: c_int) -> c_int {
     guarded("preconnect", -1, || {
         let Some(g) = config::current() else { return 0 };
         match g.module.preconnect() {
@@ -283,7 +294,7 @@ extern "C" fn use_default_export(ctx: *mut c_void) -> i32 {
     }
 }
 
-pub unsafe extern "C" fn list_exports(
+pub(crate) unsafe extern "C" fn list_exports(
     readonly: c_int,
     is_tls: c_int,
     exports: *mut NbdkitExports,
@@ -332,7 +343,7 @@ fn intern(callback: &str, s: &str) -> *const c_char {
     }
 }
 
-pub unsafe extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
+pub(crate) unsafe extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
     guarded("default_export", ptr::null(), || {
         let Some(g) = config::current() else {
             return c"".as_ptr();
@@ -374,7 +385,7 @@ unsafe fn conn<'a>(h: *mut c_void) -> &'a Connection {
     unsafe { &*(h as *const Connection) }
 }
 
-pub unsafe extern "C" fn open(readonly: c_int) -> *mut c_void {
+pub(crate) unsafe extern "C" fn open(readonly: c_int) -> *mut c_void {
     guarded("open", ptr::null_mut(), || {
         let Some(generation) = config::current() else {
             report(libc::EIO, "rustshim: open without a loaded plugin");
@@ -397,16 +408,17 @@ pub unsafe extern "C" fn open(readonly: c_int) -> *mut c_void {
     })
 }
 
-pub unsafe extern "C" fn close(h: *mut c_void) {
+pub(crate) unsafe extern "C" fn close(h: *mut c_void) {
     guarded("close", (), || {
         // SAFETY: nbdkit passes a handle from `open` exactly once to `close`.
         let c = unsafe { Box::from_raw(h as *mut Connection) };
         // SAFETY: the handle belongs to this generation's instance and is not used again.
         unsafe { (c.generation.module.close())(c.generation.instance, c.handle) };
+        services::log_recorded_error();
     })
 }
 
-pub unsafe extern "C" fn get_size(h: *mut c_void) -> i64 {
+pub(crate) unsafe extern "C" fn get_size(h: *mut c_void) -> i64 {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let mut size = 0u64;
@@ -431,7 +443,7 @@ pub unsafe extern "C" fn get_size(h: *mut c_void) -> i64 {
     }
 }
 
-pub unsafe extern "C" fn export_description(h: *mut c_void) -> *const c_char {
+pub(crate) unsafe extern "C" fn export_description(h: *mut c_void) -> *const c_char {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let Some(f) = c.generation.module.export_description() else {
@@ -448,7 +460,7 @@ pub unsafe extern "C" fn export_description(h: *mut c_void) -> *const c_char {
     })
 }
 
-pub unsafe extern "C" fn block_size(
+pub(crate) unsafe extern "C" fn block_size(
     h: *mut c_void,
     minimum: *mut u32,
     preferred: *mut u32,
@@ -483,27 +495,27 @@ fn ask(
     }
 }
 
-pub unsafe extern "C" fn can_write(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_write(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let m = &c.generation.module;
     ask(c, m.can_write(), || m.pwrite().is_some() as c_int)
 }
 
-pub unsafe extern "C" fn can_flush(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_flush(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let m = &c.generation.module;
     ask(c, m.can_flush(), || m.flush().is_some() as c_int)
 }
 
-pub unsafe extern "C" fn is_rotational(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn is_rotational(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     ask(c, c.generation.module.is_rotational(), || 0)
 }
 
-pub unsafe extern "C" fn can_trim(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_trim(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let m = &c.generation.module;
@@ -526,12 +538,12 @@ fn plugin_can_zero(c: &Connection) -> c_int {
     answer
 }
 
-pub unsafe extern "C" fn can_zero(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_zero(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     plugin_can_zero(unsafe { conn(h) })
 }
 
-pub unsafe extern "C" fn can_fast_zero(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_fast_zero(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let m = &c.generation.module;
@@ -548,7 +560,7 @@ pub unsafe extern "C" fn can_fast_zero(h: *mut c_void) -> c_int {
     })
 }
 
-pub unsafe extern "C" fn can_fua(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_fua(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let m = &c.generation.module;
@@ -561,20 +573,20 @@ pub unsafe extern "C" fn can_fua(h: *mut c_void) -> c_int {
     })
 }
 
-pub unsafe extern "C" fn can_multi_conn(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_multi_conn(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     ask(c, c.generation.module.can_multi_conn(), || 0)
 }
 
-pub unsafe extern "C" fn can_extents(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_extents(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let m = &c.generation.module;
     ask(c, m.can_extents(), || m.extents().is_some() as c_int)
 }
 
-pub unsafe extern "C" fn can_cache(h: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn can_cache(h: *mut c_void) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let m = &c.generation.module;
@@ -589,7 +601,7 @@ pub unsafe extern "C" fn can_cache(h: *mut c_void) -> c_int {
 
 // ---- Serving data ----
 
-pub unsafe extern "C" fn pread(
+pub(crate) unsafe extern "C" fn pread(
     h: *mut c_void,
     buf: *mut c_void,
     count: u32,
@@ -612,7 +624,7 @@ pub unsafe extern "C" fn pread(
     })
 }
 
-pub unsafe extern "C" fn pwrite(
+pub(crate) unsafe extern "C" fn pwrite(
     h: *mut c_void,
     buf: *const c_void,
     count: u32,
@@ -640,7 +652,7 @@ pub unsafe extern "C" fn pwrite(
     }
 }
 
-pub unsafe extern "C" fn flush(h: *mut c_void, flags: u32) -> c_int {
+pub(crate) unsafe extern "C" fn flush(h: *mut c_void, flags: u32) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     match c.generation.module.flush() {
@@ -653,7 +665,7 @@ pub unsafe extern "C" fn flush(h: *mut c_void, flags: u32) -> c_int {
     }
 }
 
-pub unsafe extern "C" fn trim(h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
+pub(crate) unsafe extern "C" fn trim(h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     match c.generation.module.trim() {
@@ -702,7 +714,7 @@ fn write_zeroes(c: &Connection, mut count: u32, mut offset: u64, flags: u32) -> 
     0
 }
 
-pub unsafe extern "C" fn zero(h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
+pub(crate) unsafe extern "C" fn zero(h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     let fast = flags & FLAG_FAST_ZERO != 0;
@@ -725,7 +737,12 @@ pub unsafe extern "C" fn zero(h: *mut c_void, count: u32, offset: u64, flags: u3
     -1
 }
 
-pub unsafe extern "C" fn cache(h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
+pub(crate) unsafe extern "C" fn cache(
+    h: *mut c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+) -> c_int {
     // SAFETY: nbdkit passes a live handle.
     let c = unsafe { conn(h) };
     match c.generation.module.cache() {
@@ -772,7 +789,7 @@ extern "C" fn add_extent(ctx: *mut c_void, offset: u64, length: u64, kind: u32) 
     0
 }
 
-pub unsafe extern "C" fn extents(
+pub(crate) unsafe extern "C" fn extents(
     h: *mut c_void,
     count: u32,
     offset: u64,
@@ -814,6 +831,9 @@ pub const CONFIG_HELP: &CStr =
     c"plugin=PATH            (required) The Rust plugin to load: a .so built with
                        rustshim-plugin-api. The first bare argument is the same.
                        Later bare arguments go to the plugin's own magic key.
+reload=watch           Load each new build of the plugin file while serving:
+                       new connections get the new build, open ones keep theirs
+                       (default: reload=off).
 [KEY=VALUE ...]        Anything else is the plugin's own configuration:
                        see nbdkit rustshim plugin=PATH --dump-plugin.";
 

@@ -20,9 +20,21 @@ use crate::services;
 /// The shim's `magic_config_key`: nbdkit passes every bare argument under this key.
 pub const BARE_ARGUMENT_KEY: &str = "rustshim-bare-argument";
 
+/// What `reload=` asked for.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
+pub enum ReloadMode {
+    /// The plugin loaded at start-up serves until nbdkit exits.
+    #[default]
+    Off,
+    /// A new build of the plugin file is loaded and serves new connections (see `reload`).
+    Watch,
+}
+
 /// The shim's state, shared by all callbacks.
 #[derive(Default)]
 pub struct ShimState {
+    /// `reload=`.
+    pub reload: ReloadMode,
     /// The plugin file as given.
     pub plugin_path: Option<PathBuf>,
     /// Pairs given before `plugin=`.
@@ -34,6 +46,7 @@ pub struct ShimState {
 }
 
 static STATE: Mutex<ShimState> = Mutex::new(ShimState {
+    reload: ReloadMode::Off,
     plugin_path: None,
     pending: Vec::new(),
     recorded: Vec::new(),
@@ -56,6 +69,18 @@ pub fn current() -> Option<Arc<Generation>> {
 pub fn config(key: &str, value: &str) -> Result<(), String> {
     match key {
         "plugin" => load_plugin(value, "plugin="),
+        "reload" => {
+            state().reload = match value {
+                "watch" => ReloadMode::Watch,
+                "off" => ReloadMode::Off,
+                _ => {
+                    return Err(format!(
+                        "reload={value}: expected reload=watch or reload=off"
+                    ))
+                }
+            };
+            Ok(())
+        }
         BARE_ARGUMENT_KEY => {
             if state().plugin_path.is_none() {
                 load_plugin(value, "the first bare argument")

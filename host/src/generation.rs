@@ -33,6 +33,12 @@ pub struct Generation {
     pub abi_version: String,
     /// The plugin's instance.
     pub instance: InstancePtr,
+    /// A hash of the file's contents, to tell a real change from a touched file.
+    pub content_hash: u64,
+    /// Set once `after_fork` succeeded: the generation has served and needs `cleanup`.
+    serving: AtomicBool,
+    /// Set once `cleanup` ran.
+    cleaned: AtomicBool,
     destroyed: AtomicBool,
 }
 
@@ -49,7 +55,7 @@ impl Generation {
         let source = absolute(source)?;
         let shown = source.display();
         precheck(&source)?;
-        let copy = private_copy(number, &source)?;
+        let (copy, content_hash) = private_copy(number, &source)?;
 
         let checked = match load_checked(&copy) {
             Ok(checked) => checked,
@@ -92,6 +98,9 @@ impl Generation {
             module,
             abi_version: checked.abi_version,
             instance,
+            content_hash,
+            serving: AtomicBool::new(false),
+            cleaned: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
         })
     }
@@ -111,27 +120,59 @@ impl Generation {
             .map(|(_, n)| *n)
     }
 
-    /// The plugin's thread model (its `thread_model` callback, or parallel without one).
-    /// Errors are already reported.
-    pub fn thread_model(&self) -> Result<ThreadModel, ()> {
+    /// The plugin's thread model (its `thread_model` callback, or parallel without one). On
+    /// failure returns the plugin's errno and message, not yet reported.
+    pub fn thread_model(&self) -> Result<ThreadModel, (i32, String)> {
         let Some(f) = self.module.thread_model() else {
             return Ok(ThreadModel::Parallel);
         };
         // SAFETY: the instance belongs to this module; `&self` callback.
         let raw = unsafe { f(self.instance) };
         if raw < 0 {
-            services::report_failure();
-            return Err(());
+            return Err(services::take_error());
         }
         ThreadModel::from_raw(raw).ok_or_else(|| {
-            services::report(
-                libc::EINVAL,
-                &format!(
-                    "plugin '{}': thread_model returned invalid value {raw}",
-                    self.name()
-                ),
-            )
+            let msg = format!(
+                "plugin '{}': thread_model returned invalid value {raw}",
+                self.name()
+            );
+            (libc::EINVAL, msg)
         })
+    }
+
+    /// Runs one of the plugin's single-threaded lifecycle callbacks (`config_complete`,
+    /// `get_ready`, `after_fork`), if it has it. On failure returns the plugin's errno and
+    /// message, not yet reported.
+    pub fn lifecycle(&self, callback: Lifecycle) -> Result<(), (i32, String)> {
+        let m = &self.module;
+        let slot = match callback {
+            Lifecycle::ConfigComplete => m.config_complete(),
+            Lifecycle::GetReady => m.get_ready(),
+            Lifecycle::AfterFork => m.after_fork(),
+        };
+        if let Some(f) = slot {
+            // SAFETY: the instance belongs to this module; the shim calls these before the
+            // generation serves, while nothing else uses the instance.
+            if unsafe { f(self.instance) } < 0 {
+                return Err(services::take_error());
+            }
+        }
+        if callback == Lifecycle::AfterFork {
+            self.serving.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Runs the plugin's `cleanup`, once, if the generation has served.
+    pub fn cleanup(&self) {
+        if self.serving.load(Ordering::Acquire) && !self.cleaned.swap(true, Ordering::AcqRel) {
+            if let Some(f) = self.module.cleanup() {
+                // SAFETY: called when no request of this generation runs any more (nbdkit's
+                // `.cleanup`, or the last connection of a retired generation has closed).
+                unsafe { f(self.instance) };
+                services::log_recorded_error();
+            }
+        }
     }
 
     /// Runs the plugin's `unload` and frees the instance, once; later calls do nothing.
@@ -140,8 +181,32 @@ impl Generation {
             // SAFETY: the instance was made by this module's `create` and is used no more
             // (nbdkit calls `unload` after all other callbacks).
             unsafe { (self.module.destroy())(self.instance) };
+            services::log_recorded_error();
         }
     }
+}
+
+/// A generation is dropped when nothing refers to it any more: for a generation replaced by a
+/// reload, when its last connection closes. It then gets `cleanup` and `unload`, once.
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.cleanup();
+        if !self.destroyed.load(Ordering::Acquire) {
+            self.destroy();
+            nbdkit_c::debug(&format!(
+                "rustshim: generation {} retired (cleanup and unload done)",
+                self.number
+            ));
+        }
+    }
+}
+
+/// The single-threaded callbacks that prepare a generation.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Lifecycle {
+    ConfigComplete,
+    GetReady,
+    AfterFork,
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {
@@ -256,20 +321,35 @@ pub fn remove_private_dir() {
     }
 }
 
-fn private_copy(number: u32, source: &Path) -> Result<PathBuf, String> {
+/// Copies the plugin file into the private directory and hashes what was copied (the copy is
+/// the snapshot that gets loaded, whatever happens to the source afterwards).
+fn private_copy(number: u32, source: &Path) -> Result<(PathBuf, u64), String> {
     let file_name = source
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let copy = private_dir()?.join(format!("gen{number}-{file_name}"));
-    fs::copy(source, &copy).map_err(|e| {
+    // Every load attempt gets a name of its own: a copy that failed to load may still be mapped,
+    // and writing over a mapped object crashes the process.
+    static ATTEMPTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+    let copy = private_dir()?.join(format!("gen{number}-{attempt}-{file_name}"));
+    let failed = |e: std::io::Error| {
         format!(
             "plugin file '{}' cannot be copied to {}: {e}",
             source.display(),
             copy.display()
         )
-    })?;
-    Ok(copy)
+    };
+    fs::copy(source, &copy).map_err(failed)?;
+    let bytes = fs::read(&copy).map_err(failed)?;
+    Ok((copy, content_hash(&bytes)))
+}
+
+/// FNV-1a: enough to tell two builds apart, with no extra crate.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Says what a shared object without our root module is, when it can tell.

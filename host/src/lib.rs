@@ -9,6 +9,7 @@
 //! * [`config`]: the shim's keys and the routing of the plugin's.
 //! * [`generation`]: loading one copy of a plugin file into an instance.
 //! * [`services`]: the server functions as the plugin sees them.
+//! * [`reload`]: hot reload (`reload=watch`).
 //! * [`fallback`]: server functions done by the shim on old nbdkit.
 
 pub mod callbacks;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod fallback;
 pub mod generation;
 pub mod nbdkit_c;
+pub mod reload;
 pub mod services;
 
 use std::ptr;

@@ -38,6 +38,16 @@ pub fn report_failure() {
     report(errno, &msg);
 }
 
+/// Logs the error the plugin recorded in a callback that returns nothing (`close`, `cleanup`,
+/// `dump_plugin`, `unload`): its caught panic, which nothing else would report.
+pub fn log_recorded_error() {
+    if let Some((_, msg)) = LAST_ERROR.with(|e| e.borrow_mut().take()) {
+        if !msg.is_empty() {
+            nbdkit_c::error(&msg);
+        }
+    }
+}
+
 /// Reports an error with this errno and message (an empty message only sets the errno).
 pub fn report(errno: i32, msg: &str) {
     if !msg.is_empty() {

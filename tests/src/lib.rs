@@ -305,11 +305,22 @@ export_plugin!(Fixture);
         plugin_src: &str,
         profile_args: &[&str],
     ) -> PathBuf {
+        build_plugins(name, api, &[(name, plugin_src)], profile_args).remove(0)
+    }
+
+    /// Like [`build_plugin`], for several plugin crates `(name, source)` sharing one workspace
+    /// (and one build of the `plugin-api` copy).
+    pub fn build_plugins(
+        workspace_name: &str,
+        api: &ApiCopy<'_>,
+        plugins: &[(&str, &str)],
+        profile_args: &[&str],
+    ) -> Vec<PathBuf> {
         let root = workspace();
-        let dir = root.join("target").join("fixtures").join(name);
+        let dir = root.join("target").join("fixtures").join(workspace_name);
         // Fixtures share one target dir, and cargo names a path package's artifacts by its path
         // relative to the workspace root: so each fixture's copy gets a path of its own.
-        let api_rel = format!("api-{name}");
+        let api_rel = format!("api-{workspace_name}");
         let api_root = root.join("plugin-api");
         copy_tree(&api_root, &dir.join(&api_rel), &|src, mut text| {
             for (file, from, to) in api.edits {
@@ -346,32 +357,43 @@ export_plugin!(Fixture);
                 "path = \"plugin-api/macros\"",
                 &format!("path = \"{api_rel}/macros\""),
             );
+        let members: Vec<String> = plugins
+            .iter()
+            .map(|(name, _)| format!("\"{name}\""))
+            .collect();
         write_if_changed(
             &dir.join("Cargo.toml"),
-            &format!("[workspace]\nresolver = \"2\"\nmembers = [\"{api_rel}\", \"{api_rel}/macros\", \"plugin\"]\n\n{shared}"),
-        );
-        write_if_changed(
-            &dir.join("plugin/Cargo.toml"),
             &format!(
-                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nrustshim-plugin-api.workspace = true\n"
+                "[workspace]\nresolver = \"2\"\nmembers = [\"{api_rel}\", \"{api_rel}/macros\", {}]\n\n{shared}",
+                members.join(", ")
             ),
         );
-        write_if_changed(&dir.join("plugin/src/lib.rs"), plugin_src);
+        for (name, src) in plugins {
+            write_if_changed(
+                &dir.join(name).join("Cargo.toml"),
+                &format!(
+                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nrustshim-plugin-api.workspace = true\n"
+                ),
+            );
+            write_if_changed(&dir.join(name).join("src/lib.rs"), src);
+        }
         if !dir.join("Cargo.lock").exists() {
             std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let target = root.join("target").join("fixtures").join("target");
-        let out = Command::new(cargo)
-            .args(["build", "--quiet", "-p", name])
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet"])
             .args(profile_args)
             .env("CARGO_TARGET_DIR", &target)
-            .current_dir(&dir)
-            .output()
-            .expect("cargo runs");
+            .current_dir(&dir);
+        for (name, _) in plugins {
+            cmd.args(["-p", name]);
+        }
+        let out = cmd.output().expect("cargo runs");
         assert!(
             out.status.success(),
-            "building fixture {name} failed:\n{}",
+            "building fixture {workspace_name} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         let profile = if profile_args.contains(&"--release") {
@@ -379,6 +401,142 @@ export_plugin!(Fixture);
         } else {
             "debug"
         };
-        target.join(profile).join(format!("lib{name}.so"))
+        plugins
+            .iter()
+            .map(|(name, _)| target.join(profile).join(format!("lib{name}.so")))
+            .collect()
+    }
+}
+
+/// nbdkit serving in the background (`-f -U SOCKET`), its stderr in a log file; killed on drop.
+pub struct BackgroundNbdkit {
+    child: std::process::Child,
+    /// The Unix socket.
+    pub socket: PathBuf,
+    /// nbdkit's stderr.
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl BackgroundNbdkit {
+    /// Starts `nbdkit -f -U SOCKET [nbdkit_options] SHIM args...` and waits for the socket.
+    pub fn start<S: AsRef<str>>(nbdkit_options: &[&str], args: &[S]) -> BackgroundNbdkit {
+        let dir = TempDir::new("server");
+        let socket = dir.join("nbd.sock");
+        let log = dir.join("nbdkit.log");
+        let argv = nbdkit_argv(args);
+        let child = Command::new("nbdkit")
+            .env("PATH", path_env())
+            .arg("-f")
+            .arg("-U")
+            .arg(&socket)
+            .args(nbdkit_options)
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("nbdkit starts");
+        let mut server = BackgroundNbdkit {
+            child,
+            socket,
+            log,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !server.socket.exists() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "nbdkit exited ({status}) before serving:\n{}",
+                    server.log_text()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nbdkit did not create its socket:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        server
+    }
+
+    /// The URI of the export.
+    pub fn uri(&self) -> String {
+        format!("nbd+unix:///?socket={}", self.socket.display())
+    }
+
+    /// What nbdkit has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has `count` lines containing `needle`; returns the last of them.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = self.log_text();
+            let hits: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+            if hits.len() >= count {
+                return hits[count - 1].to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {count}x '{needle}' in nbdkit's log:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Whether nbdkit is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Runs a Python script with `nbd` imported and `URI`/`SOCKET` defined.
+    pub fn python(&self, script: &str) -> Run {
+        let program = format!(
+            "import nbd, os, sys, time\nURI = {:?}\nSOCKET = {:?}\n{script}\n",
+            self.uri(),
+            self.socket.display().to_string()
+        );
+        run(command("/usr/bin/python3").arg("-c").arg(program))
+    }
+}
+
+impl Drop for BackgroundNbdkit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Ways a new build lands on a plugin's path.
+#[derive(Copy, Clone, Debug)]
+pub enum Install {
+    /// Write to a temporary name, rename over (cargo, `install`, most tools).
+    RenameOver,
+    /// Truncate and rewrite the same file (`cp new old`).
+    CopyInPlace,
+    /// Remove, then create anew.
+    DeleteCreate,
+}
+
+/// Puts `from`'s contents at `to` the given way.
+pub fn install_build(from: &Path, to: &Path, how: Install) {
+    match how {
+        Install::RenameOver => {
+            let tmp = to.with_extension("so.tmp");
+            std::fs::copy(from, &tmp).unwrap();
+            std::fs::rename(&tmp, to).unwrap();
+        }
+        Install::CopyInPlace => {
+            std::fs::copy(from, to).unwrap();
+        }
+        Install::DeleteCreate => {
+            let _ = std::fs::remove_file(to);
+            std::fs::copy(from, to).unwrap();
+        }
     }
 }

@@ -1,0 +1,239 @@
+//! Hot reload (`reload=watch`): when the plugin file changes, load it as a new generation and,
+//! only if every step succeeds, let it serve new connections. Open connections stay on the
+//! generation that opened them; a replaced generation gets `cleanup` and `unload` when its last
+//! connection closes (see `Generation`'s `Drop`).
+//!
+//! The watcher is an inotify watch on the plugin file's directory, not on the file: cargo
+//! replaces its output by unlinking and hard-linking, `mv` renames over it, editors and `install`
+//! delete and recreate it, `cp` rewrites it in place. Events come in bursts, so a reload starts
+//! only after the directory has been quiet for [`QUIET`]. A half-written file cannot be loaded
+//! anyway: the load works on a private copy whose ELF segments are checked first, and a later
+//! event (the end of the write) tries again.
+
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use rustshim_plugin_api::ThreadModel;
+
+use crate::config;
+use crate::generation::{Generation, Lifecycle};
+use crate::nbdkit_c;
+
+/// How long the plugin's directory must be quiet before a reload starts.
+pub const QUIET: Duration = Duration::from_millis(150);
+
+/// The thread model nbdkit was told at start-up (`.thread_model`); a new generation may not be
+/// stricter, since nbdkit's locking is fixed by then. -1 until nbdkit asked.
+static ANNOUNCED_MODEL: AtomicI32 = AtomicI32::new(-1);
+
+/// The number the next generation gets.
+static NEXT_GENERATION: AtomicU32 = AtomicU32::new(2);
+
+/// Reloads never overlap.
+static RELOADING: Mutex<()> = Mutex::new(());
+
+/// Records the thread model nbdkit runs with.
+pub fn announce_thread_model(model: ThreadModel) {
+    ANNOUNCED_MODEL.store(model as i32, Ordering::Release);
+}
+
+/// A line on nbdkit's stderr, shown without `-v` (nbdkit has no info level for plugins, and
+/// `nbdkit_error` would label a success as an error).
+fn say(msg: &str) {
+    eprintln!("nbdkit: rustshim: {msg}");
+    nbdkit_c::debug(&format!("rustshim: {msg}"));
+}
+
+/// Starts watching the current plugin's file (from `.after_fork`: threads do not survive
+/// nbdkit's fork).
+pub fn start_watcher() -> Result<(), String> {
+    let source = config::current()
+        .map(|g| g.source.clone())
+        .ok_or("reload=watch needs a plugin")?;
+    let (dir, name) = match (source.parent(), source.file_name()) {
+        (Some(dir), Some(name)) => (dir.to_path_buf(), name.to_os_string()),
+        _ => return Err(format!("reload=watch: cannot watch '{}'", source.display())),
+    };
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .map_err(|e| format!("reload=watch: inotify: {e}"))?;
+    let mask = AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_ATTRIB;
+    inotify.add_watch(&dir, mask).map_err(|e| {
+        format!(
+            "reload=watch: cannot watch directory '{}': {e}",
+            dir.display()
+        )
+    })?;
+    std::thread::Builder::new()
+        .name("rustshim-reload".into())
+        .spawn(move || watch(inotify, source, name))
+        .map_err(|e| format!("reload=watch: cannot start the watcher thread: {e}"))?;
+    nbdkit_c::debug(&format!(
+        "rustshim: watching {} for new builds",
+        dir.display()
+    ));
+    Ok(())
+}
+
+fn watch(inotify: Inotify, source: PathBuf, name: OsString) {
+    let mut changed_at: Option<Instant> = None;
+    loop {
+        let timeout = match changed_at {
+            Some(at) => QUIET.saturating_sub(at.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX),
+        );
+        if let Ok(events) = inotify.read_events() {
+            if events
+                .iter()
+                .any(|e| e.name.as_deref() == Some(name.as_os_str()))
+            {
+                changed_at = Some(Instant::now());
+            }
+        }
+        if changed_at.is_some_and(|at| at.elapsed() >= QUIET) {
+            changed_at = None;
+            if source.exists() {
+                reload(&source);
+            }
+        }
+    }
+}
+
+/// Loads `source` as a new generation and makes it current if every step succeeds; otherwise
+/// the current generation keeps serving and one line says why. Returns whether it swapped.
+pub fn reload(source: &Path) -> bool {
+    let _one_at_a_time = RELOADING.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(old) = config::current() else {
+        return false;
+    };
+    // Reloads are serialised, so the number is only taken when the swap happens.
+    let number = NEXT_GENERATION.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let new = match prepare(number, source, &old) {
+        Ok(Some(new)) => new,
+        Ok(None) => return false,
+        Err(why) => {
+            nbdkit_c::error(&format!(
+                "rustshim: reload of '{}' refused, generation {} keeps serving: {why}",
+                source.display(),
+                old.number
+            ));
+            return false;
+        }
+    };
+    NEXT_GENERATION.store(number + 1, Ordering::Relaxed);
+    let what_changed = describe_change(&old, &new);
+    drop(old);
+    let new = Arc::new(new);
+    let replaced = config::state()
+        .current
+        .replace(new)
+        .expect("a current generation");
+    // Connections of the old generation still hold it (the state's reference is `replaced`).
+    let still_open = Arc::strong_count(&replaced) - 1;
+    say(&format!(
+        "reload: generation {number} from {} serves new connections ({what_changed}; ready in {} ms); generation {} retires {}",
+        source.display(),
+        started.elapsed().as_millis(),
+        replaced.number,
+        if still_open == 0 { "now".to_string() } else { format!("when its {still_open} open connection(s) close") }
+    ));
+    drop(replaced);
+    true
+}
+
+/// Loads and configures a new generation like the current one. `Ok(None)`: the file did not
+/// change. On error the new generation is unloaded again.
+fn prepare(number: u32, source: &Path, old: &Generation) -> Result<Option<Generation>, String> {
+    let new = Generation::load(number, source)?;
+    if new.content_hash == old.content_hash {
+        nbdkit_c::debug(&format!(
+            "rustshim: {} changed on disk but not in content: no reload",
+            source.display()
+        ));
+        new.destroy();
+        return Ok(None);
+    }
+    // From here on a failure must unload the instance we made.
+    let configured = (|| {
+        let recorded = config::state().recorded.clone();
+        for (key, value) in &recorded {
+            config::configure(&new, key, value)
+                .map_err(|e| format!("config {key}={value}: {e}"))?;
+        }
+        step(&new, Lifecycle::ConfigComplete)?;
+        let announced = ANNOUNCED_MODEL.load(Ordering::Acquire);
+        let model = new
+            .thread_model()
+            .map_err(|(_, msg)| format!("thread_model failed: {msg}"))?;
+        if announced >= 0 && (model as i32) < announced {
+            return Err(format!(
+                "it asks for thread model {}, stricter than the {} nbdkit already runs with",
+                model.name(),
+                ThreadModel::from_raw(announced).map_or("?", ThreadModel::name)
+            ));
+        }
+        step(&new, Lifecycle::GetReady)?;
+        step(&new, Lifecycle::AfterFork)
+    })();
+    match configured {
+        Ok(()) => Ok(Some(new)),
+        Err(why) => {
+            new.destroy();
+            Err(why)
+        }
+    }
+}
+
+/// Runs one lifecycle callback, with the plugin's own message on failure.
+fn step(generation: &Generation, callback: Lifecycle) -> Result<(), String> {
+    generation.lifecycle(callback).map_err(|(_, msg)| {
+        format!(
+            "{callback:?} failed{}",
+            if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            }
+        )
+    })
+}
+
+fn describe_change(old: &Generation, new: &Generation) -> String {
+    let version = |g: &Generation| {
+        g.module
+            .version()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "(none)".into())
+    };
+    let mut parts = vec![format!(
+        "plugin '{}' version {} -> {}",
+        new.name(),
+        version(old),
+        version(new)
+    )];
+    if old.name() != new.name() {
+        parts.push(format!("name was '{}'", old.name()));
+    }
+    if old.abi_version != new.abi_version {
+        parts.push(format!(
+            "plugin-api {} -> {}",
+            old.abi_version, new.abi_version
+        ));
+    }
+    parts.join(", ")
+}
