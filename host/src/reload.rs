@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use rustshim_plugin_api::abi::ROption;
 use rustshim_plugin_api::ThreadModel;
 
 use crate::config;
 use crate::generation::{Generation, Lifecycle};
 use crate::nbdkit_c;
+use crate::services;
 
 /// How long the plugin's directory must be quiet before a reload starts.
 pub const QUIET: Duration = Duration::from_millis(150);
@@ -123,8 +125,8 @@ pub fn reload(source: &Path) -> bool {
     // Reloads are serialised, so the number is only taken when the swap happens.
     let number = NEXT_GENERATION.load(Ordering::Relaxed);
     let started = Instant::now();
-    let new = match prepare(number, source, &old) {
-        Ok(Some(new)) => new,
+    let (new, state) = match prepare(number, source, &old) {
+        Ok(Some(prepared)) => prepared,
         Ok(None) => return false,
         Err(why) => {
             nbdkit_c::error(&format!(
@@ -146,7 +148,7 @@ pub fn reload(source: &Path) -> bool {
     // Connections of the old generation still hold it (the state's reference is `replaced`).
     let still_open = Arc::strong_count(&replaced) - 1;
     say(&format!(
-        "reload: generation {number} from {} serves new connections ({what_changed}; ready in {} ms); generation {} retires {}",
+        "reload: generation {number} from {} serves new connections ({what_changed}; {state}; ready in {} ms); generation {} retires {}",
         source.display(),
         started.elapsed().as_millis(),
         replaced.number,
@@ -156,9 +158,14 @@ pub fn reload(source: &Path) -> bool {
     true
 }
 
-/// Loads and configures a new generation like the current one. `Ok(None)`: the file did not
-/// change. On error the new generation is unloaded again.
-fn prepare(number: u32, source: &Path, old: &Generation) -> Result<Option<Generation>, String> {
+/// Loads and configures a new generation like the current one, with what became of the old
+/// one's state. `Ok(None)`: the file did not change. On error the new generation is unloaded
+/// again.
+fn prepare(
+    number: u32,
+    source: &Path,
+    old: &Generation,
+) -> Result<Option<(Generation, String)>, String> {
     let new = Generation::load(number, source)?;
     if new.content_hash == old.content_hash {
         nbdkit_c::debug(&format!(
@@ -176,6 +183,7 @@ fn prepare(number: u32, source: &Path, old: &Generation) -> Result<Option<Genera
                 .map_err(|e| format!("config {key}={value}: {e}"))?;
         }
         step(&new, Lifecycle::ConfigComplete)?;
+        let state = hand_over(old, &new)?;
         let announced = ANNOUNCED_MODEL.load(Ordering::Acquire);
         let model = new
             .thread_model()
@@ -188,14 +196,49 @@ fn prepare(number: u32, source: &Path, old: &Generation) -> Result<Option<Genera
             ));
         }
         step(&new, Lifecycle::GetReady)?;
-        step(&new, Lifecycle::AfterFork)
+        step(&new, Lifecycle::AfterFork)?;
+        Ok(state)
     })();
     match configured {
-        Ok(()) => Ok(Some(new)),
+        Ok(state) => Ok(Some((new, state))),
         Err(why) => {
             new.destroy();
             Err(why)
         }
+    }
+}
+
+/// Passes the old generation's state to the new one, if both opt in. Says what happened.
+fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
+    let Some(give) = old.module.hand_over() else {
+        return Ok("starts with fresh state".into());
+    };
+    let mut out = ROption::RNone;
+    // SAFETY: a `&self` callback of the serving generation's instance.
+    if unsafe { give(old.instance, &mut out) } < 0 {
+        return Err(format!(
+            "hand_over of generation {} failed: {}",
+            old.number,
+            services::take_error().1
+        ));
+    }
+    let ROption::RSome(state) = out else {
+        return Ok("starts with fresh state".into());
+    };
+    let kind = state.kind.to_string();
+    let Some(take) = new.module.take_over() else {
+        (state.release)(state.state);
+        return Ok(format!(
+            "starts with fresh state: it does not take over state '{kind}'"
+        ));
+    };
+    // SAFETY: the new generation's instance is not serving yet: nothing else uses it.
+    match unsafe { take(new.instance, state) } {
+        1 => Ok(format!("took over state '{kind}'")),
+        0 => Ok(format!(
+            "starts with fresh state: it did not take state '{kind}'"
+        )),
+        _ => Err(format!("take_over failed: {}", services::take_error().1)),
     }
 }
 

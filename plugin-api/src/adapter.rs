@@ -8,12 +8,13 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Once, OnceLock};
 
-use crate::abi::{__PrefixTypeTrait, ROption};
+use crate::abi::{self, __PrefixTypeTrait, ROption};
 use crate::abi::{
     DumpSink, ExportSink, ExtentSink, HandlePtr, HostServicesRef, InstancePtr, PluginModule,
     PluginModuleRef, RStr, RString, ERROR, OK,
 };
 use crate::error::Result;
+use crate::handover::Handover;
 use crate::plugin::Plugin;
 use crate::types::{Dump, Exports, Extents, Flags};
 
@@ -84,6 +85,8 @@ pub fn module<T: Plugin>() -> PluginModuleRef {
         trim: slot!(trim),
         zero: slot!(zero),
         cache: slot!(cache),
+        hand_over: slot!(hand_over),
+        take_over: slot!(take_over),
         extents: slot!(extents),
     }
     .leak_into_prefix()
@@ -503,6 +506,29 @@ unsafe extern "C" fn extents<T: Plugin>(
             &mut Extents::new(sink),
         )
     }))
+}
+
+unsafe extern "C" fn hand_over<T: Plugin>(i: InstancePtr, out: &mut ROption<abi::Handover>) -> i32 {
+    // SAFETY: see above.
+    let p = unsafe { instance::<T>(i) };
+    match guard::<T, _>("hand_over", || Ok(p.hand_over())) {
+        Some(Some(state)) => {
+            *out = ROption::RSome(state.into_raw());
+            1
+        }
+        Some(None) => 0,
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn take_over<T: Plugin>(i: InstancePtr, state: abi::Handover) -> i32 {
+    // SAFETY: lifecycle callback of a generation that is not serving yet: exclusive.
+    let p = unsafe { instance_mut::<T>(i) };
+    let state = Handover::from_raw(state);
+    match guard::<T, _>("take_over", || p.take_over(state)) {
+        Some(adopted) => adopted as i32,
+        None => ERROR,
+    }
 }
 
 /// Exports plugin type `T` from this cdylib as a rustshim plugin. Use once per plugin crate:

@@ -55,12 +55,14 @@ pub mod abi;
 #[doc(hidden)]
 pub mod adapter;
 mod error;
+mod handover;
 mod logger;
 mod plugin;
 pub mod server;
 mod types;
 
 pub use error::{Errno, Error, Result};
+pub use handover::{Handover, SharedPages};
 pub use plugin::Plugin;
 pub use rustshim_plugin_api_macros::plugin;
 pub use types::{
@@ -72,6 +74,6 @@ pub use types::{
 pub mod prelude {
     pub use crate::{
         export_plugin, plugin, server, BlockSize, CacheMode, Dump, Errno, Error, Exports,
-        ExtentType, Extents, Flags, FuaMode, Plugin, Result, ThreadModel,
+        ExtentType, Extents, Flags, FuaMode, Handover, Plugin, Result, SharedPages, ThreadModel,
     };
 }

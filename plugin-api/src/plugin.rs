@@ -1,6 +1,7 @@
 //! The trait a plugin implements: one method per nbdkit callback, in the order nbdkit calls them.
 
 use crate::error::{Errno, Error, Result};
+use crate::handover::Handover;
 use crate::types::{
     BlockSize, CacheMode, Callbacks, Dump, Exports, Extents, Flags, FuaMode, ThreadModel,
 };
@@ -232,6 +233,25 @@ pub trait Plugin: Default + Send + Sync + 'static {
     /// [`.cache`](https://libguestfs.org/nbdkit-plugin.3.html#cache)
     fn cache(&self, handle: &Self::Handle, count: u32, offset: u64, flags: Flags) -> Result<()> {
         Ok(())
+    }
+
+    // ---- Hot reload (`reload=watch`) ----
+
+    /// Opt-in: state to hand to the next build of this plugin when the running server loads it.
+    /// Without this method (or returning `None`) the successor starts fresh. Called on the
+    /// serving generation, which keeps serving its open connections, so hand over state both can
+    /// use at once, like [`SharedPages`](crate::SharedPages) (see [`Handover`]).
+    fn hand_over(&self) -> Option<Handover> {
+        None
+    }
+
+    /// Opt-in: adopts the state a predecessor handed over, after `config_complete` and before
+    /// `get_ready`. Return `Ok(false)` if it is not something this build understands (check
+    /// [`Handover::kind`]): the plugin then starts fresh. Without this method handed-over state
+    /// is dropped.
+    fn take_over(&mut self, state: Handover) -> Result<bool> {
+        drop(state);
+        Ok(false)
     }
 
     // ---- Shutting down ----

@@ -367,3 +367,77 @@ fn a_touched_but_unchanged_file_is_not_reloaded() {
     );
     assert_eq!(w.new_connection_reads(), "22");
 }
+
+/// Another build of `plugin`: the same code with bytes appended, which the loader ignores but
+/// which makes it a different file.
+fn rebuilt(plugin: &std::path::Path, dir: &TempDir, tag: &str) -> PathBuf {
+    let mut bytes = std::fs::read(plugin).unwrap();
+    bytes.extend_from_slice(format!("\0rebuilt {tag}\0").as_bytes());
+    let path = dir.join(&format!("rebuilt-{tag}.so"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn the_memory_disk_keeps_its_data_across_reloads() {
+    let dir = TempDir::new("handover");
+    let watched = dir.join("libmemory.so");
+    install_build(&plugin("memory"), &watched, Install::RenameOver);
+    let server = BackgroundNbdkit::start(
+        &[],
+        &[
+            format!("plugin={}", watched.display()),
+            "reload=watch".into(),
+            "size=64M".into(),
+        ],
+    );
+    let v2 = rebuilt(&plugin("memory"), &dir, "v2");
+    let v3 = rebuilt(&plugin("memory"), &dir, "v3");
+    let script = format!(
+        r#"
+import shutil
+def wait_for(text):
+    while text not in open({log:?}).read():
+        time.sleep(0.01)
+data = os.urandom(1 << 20)
+h1 = nbd.NBD()
+h1.connect_unix(SOCKET)
+h1.pwrite(data, 4 << 20)
+shutil.copy({v2:?}, {plugin:?} + '.tmp'); os.rename({plugin:?} + '.tmp', {plugin:?})
+wait_for('generation 2 from')
+h2 = nbd.NBD()
+h2.connect_unix(SOCKET)
+assert h2.pread(1 << 20, 4 << 20) == data, 'data written before the reload is kept'
+# The old connection still writes to the same disk the new build serves.
+h1.pwrite(b'old' * 1000, 0)
+assert h2.pread(3000, 0) == b'old' * 1000, 'a write on the old build is seen by the new one'
+h2.pwrite(b'new' * 1000, 8192)
+assert h1.pread(3000, 8192) == b'new' * 1000, 'and the other way round'
+h1.shutdown()
+shutil.copy({v3:?}, {plugin:?} + '.tmp'); os.rename({plugin:?} + '.tmp', {plugin:?})
+wait_for('generation 3 from')
+h3 = nbd.NBD()
+h3.connect_unix(SOCKET)
+assert h3.pread(1 << 20, 4 << 20) == data and h3.pread(3000, 0) == b'old' * 1000
+print('ok')
+"#,
+        log = server.log.display().to_string(),
+        v2 = v2.display().to_string(),
+        v3 = v3.display().to_string(),
+        plugin = watched.display().to_string(),
+    );
+    assert_eq!(server.python(&script).ok().stdout.trim(), "ok");
+    let line = server.wait_for_log("generation 3 from", 1);
+    assert!(
+        line.contains("took over state 'rustshim-memory-disk'"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_plugin_that_does_not_opt_in_starts_fresh() {
+    let w = Watched::start();
+    install_build(&builds().v2, &w.plugin_path(), Install::RenameOver);
+    let line = w.server.wait_for_log("generation 2 from", 1);
+    assert!(line.contains("starts with fresh state"), "{line}");
+}

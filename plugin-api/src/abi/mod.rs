@@ -35,6 +35,7 @@
 pub mod load;
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, AtomicUsize};
 
 use abi_stable::{
     declare_root_module_statics, library::RootModule, package_version_strings,
@@ -101,6 +102,62 @@ pub struct DumpSink {
     pub line: extern "C" fn(ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>),
 }
 
+/// What one generation of a plugin hands to the next on a hot reload (opt-in: see
+/// `Plugin::hand_over`). Owns one reference to `state`, dropped with `release`.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct Handover {
+    /// Names what the state is, chosen by the plugin: a successor that does not recognise it
+    /// starts fresh.
+    pub kind: RString,
+    /// How `state` is laid out: [`HANDOVER_PAGES`] or [`HANDOVER_BYTES`].
+    pub format: u32,
+    /// The state.
+    pub state: *const c_void,
+    /// Drops this reference to `state` (code of the generation that made it, never unloaded).
+    pub release: extern "C" fn(state: *const c_void),
+}
+
+/// [`Handover::format`]: `state` is a [`PagesStore`].
+pub const HANDOVER_PAGES: u32 = 1;
+/// [`Handover::format`]: `state` is a `RVec<u8>`.
+pub const HANDOVER_BYTES: u32 = 2;
+
+/// [`PagesStore::magic`].
+pub const PAGES_MAGIC: u64 = u64::from_le_bytes(*b"RSPAGES\0");
+/// [`PagesStore::layout_version`]: bump on any change to the layout or the locking protocol.
+pub const PAGES_LAYOUT_VERSION: u32 = 1;
+
+/// The memory of a `SharedPages` store (`crate::handover`): a sparse array of pages that the
+/// generations of a plugin read and write directly, concurrently, across hot reloads. Fixed by
+/// [`PAGES_LAYOUT_VERSION`]; all its memory comes from the C allocator, so any generation may
+/// free it.
+///
+/// Protocol: page `i` is `pages[i]` (NULL: reads as zeroes), `1 << page_shift` bytes. Its
+/// contents and pointer are guarded by `locks[i % lock_stripes]`, a `pthread_rwlock_t`: read
+/// lock to read, write lock to allocate, write, zero or free. `refs` counts the handles.
+#[repr(C)]
+pub struct PagesStore {
+    /// [`PAGES_MAGIC`].
+    pub magic: u64,
+    /// [`PAGES_LAYOUT_VERSION`].
+    pub layout_version: u32,
+    /// log2 of the page size.
+    pub page_shift: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entries in `pages`.
+    pub page_count: u64,
+    /// Handles to this store.
+    pub refs: AtomicUsize,
+    /// The page table.
+    pub pages: *mut AtomicPtr<u8>,
+    /// Entries in `locks`.
+    pub lock_stripes: u64,
+    /// The page locks.
+    pub locks: *mut nix::libc::pthread_rwlock_t,
+}
+
 /// nbdkit's server functions and the shim's error and log channels, as seen by a plugin.
 ///
 /// Functions return `0` or a positive errno. `ENOTSUP` means the running nbdkit lacks the
@@ -164,7 +221,7 @@ pub struct HostServices {
 
 /// The names of the callbacks a plugin may implement, by bit number in
 /// [`PluginModule::implemented`]. Append-only.
-pub const CALLBACK_NAMES: [&str; 34] = [
+pub const CALLBACK_NAMES: [&str; 36] = [
     "load",
     "unload",
     "config",
@@ -199,6 +256,8 @@ pub const CALLBACK_NAMES: [&str; 34] = [
     "zero",
     "extents",
     "cache",
+    "hand_over",
+    "take_over",
 ];
 
 /// A plugin's root module: what it is and one function pointer per nbdkit callback.
@@ -365,6 +424,11 @@ pub struct PluginModule {
             flags: u32,
         ) -> i32,
     >,
+    /// Hot reload: the state this instance hands to its successor, written to `out`.
+    pub hand_over:
+        Option<unsafe extern "C" fn(instance: InstancePtr, out: &mut ROption<Handover>) -> i32>,
+    /// Hot reload: adopts a predecessor's state; returns 1 if adopted, 0 if not (released).
+    pub take_over: Option<unsafe extern "C" fn(instance: InstancePtr, state: Handover) -> i32>,
     /// nbdkit `extents`.
     #[sabi(last_prefix_field)]
     pub extents: Option<

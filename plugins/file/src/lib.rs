@@ -1,1 +1,303 @@
+//! `file`: serves a file or a block device, like nbdkit's own file plugin.
+//!
+//! ```text
+//! nbdkit rustshim plugin=librustshim_file.so file=disk.img
+//! nbdkit rustshim librustshim_file.so disk.img readonly=true
+//! ```
+//!
+//! Reads and writes are positional (`pread`/`pwrite`), so requests run in parallel on one file
+//! descriptor. Trimming and zeroing use `fallocate`, and extents come from `lseek` with
+//! `SEEK_DATA`/`SEEK_HOLE`, so sparse files stay sparse and clients can skip their holes.
 
+use std::fmt::Display;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::fcntl::{fallocate, FallocateFlags, OFlag};
+use nix::unistd::{lseek, Whence};
+use rustshim_plugin_api::prelude::*;
+
+#[derive(Default)]
+struct FilePlugin {
+    /// From `file=`, made absolute: nbdkit changes directory to `/` before serving.
+    path: Option<PathBuf>,
+    /// From `readonly=`: never open the file for writing.
+    readonly: bool,
+}
+
+/// One connection's open file.
+struct Handle {
+    file: File,
+    /// Whether the file was opened for writing.
+    writable: bool,
+    is_block_device: bool,
+    /// Whether `fallocate` may still be supported for each mode: cleared the first time the
+    /// file system says no, so an unsupported call is not made again for every request.
+    can_punch_hole: AtomicBool,
+    can_zero_range: AtomicBool,
+}
+
+#[plugin]
+impl Plugin for FilePlugin {
+    type Handle = Handle;
+
+    const NAME: &'static str = "file";
+    const LONGNAME: Option<&'static str> = Some("Rust file plugin");
+    const VERSION: Option<&'static str> = Some(env!("CARGO_PKG_VERSION"));
+    const DESCRIPTION: Option<&'static str> = Some("Serves a file or a block device.");
+    const CONFIG_HELP: Option<&'static str> = Some(
+        "file=<FILENAME>     (required) The file or block device to serve.\n\
+         readonly=true|false Open the file read-only (default false).",
+    );
+    // `nbdkit rustshim librustshim_file.so disk.img` means file=disk.img.
+    const MAGIC_CONFIG_KEY: Option<&'static str> = Some("file");
+
+    fn config(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            // Resolved now, while relative paths still mean what the user meant; this also
+            // reports a missing file at once instead of at the first connection.
+            "file" => {
+                let path = std::fs::canonicalize(value).map_err(failed(format!("file={value}")))?;
+                self.path = Some(path);
+            }
+            "readonly" => self.readonly = server::parse_bool(value)?,
+            _ => return Err(Error::invalid(format!("file: unknown parameter '{key}'"))),
+        }
+        Ok(())
+    }
+
+    fn config_complete(&mut self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Err(Error::invalid(
+                "file: you must supply the file=<FILENAME> parameter after the plugin name \
+                 on the command line",
+            ));
+        };
+        // A directory or a socket would only fail later, on the first read.
+        let file_type = std::fs::metadata(path)
+            .map_err(failed(path.display()))?
+            .file_type();
+        if !file_type.is_file() && !file_type.is_block_device() {
+            return Err(Error::invalid(format!(
+                "file: {}: not a regular file or block device",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    // The file is opened once per connection, as nbdkit's file plugin does: each connection
+    // then opens it with the access it needs (read-only for `nbdkit -r` or a read-only
+    // client), and a file replaced between connections is picked up by the next one.
+    fn open(&self, readonly: bool) -> Result<Handle> {
+        let path = self.path.as_ref().expect("config_complete checked file=");
+        let writable = !(readonly || self.readonly);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            // Serving a terminal would be odd, but opening one must not make it ours.
+            .custom_flags(OFlag::O_NOCTTY.bits())
+            .open(path)
+            .map_err(failed(format!("open: {}", path.display())))?;
+        let is_block_device = file.metadata()?.file_type().is_block_device();
+        Ok(Handle {
+            file,
+            writable,
+            is_block_device,
+            can_punch_hole: AtomicBool::new(true),
+            can_zero_range: AtomicBool::new(true),
+        })
+    }
+
+    // Asked every time, so a file that grew between connections is served whole. A block
+    // device's `st_size` is 0: its size is where its end is.
+    fn get_size(&self, h: &Handle) -> Result<u64> {
+        if h.is_block_device {
+            Ok((&h.file).seek(SeekFrom::End(0)).map_err(failed("lseek"))?)
+        } else {
+            Ok(h.file.metadata().map_err(failed("fstat"))?.len())
+        }
+    }
+
+    fn can_write(&self, h: &Handle) -> Result<bool> {
+        Ok(h.writable)
+    }
+
+    // All connections share the kernel's page cache for the file, so what one writes the others
+    // read, and `fdatasync` on any descriptor flushes the file for all of them.
+    fn can_multi_conn(&self, _: &Handle) -> Result<bool> {
+        Ok(true)
+    }
+
+    // Native: a FUA request is followed by `fdatasync` before it is acknowledged. That is what
+    // nbdkit's emulation would do through `flush`, without the extra call through the server.
+    fn can_fua(&self, _: &Handle) -> Result<FuaMode> {
+        Ok(FuaMode::Native)
+    }
+
+    // A trim punches a hole, which only a regular file can have. (nbdkit's file plugin discards
+    // on block devices with BLKDISCARD, an ioctl; this plugin leaves their trims unadvertised.)
+    fn can_trim(&self, h: &Handle) -> Result<bool> {
+        Ok(!h.is_block_device)
+    }
+
+    // `zero` only ever uses `fallocate`, which is fast, and fails with ENOTSUP where it is not
+    // supported, which is exactly what FAST_ZERO asks for.
+    fn can_fast_zero(&self, _: &Handle) -> Result<bool> {
+        Ok(true)
+    }
+
+    // nbdkit never asks past the size it was given, so running out of file means the file
+    // shrank under us: an error, not zeroes.
+    fn pread(&self, h: &Handle, buf: &mut [u8], offset: u64, _flags: Flags) -> Result<()> {
+        h.file.read_exact_at(buf, offset).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                Error::new(Errno::EIO, "pread: unexpected end of file")
+            } else {
+                failed("pread")(e)
+            }
+        })
+    }
+
+    fn pwrite(&self, h: &Handle, buf: &[u8], offset: u64, flags: Flags) -> Result<()> {
+        h.file.write_all_at(buf, offset).map_err(failed("pwrite"))?;
+        sync_if_fua(h, flags)
+    }
+
+    // Only the data needs to reach the disk: metadata such as timestamps does not matter to
+    // the client.
+    fn flush(&self, h: &Handle, _flags: Flags) -> Result<()> {
+        h.file.sync_data().map_err(failed("fdatasync"))
+    }
+
+    // A trim is only a hint: where holes cannot be punched, doing nothing is correct.
+    fn trim(&self, h: &Handle, count: u32, offset: u64, flags: Flags) -> Result<()> {
+        if h.can_punch_hole.load(Ordering::Relaxed) {
+            let punch = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+            if !try_fallocate(h, &h.can_punch_hole, punch, count, offset)? {
+                log::debug!("file: trim ignored: the file system cannot punch holes");
+            }
+        }
+        sync_if_fua(h, flags)
+    }
+
+    // Tried in order of what the client allows and what frees the most space: punch a hole
+    // (only with MAY_TRIM, as the client may want the space kept allocated), then zero the range
+    // in place. If neither is supported, ENOTSUP makes the shim write zeroes itself, or, with
+    // FAST_ZERO, tells the client that zeroing would be no faster than writing.
+    fn zero(&self, h: &Handle, count: u32, offset: u64, flags: Flags) -> Result<()> {
+        if flags.contains(Flags::MAY_TRIM) && h.can_punch_hole.load(Ordering::Relaxed) {
+            let punch = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+            if try_fallocate(h, &h.can_punch_hole, punch, count, offset)? {
+                return sync_if_fua(h, flags);
+            }
+        }
+        // On a block device the kernel may carry out ZERO_RANGE by writing zeroes, which is not
+        // fast; punching holes there (above) never falls back to writing.
+        let fast_only = flags.contains(Flags::FAST_ZERO) && h.is_block_device;
+        if !fast_only && h.can_zero_range.load(Ordering::Relaxed) {
+            let zero_range = FallocateFlags::FALLOC_FL_ZERO_RANGE;
+            if try_fallocate(h, &h.can_zero_range, zero_range, count, offset)? {
+                return sync_if_fua(h, flags);
+            }
+        }
+        Err(Error::new(
+            Errno::ENOTSUP,
+            "zero: the file system cannot zero a range without writing",
+        ))
+    }
+
+    // Holes (from `SEEK_HOLE` to the next `SEEK_DATA`) read as zeroes; the rest is data.
+    fn extents(
+        &self,
+        h: &Handle,
+        count: u32,
+        offset: u64,
+        flags: Flags,
+        extents: &mut Extents,
+    ) -> Result<()> {
+        let fd = h.file.as_raw_fd();
+        let end = offset + u64::from(count);
+        let mut pos = offset;
+        while pos < end {
+            let data_start = match lseek(fd, to_off(pos), Whence::SeekData) {
+                Ok(data_start) => data_start as u64,
+                // No data after `pos`: a hole up to the end of the file.
+                Err(Errno::ENXIO) => end,
+                // The file system cannot tell holes: everything is data, as nbdkit assumes for
+                // a plugin without extents.
+                Err(Errno::EINVAL | Errno::EOPNOTSUPP) => {
+                    return extents.add(pos, end - pos, ExtentType::DATA);
+                }
+                Err(e) => return Err(failed("lseek SEEK_DATA")(e)),
+            };
+            if data_start > pos {
+                extents.add(pos, data_start - pos, ExtentType::HOLE | ExtentType::ZERO)?;
+                pos = data_start;
+            } else {
+                let data_end = match lseek(fd, to_off(pos), Whence::SeekHole) {
+                    Ok(hole_start) => hole_start as u64,
+                    // `pos` is past the end: the file shrank; leave the rest to the next round.
+                    Err(Errno::ENXIO) => pos,
+                    Err(e) => return Err(failed("lseek SEEK_HOLE")(e)),
+                };
+                if data_end == pos {
+                    // Nothing more to learn (the file shrank or changed under us): call the
+                    // rest data, which is always a safe answer.
+                    return extents.add(pos, end - pos, ExtentType::DATA);
+                }
+                extents.add(pos, data_end - pos, ExtentType::DATA)?;
+                pos = data_end;
+            }
+            // One extent is all the client asked for.
+            if flags.contains(Flags::REQ_ONE) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes a FUA request durable before it is acknowledged (see `can_fua`).
+fn sync_if_fua(h: &Handle, flags: Flags) -> Result<()> {
+    if flags.contains(Flags::FUA) {
+        h.file.sync_data().map_err(failed("fdatasync"))?;
+    }
+    Ok(())
+}
+
+/// `fallocate` in `mode`: true if done, false if the file system does not support the mode
+/// (and then `supported` is cleared), an error otherwise.
+fn try_fallocate(
+    h: &Handle,
+    supported: &AtomicBool,
+    mode: FallocateFlags,
+    count: u32,
+    offset: u64,
+) -> Result<bool> {
+    match fallocate(h.file.as_raw_fd(), mode, to_off(offset), count.into()) {
+        Ok(()) => Ok(true),
+        // Old kernels say ENODEV for block devices where newer ones say EOPNOTSUPP.
+        Err(Errno::EOPNOTSUPP | Errno::ENODEV) => {
+            supported.store(false, Ordering::Relaxed);
+            Ok(false)
+        }
+        Err(e) => Err(failed(format!("fallocate {mode:?}"))(e)),
+    }
+}
+
+/// An offset as `off_t`. nbdkit never passes one beyond `i64::MAX` (the largest size it serves).
+fn to_off(offset: u64) -> i64 {
+    i64::try_from(offset).expect("nbdkit offsets fit in off_t")
+}
+
+/// Names what failed in an OS error's message; the errno reaches the client unchanged.
+fn failed<E: Into<Error>>(what: impl Display) -> impl FnOnce(E) -> Error {
+    move |e| e.into().context(what)
+}
+
+export_plugin!(FilePlugin);

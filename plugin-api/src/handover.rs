@@ -1,0 +1,498 @@
+//! State that survives a hot reload: [`Handover`], what one generation of a plugin passes to the
+//! next, and [`SharedPages`], a sparse page store that several generations use at once.
+//!
+//! Why shared and not copied: after a reload, connections opened before it keep using the old
+//! generation while new ones use the new generation. If the new one got a copy of the data,
+//! writes on old connections would be lost to new ones. So a disk's data lives in a store with a
+//! C layout fixed by `abi::PAGES_LAYOUT_VERSION`, and every generation reads and writes it
+//! directly. All of its memory comes from the C allocator, so whichever generation drops the last
+//! handle can free it.
+//!
+//! The `unsafe` here is the boundary itself: memory laid out for other binaries.
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+
+use nix::libc;
+
+use crate::abi::{
+    self, PagesStore, RVec, HANDOVER_BYTES, HANDOVER_PAGES, PAGES_LAYOUT_VERSION, PAGES_MAGIC,
+};
+use crate::error::{Errno, Error, Result};
+
+/// Pages of 32 KiB (as nbdkit's sparse allocator): small enough that a first 4 KiB write
+/// allocates little, large enough that a 1 TiB disk needs a page table of 256 MiB of *virtual*
+/// memory (untouched entries cost nothing).
+const PAGE_SHIFT: u32 = 15;
+/// Lock stripes: pages `i` and `i + LOCK_STRIPES` share a lock.
+const LOCK_STRIPES: u64 = 1024;
+
+/// A sparse, zero-filled array of bytes that can be shared by the generations of a plugin across
+/// hot reloads (see the module docs). Unwritten pages read as zeroes and use no memory. Clone to
+/// get another handle to the same data.
+pub struct SharedPages {
+    store: NonNull<PagesStore>,
+}
+
+// SAFETY: the store is only accessed under its page locks or through atomics.
+unsafe impl Send for SharedPages {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPages {}
+
+impl SharedPages {
+    /// The page size of new stores, in bytes.
+    pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+    /// A new store of `size` bytes, all zero.
+    pub fn new(size: u64) -> Result<SharedPages> {
+        let page_count = size.div_ceil(1 << PAGE_SHIFT);
+        let nomem = || {
+            Error::new(
+                Errno::ENOMEM,
+                format!("cannot allocate a page table for {size} bytes"),
+            )
+        };
+        let entries = usize::try_from(page_count.max(1)).map_err(|_| nomem())?;
+        // SAFETY: calloc of plain data; a NULL result is handled. Zeroed memory is a valid array
+        // of NULL `AtomicPtr`s.
+        let pages = unsafe { libc::calloc(entries, std::mem::size_of::<AtomicPtr<u8>>()) }
+            .cast::<AtomicPtr<u8>>();
+        // SAFETY: as above, for the lock array (initialised below).
+        let locks = unsafe {
+            libc::calloc(
+                LOCK_STRIPES as usize,
+                std::mem::size_of::<libc::pthread_rwlock_t>(),
+            )
+        }
+        .cast::<libc::pthread_rwlock_t>();
+        // SAFETY: as above, for the header (written below).
+        let store = unsafe { libc::malloc(std::mem::size_of::<PagesStore>()) }.cast::<PagesStore>();
+        if pages.is_null() || locks.is_null() || store.is_null() {
+            // SAFETY: free(NULL) is a no-op; the others came from calloc/malloc.
+            unsafe {
+                libc::free(pages.cast());
+                libc::free(locks.cast());
+                libc::free(store.cast());
+            }
+            return Err(nomem());
+        }
+        for i in 0..LOCK_STRIPES as usize {
+            // SAFETY: `locks` has LOCK_STRIPES entries; default attributes.
+            unsafe { libc::pthread_rwlock_init(locks.add(i), std::ptr::null()) };
+        }
+        // SAFETY: `store` is a fresh allocation of the right size and alignment (malloc).
+        unsafe {
+            store.write(PagesStore {
+                magic: PAGES_MAGIC,
+                layout_version: PAGES_LAYOUT_VERSION,
+                page_shift: PAGE_SHIFT,
+                size,
+                page_count,
+                refs: AtomicUsize::new(1),
+                pages,
+                lock_stripes: LOCK_STRIPES,
+                locks,
+            })
+        };
+        Ok(SharedPages {
+            store: NonNull::new(store).expect("checked above"),
+        })
+    }
+
+    fn header(&self) -> &PagesStore {
+        // SAFETY: the store lives while any handle does.
+        unsafe { self.store.as_ref() }
+    }
+
+    /// The size in bytes.
+    pub fn size(&self) -> u64 {
+        self.header().size
+    }
+
+    /// The page size in bytes (allocation and extent granularity).
+    pub fn page_size(&self) -> u64 {
+        1 << self.header().page_shift
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size() => Ok(()),
+            _ => Err(Error::new(
+                Errno::EINVAL,
+                format!("range {offset}+{len} is beyond the end ({})", self.size()),
+            )),
+        }
+    }
+
+    /// Runs `f` with page `index`'s slot under its lock (write lock if `write`).
+    fn with_page<R>(&self, index: u64, write: bool, f: impl FnOnce(&AtomicPtr<u8>) -> R) -> R {
+        let h = self.header();
+        debug_assert!(index < h.page_count);
+        // SAFETY: `index < page_count` (callers check the range) and `lock_stripes` locks exist;
+        // the lock is initialised and held only for the duration of `f`.
+        unsafe {
+            let lock = h.locks.add((index % h.lock_stripes) as usize);
+            if write {
+                libc::pthread_rwlock_wrlock(lock);
+            } else {
+                libc::pthread_rwlock_rdlock(lock);
+            }
+            let result = f(&*h.pages.add(index as usize));
+            libc::pthread_rwlock_unlock(lock);
+            result
+        }
+    }
+
+    /// Calls `f(page index, offset in page, range of the caller's buffer)` for each page piece
+    /// of `[offset, offset + len)`.
+    fn pieces(
+        &self,
+        offset: u64,
+        len: usize,
+        mut f: impl FnMut(u64, usize, std::ops::Range<usize>),
+    ) {
+        let shift = self.header().page_shift;
+        let page_size = 1usize << shift;
+        let mut done = 0;
+        while done < len {
+            let pos = offset + done as u64;
+            let in_page = (pos & (page_size as u64 - 1)) as usize;
+            let n = (page_size - in_page).min(len - done);
+            f(pos >> shift, in_page, done..done + n);
+            done += n;
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `offset`.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        self.pieces(offset, buf.len(), |index, in_page, range| {
+            self.with_page(index, false, |slot| {
+                let page = slot.load(Ordering::Acquire);
+                if page.is_null() {
+                    buf[range].fill(0);
+                } else {
+                    // SAFETY: the page has `page_size` bytes and `in_page + range.len()` fits;
+                    // the read lock keeps writers and frees out.
+                    let src = unsafe { std::slice::from_raw_parts(page.add(in_page), range.len()) };
+                    buf[range].copy_from_slice(src);
+                }
+            })
+        });
+        Ok(())
+    }
+
+    /// Writes `buf` at `offset`, allocating pages as needed.
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        let page_size = self.page_size() as usize;
+        let mut failed = false;
+        self.pieces(offset, buf.len(), |index, in_page, range| {
+            if failed {
+                return;
+            }
+            self.with_page(index, true, |slot| {
+                let mut page = slot.load(Ordering::Acquire);
+                if page.is_null() {
+                    // SAFETY: calloc of plain bytes; NULL is handled.
+                    page = unsafe { libc::calloc(1, page_size) }.cast::<u8>();
+                    if page.is_null() {
+                        failed = true;
+                        return;
+                    }
+                    slot.store(page, Ordering::Release);
+                }
+                // SAFETY: as in `read_at`; the write lock makes this the only access.
+                let dst = unsafe { std::slice::from_raw_parts_mut(page.add(in_page), range.len()) };
+                dst.copy_from_slice(&buf[range]);
+            })
+        });
+        if failed {
+            return Err(Error::new(Errno::ENOMEM, "out of memory for a new page"));
+        }
+        Ok(())
+    }
+
+    /// Makes `[offset, offset + len)` read as zeroes, freeing the pages wholly inside it (they
+    /// become holes) and zeroing the partial ones at its ends.
+    pub fn trim(&self, offset: u64, len: u64) -> Result<()> {
+        self.clear(offset, len, true)
+    }
+
+    /// Makes `[offset, offset + len)` read as zeroes without changing what is allocated:
+    /// allocated pages are zeroed in place, holes stay holes.
+    pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
+        self.clear(offset, len, false)
+    }
+
+    fn clear(&self, offset: u64, len: u64, free_whole_pages: bool) -> Result<()> {
+        self.check_range(offset, len)?;
+        let page_size = self.page_size();
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let index = pos / page_size;
+            let in_page = (pos % page_size) as usize;
+            let n = (page_size - in_page as u64).min(end - pos) as usize;
+            self.with_page(index, true, |slot| {
+                let page = slot.load(Ordering::Acquire);
+                if page.is_null() {
+                    return;
+                }
+                if free_whole_pages && n as u64 == page_size {
+                    slot.store(std::ptr::null_mut(), Ordering::Release);
+                    // SAFETY: allocated with calloc; no one else can reach it (write lock, slot
+                    // cleared).
+                    unsafe { libc::free(page.cast()) };
+                } else {
+                    // SAFETY: as in `write_at`.
+                    unsafe { std::ptr::write_bytes(page.add(in_page), 0, n) };
+                }
+            });
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Whether the page holding byte `offset` is allocated (a hint: it may change at once).
+    pub fn is_allocated(&self, offset: u64) -> bool {
+        let h = self.header();
+        let index = offset >> h.page_shift;
+        // SAFETY: bounds checked; only the pointer value is read, atomically.
+        index < h.page_count
+            && !unsafe { &*h.pages.add(index as usize) }
+                .load(Ordering::Relaxed)
+                .is_null()
+    }
+
+    /// The allocated and unallocated runs of `[offset, offset + len)`, as
+    /// `(offset, length, allocated)`, adjacent runs of the same kind merged.
+    pub fn runs(&self, offset: u64, len: u64) -> Vec<(u64, u64, bool)> {
+        let page_size = self.page_size();
+        let end = offset.saturating_add(len).min(self.size());
+        let mut runs: Vec<(u64, u64, bool)> = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let next = ((pos / page_size + 1) * page_size).min(end);
+            let allocated = self.is_allocated(pos);
+            match runs.last_mut() {
+                Some(last) if last.2 == allocated => last.1 += next - pos,
+                _ => runs.push((pos, next - pos, allocated)),
+            }
+            pos = next;
+        }
+        runs
+    }
+
+    fn from_raw(state: *const c_void) -> Option<SharedPages> {
+        let store = NonNull::new(state as *mut PagesStore)?;
+        // SAFETY: a handover of format HANDOVER_PAGES points at a live store (we hold its
+        // reference); the magic and version say whether we understand its layout.
+        let h = unsafe { store.as_ref() };
+        (h.magic == PAGES_MAGIC && h.layout_version == PAGES_LAYOUT_VERSION)
+            .then_some(SharedPages { store })
+    }
+}
+
+impl Clone for SharedPages {
+    fn clone(&self) -> Self {
+        self.header().refs.fetch_add(1, Ordering::Relaxed);
+        SharedPages { store: self.store }
+    }
+}
+
+impl Drop for SharedPages {
+    fn drop(&mut self) {
+        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        let h = self.store.as_ptr();
+        // SAFETY: this was the last handle: nothing else can reach the store. Everything was
+        // allocated with the C allocator as laid out in `new`.
+        unsafe {
+            for i in 0..(*h).page_count as usize {
+                libc::free((*(*h).pages.add(i)).load(Ordering::Relaxed).cast());
+            }
+            for i in 0..(*h).lock_stripes as usize {
+                libc::pthread_rwlock_destroy((*h).locks.add(i));
+            }
+            libc::free((*h).pages.cast());
+            libc::free((*h).locks.cast());
+            libc::free(h.cast());
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedPages")
+            .field("size", &self.size())
+            .field("page_size", &self.page_size())
+            .finish()
+    }
+}
+
+/// State one generation of a plugin hands to the next on a hot reload (see
+/// [`crate::Plugin::hand_over`]). Dropping it without taking the state releases it.
+pub struct Handover {
+    raw: Option<abi::Handover>,
+}
+
+extern "C" fn release_pages(state: *const c_void) {
+    drop(SharedPages::from_raw(state));
+}
+
+extern "C" fn release_bytes(state: *const c_void) {
+    // SAFETY: made by `Handover::bytes` from a `Box<RVec<u8>>`; released once.
+    drop(unsafe { Box::from_raw(state as *mut RVec<u8>) });
+}
+
+impl Handover {
+    /// Shares `pages` with the successor under the name `kind` (say `"memory-disk"`): both
+    /// generations then use the same data.
+    pub fn pages(kind: &str, pages: &SharedPages) -> Handover {
+        let shared = pages.clone();
+        let state = shared.store.as_ptr() as *const c_void;
+        std::mem::forget(shared);
+        Handover {
+            raw: Some(abi::Handover {
+                kind: kind.into(),
+                format: HANDOVER_PAGES,
+                state,
+                release: release_pages,
+            }),
+        }
+    }
+
+    /// Hands `bytes` (say, serialised settings) to the successor under the name `kind`.
+    pub fn bytes(kind: &str, bytes: Vec<u8>) -> Handover {
+        let state = Box::into_raw(Box::new(RVec::from(bytes))) as *const c_void;
+        Handover {
+            raw: Some(abi::Handover {
+                kind: kind.into(),
+                format: HANDOVER_BYTES,
+                state,
+                release: release_bytes,
+            }),
+        }
+    }
+
+    /// The name the predecessor gave the state.
+    pub fn kind(&self) -> &str {
+        self.raw.as_ref().map_or("", |r| r.kind.as_str())
+    }
+
+    /// The shared pages, if that is what this is (and their layout is one this build knows).
+    pub fn into_pages(mut self) -> Option<SharedPages> {
+        let raw = self.raw.take()?;
+        if raw.format == HANDOVER_PAGES {
+            if let Some(pages) = SharedPages::from_raw(raw.state) {
+                return Some(pages); // takes over the reference
+            }
+        }
+        (raw.release)(raw.state);
+        None
+    }
+
+    /// The bytes, if that is what this is.
+    pub fn into_bytes(mut self) -> Option<Vec<u8>> {
+        let raw = self.raw.take()?;
+        let bytes = (raw.format == HANDOVER_BYTES).then(|| {
+            // SAFETY: format HANDOVER_BYTES means `state` is an `RVec<u8>`, alive until released.
+            unsafe { &*(raw.state as *const RVec<u8>) }.to_vec()
+        });
+        (raw.release)(raw.state);
+        bytes
+    }
+
+    pub(crate) fn into_raw(mut self) -> abi::Handover {
+        self.raw.take().expect("a handover is used once")
+    }
+
+    pub(crate) fn from_raw(raw: abi::Handover) -> Handover {
+        Handover { raw: Some(raw) }
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            (raw.release)(raw.state);
+        }
+    }
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handover({:?})", self.kind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwritten_reads_zero_and_writes_read_back_across_pages() {
+        let pages = SharedPages::new(1 << 20).unwrap();
+        let mut buf = vec![1u8; 70_000];
+        pages.read_at(&mut buf, 10).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        pages.write_at(&data, 30_000).unwrap();
+        pages.read_at(&mut buf, 30_000).unwrap();
+        assert_eq!(buf, data);
+        assert!(
+            pages.write_at(&data, (1 << 20) - 10).is_err(),
+            "beyond the end"
+        );
+    }
+
+    #[test]
+    fn trim_frees_whole_pages_and_zero_keeps_them() {
+        let pages = SharedPages::new(1 << 20).unwrap();
+        let ps = pages.page_size();
+        pages.write_at(&vec![7u8; 3 * ps as usize], 0).unwrap();
+        pages.zero(0, 3 * ps).unwrap();
+        assert_eq!(
+            pages.runs(0, 3 * ps),
+            vec![(0, 3 * ps, true)],
+            "zero keeps the allocation"
+        );
+        pages.write_at(&vec![7u8; 3 * ps as usize], 0).unwrap();
+        pages.trim(ps / 2, 2 * ps).unwrap();
+        // Half of page 0, all of page 1, half of page 2: only page 1 is wholly covered.
+        assert_eq!(
+            pages.runs(0, 3 * ps),
+            vec![(0, ps, true), (ps, ps, false), (2 * ps, ps, true)]
+        );
+        pages.trim(0, 3 * ps).unwrap();
+        assert_eq!(pages.runs(0, 3 * ps), vec![(0, 3 * ps, false)]);
+        let mut buf = vec![1u8; 3 * ps as usize];
+        pages.read_at(&mut buf, 0).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_handover_shares_the_same_data() {
+        let pages = SharedPages::new(1 << 16).unwrap();
+        pages.write_at(b"kept", 100).unwrap();
+        let handed = Handover::pages("memory-disk", &pages);
+        assert_eq!(handed.kind(), "memory-disk");
+        let adopted = handed.into_pages().unwrap();
+        adopted.write_at(b"both", 200).unwrap();
+        let mut buf = [0u8; 4];
+        pages.read_at(&mut buf, 200).unwrap();
+        assert_eq!(&buf, b"both");
+        drop(pages);
+        adopted.read_at(&mut buf, 100).unwrap();
+        assert_eq!(&buf, b"kept", "the data lives while any handle does");
+        assert_eq!(
+            Handover::bytes("x", vec![1, 2]).into_bytes(),
+            Some(vec![1, 2])
+        );
+        assert!(Handover::bytes("x", vec![1]).into_pages().is_none());
+    }
+}
