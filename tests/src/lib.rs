@@ -489,6 +489,11 @@ impl BackgroundNbdkit {
         }
     }
 
+    /// nbdkit's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether nbdkit is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
