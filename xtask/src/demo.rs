@@ -29,13 +29,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-pub fn demo(seconds: Option<u64>) -> Result {
-    deps::ensure()?;
-    build_artifacts(true)?;
-    let release = target_dir(true);
-    let shim = release.join(crate::SHIM);
-    let plugin = plugin_path(&release, "memory");
-
+/// Makes SIGINT, SIGTERM and SIGHUP set [`STOP`] instead of killing us, so that whatever runs
+/// gets cleaned up.
+pub fn install_stop_handlers() {
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores to an atomic. A handler, unlike SIG_IGN, is reset
         // to the default in the children we exec, so nbdkit and the clients still get Ctrl-C.
@@ -46,7 +42,25 @@ pub fn demo(seconds: Option<u64>) -> Result {
             )
         };
     }
-    let server = Server::start(&shim, &plugin)?;
+}
+
+/// Whether a stop signal arrived.
+pub fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+pub fn demo(seconds: Option<u64>) -> Result {
+    deps::ensure()?;
+    build_artifacts(true)?;
+    let release = target_dir(true);
+    let shim = release.join(crate::SHIM);
+    let plugin = plugin_path(&release, "memory");
+
+    install_stop_handlers();
+    let server = Server::start(
+        &shim,
+        &[format!("plugin={}", plugin.display()), "size=1G".into()],
+    )?;
     if STOP.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -98,15 +112,18 @@ pub fn demo(seconds: Option<u64>) -> Result {
 
 /// nbdkit running in the background, and the directory holding its socket. Dropping it stops
 /// nbdkit and removes the directory, on every way out of [`demo`].
-struct Server {
+pub struct Server {
     child: Child,
     dir: PathBuf,
-    socket: PathBuf,
+    /// The Unix socket nbdkit listens on.
+    pub socket: PathBuf,
     stderr: StderrLog,
 }
 
 impl Server {
-    fn start(shim: &Path, plugin: &Path) -> Result<Server> {
+    /// Starts `nbdkit -f -U SOCKET SHIM args...` in a private directory and waits until it
+    /// listens.
+    pub fn start(shim: &Path, args: &[String]) -> Result<Server> {
         let dir = temp_dir()?;
         let socket = dir.join("nbd.sock");
         let pidfile = dir.join("nbdkit.pid");
@@ -118,8 +135,7 @@ impl Server {
             .arg("-P")
             .arg(&pidfile)
             .arg(shim)
-            .arg(format!("plugin={}", plugin.display()))
-            .arg("size=1G")
+            .args(args)
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
         let args: Vec<_> = nbdkit.get_args().map(|a| a.to_string_lossy()).collect();
@@ -174,8 +190,18 @@ impl Server {
     }
 
     /// Waits for Ctrl-C (or a signal) or the deadline; nbdkit exiting by itself is an error.
-    fn serve(mut self, deadline: Option<Instant>) -> Result {
+    fn serve(self, deadline: Option<Instant>) -> Result {
+        self.serve_with(deadline, || Ok(()))
+    }
+
+    /// Like `serve`, calling `tick` every poll interval.
+    pub fn serve_with(
+        mut self,
+        deadline: Option<Instant>,
+        mut tick: impl FnMut() -> Result,
+    ) -> Result {
         loop {
+            tick()?;
             if STOP.load(Ordering::SeqCst) {
                 println!("\nStopping.");
                 return Ok(());

@@ -3,6 +3,7 @@
 
 mod demo;
 mod deps;
+mod dev;
 
 use std::ffi::OsString;
 use std::fs;
@@ -57,6 +58,14 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// Serve a plugin crate with reload=watch and rebuild it whenever its sources change
+    Dev {
+        /// The plugin crate's directory, e.g. plugins/memory
+        dir: PathBuf,
+        /// The plugin's own arguments, e.g. size=1G
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        plugin_args: Vec<String>,
+    },
     /// Serve a 1 GiB memory disk through the shim and show real NBD clients using it
     Demo {
         /// Stop after this many seconds instead of serving until Ctrl-C
@@ -72,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Install { plugindir } => install(plugindir),
         Cmd::Test { args } => test(&args),
         Cmd::Demo { seconds } => demo::demo(seconds),
+        Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
