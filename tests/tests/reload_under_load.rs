@@ -81,6 +81,7 @@ fn twenty_reloads_under_parallel_load_lose_no_request_and_no_data() {
                         "--verify=crc32c",
                         "--verify_fatal=1",
                         "--group_reporting",
+                        "--verify_state_save=0",
                     ])
                     .output()
                     .expect("fio runs");
