@@ -103,7 +103,7 @@ pub(crate) unsafe extern "C" fn config(key: *const c_char, value: *const c_char)
 }
 
 pub(crate) unsafe extern "C" fn config_complete() -> c_int {
-    guarded("config_complete", -1, || match config::require_plugin() {
+    guarded("config_complete", -1, || match config::ensure_loaded() {
         Ok(generation) => lifecycle_status(generation.lifecycle(Lifecycle::ConfigComplete)),
         Err(msg) => status(Err(msg)),
     })
@@ -121,8 +121,9 @@ fn lifecycle_status(result: Result<(), (i32, String)>) -> c_int {
 }
 
 pub(crate) unsafe extern "C" fn thread_model() -> c_int {
-    guarded("thread_model", -1, || match config::current() {
-        Some(generation) => match generation.thread_model() {
+    guarded("thread_model", -1, || match config::plugin_if_given() {
+        Err(msg) => status(Err(msg)),
+        Ok(Some(generation)) => match generation.thread_model() {
             Ok(model) => {
                 reload::announce_thread_model(model);
                 model as c_int
@@ -133,7 +134,7 @@ pub(crate) unsafe extern "C" fn thread_model() -> c_int {
             }
         },
         // `--dump-plugin` without a plugin.
-        None => THREAD_MODEL_PARALLEL,
+        Ok(None) => THREAD_MODEL_PARALLEL,
     })
 }
 
@@ -190,9 +191,16 @@ pub(crate) unsafe extern "C" fn dump_plugin() {
             "rustshim_server_optional_functions",
             &server().optional_features().join(","),
         );
-        let Some(g) = config::current() else {
-            print_line("rustshim_plugin", "(none: add plugin=PATH)");
-            return;
+        let g = match config::plugin_if_given() {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                print_line("rustshim_plugin", "(none: add plugin=PATH)");
+                return;
+            }
+            Err(msg) => {
+                report(libc::EINVAL, &format!("rustshim: {msg}"));
+                return;
+            }
         };
         let m = &g.module;
         print_line("rustshim_plugin_path", &g.source.display().to_string());
@@ -828,9 +836,14 @@ pub(crate) unsafe extern "C" fn extents(
 
 /// The text of `nbdkit rustshim --help`.
 pub const CONFIG_HELP: &CStr =
-    c"plugin=PATH            (required) The Rust plugin to load: a .so built with
-                       rustshim-plugin-api. The first bare argument is the same.
-                       Later bare arguments go to the plugin's own magic key.
+    c"plugin=PATH|NAME       (required) The Rust plugin to load: a .so built with
+                       rustshim-plugin-api. A NAME (no '/' or '.') is looked up as
+                       librustshim_NAME.so or libNAME.so in $RUSTSHIM_PLUGIN_PATH,
+                       then in rustshim/ beside this shim. The first bare argument
+                       is the same; later bare arguments go to the plugin's magic key.
+allow-insecure-plugin=true
+                       Load the plugin even if others could write to it or to a
+                       directory above it (refused by default).
 reload=watch           Load each new build of the plugin file while serving:
                        new connections get the new build, open ones keep theirs
                        (default: reload=off).

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rustshim_plugin_api::abi::RStr;
 
 use crate::generation::Generation;
+use crate::locate::{self, Trust};
 use crate::services;
 
 /// The shim's `magic_config_key`: nbdkit passes every bare argument under this key.
@@ -30,11 +31,16 @@ pub enum ReloadMode {
     Watch,
 }
 
+/// The shim's key that turns off the permission check of the plugin file.
+pub const ALLOW_INSECURE_KEY: &str = "allow-insecure-plugin";
+
 /// The shim's state, shared by all callbacks.
 #[derive(Default)]
 pub struct ShimState {
     /// `reload=`.
     pub reload: ReloadMode,
+    /// `allow-insecure-plugin=`.
+    pub allow_insecure: bool,
     /// The plugin file as given.
     pub plugin_path: Option<PathBuf>,
     /// Pairs given before `plugin=`.
@@ -45,8 +51,20 @@ pub struct ShimState {
     pub current: Option<Arc<Generation>>,
 }
 
+impl ShimState {
+    /// Whether plugin files must pass the permission check.
+    pub fn trust(&self) -> Trust {
+        if self.allow_insecure {
+            Trust::AnyFile
+        } else {
+            Trust::CheckPermissions
+        }
+    }
+}
+
 static STATE: Mutex<ShimState> = Mutex::new(ShimState {
     reload: ReloadMode::Off,
+    allow_insecure: false,
     plugin_path: None,
     pending: Vec::new(),
     recorded: Vec::new(),
@@ -68,7 +86,7 @@ pub fn current() -> Option<Arc<Generation>> {
 /// Handles one `key=value` from nbdkit's `.config`. Errors are one line, not yet reported.
 pub fn config(key: &str, value: &str) -> Result<(), String> {
     match key {
-        "plugin" => load_plugin(value, "plugin="),
+        "plugin" => set_plugin(value, "plugin="),
         "reload" => {
             state().reload = match value {
                 "watch" => ReloadMode::Watch,
@@ -81,53 +99,92 @@ pub fn config(key: &str, value: &str) -> Result<(), String> {
             };
             Ok(())
         }
+        ALLOW_INSECURE_KEY => {
+            state().allow_insecure = parse_bool(value)
+                .ok_or_else(|| format!("{ALLOW_INSECURE_KEY}={value}: expected true or false"))?;
+            Ok(())
+        }
         BARE_ARGUMENT_KEY => {
             if state().plugin_path.is_none() {
-                load_plugin(value, "the first bare argument")
+                set_plugin(value, "the first bare argument")
             } else {
-                give_bare_argument(value)
+                give_bare_argument(&*ensure_loaded()?, value)
             }
         }
         _ => {
             let mut st = state();
-            if st.current.is_none() {
+            if st.plugin_path.is_none() {
                 st.pending.push((key.to_owned(), value.to_owned()));
-                Ok(())
-            } else {
-                drop(st);
-                give(key, value)
+                return Ok(());
             }
+            drop(st);
+            give(&*ensure_loaded()?, key, value)
         }
     }
 }
 
-fn load_plugin(path: &str, how: &str) -> Result<(), String> {
-    {
-        let mut st = state();
-        if let Some(first) = &st.plugin_path {
-            return Err(format!(
-                "plugin given twice: '{}' and then '{path}' (as {how}); the shim loads one plugin",
-                first.display()
-            ));
-        }
-        st.plugin_path = Some(PathBuf::from(path));
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
-    let generation = Generation::load(1, path.as_ref())?;
-    let pending = {
-        let mut st = state();
-        st.current = Some(Arc::new(generation));
-        std::mem::take(&mut st.pending)
-    };
-    for (key, value) in pending {
-        give(&key, &value)?;
+}
+
+/// Records the plugin file; it is loaded when first needed (see [`ensure_loaded`]), so that shim
+/// keys such as `allow-insecure-plugin=` may follow it.
+fn set_plugin(given: &str, how: &str) -> Result<(), String> {
+    let mut st = state();
+    if let Some(first) = &st.plugin_path {
+        return Err(format!(
+            "plugin given twice: '{}' and then '{given}' (as {how}); the shim loads one plugin",
+            first.display()
+        ));
     }
+    st.plugin_path = Some(PathBuf::from(given));
     Ok(())
 }
 
-fn give_bare_argument(value: &str) -> Result<(), String> {
-    let generation = current().expect("a plugin path implies a loaded plugin");
+/// The loaded plugin, loading it now if a plugin was given but not loaded yet: at its first
+/// parameter, or at `config_complete` (or `--dump-plugin`). Pairs that came before `plugin=`
+/// are given to it right after loading.
+pub fn ensure_loaded() -> Result<Arc<Generation>, String> {
+    if let Some(generation) = current() {
+        return Ok(generation);
+    }
+    let (given, trust) = {
+        let st = state();
+        (st.plugin_path.clone().ok_or_else(no_plugin)?, st.trust())
+    };
+    let path = locate::resolve(&given)?;
+    let generation = Arc::new(Generation::load(1, &path, trust)?);
+    let pending = {
+        let mut st = state();
+        st.current = Some(Arc::clone(&generation));
+        std::mem::take(&mut st.pending)
+    };
+    for (key, value) in pending {
+        give(&generation, &key, &value)?;
+    }
+    Ok(generation)
+}
+
+/// The plugin, loaded if one was given; `None` if none was (`--dump-plugin` alone).
+pub fn plugin_if_given() -> Result<Option<Arc<Generation>>, String> {
+    if state().plugin_path.is_none() {
+        return Ok(None);
+    }
+    ensure_loaded().map(Some)
+}
+
+fn no_plugin() -> String {
+    "no plugin given: add plugin=PATH (a Rust plugin .so built with rustshim-plugin-api); see nbdkit rustshim --help"
+        .to_owned()
+}
+
+fn give_bare_argument(generation: &Generation, value: &str) -> Result<(), String> {
     match generation.module.magic_config_key().into_option() {
-        Some(key) => give(key.as_str(), value),
+        Some(key) => give(generation, key.as_str(), value),
         None => Err(format!(
             "plugin '{}' has no magic config key, so the bare argument '{value}' means nothing: write it as key=value",
             generation.name()
@@ -135,11 +192,10 @@ fn give_bare_argument(value: &str) -> Result<(), String> {
     }
 }
 
-/// Gives one pair to the current plugin and records it.
-fn give(key: &str, value: &str) -> Result<(), String> {
-    let generation = current().expect("only called with a plugin loaded");
+/// Gives one pair to the plugin and records it.
+fn give(generation: &Generation, key: &str, value: &str) -> Result<(), String> {
     state().recorded.push((key.to_owned(), value.to_owned()));
-    configure(&generation, key, value)
+    configure(generation, key, value)
 }
 
 /// Calls `config` of one generation. Errors are one line, not yet reported.
@@ -167,12 +223,4 @@ pub fn configure(generation: &Generation, key: &str, value: &str) -> Result<(), 
         });
     }
     Ok(())
-}
-
-/// Checks that a plugin was given (from `.config_complete`).
-pub fn require_plugin() -> Result<Arc<Generation>, String> {
-    current().ok_or_else(|| {
-        "no plugin given: add plugin=PATH (a Rust plugin .so built with rustshim-plugin-api); see nbdkit rustshim --help"
-            .to_owned()
-    })
 }

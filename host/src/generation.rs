@@ -18,6 +18,7 @@ use rustshim_plugin_api::abi::{
 };
 use rustshim_plugin_api::ThreadModel;
 
+use crate::locate::{check_permissions, Trust};
 use crate::nbdkit_c;
 use crate::services::{self, host_services};
 
@@ -51,10 +52,13 @@ unsafe impl Sync for Generation {}
 impl Generation {
     /// Loads `source` as generation `number` and makes its instance (the plugin's `load`).
     /// Errors are one line naming the file and the cause.
-    pub fn load(number: u32, source: &Path) -> Result<Generation, String> {
+    pub fn load(number: u32, source: &Path, trust: Trust) -> Result<Generation, String> {
         let source = absolute(source)?;
         let shown = source.display();
         precheck(&source)?;
+        if trust == Trust::CheckPermissions {
+            check_permissions(&source)?;
+        }
         let (copy, content_hash) = private_copy(number, &source)?;
 
         let checked = match load_checked(&copy) {

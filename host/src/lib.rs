@@ -8,6 +8,7 @@
 //! * [`callbacks`]: what nbdkit calls, with nbdkit's defaults for callbacks the plugin omits.
 //! * [`config`]: the shim's keys and the routing of the plugin's.
 //! * [`generation`]: loading one copy of a plugin file into an instance.
+//! * [`locate`]: finding the plugin file by name, and its permission check.
 //! * [`services`]: the server functions as the plugin sees them.
 //! * [`reload`]: hot reload (`reload=watch`).
 //! * [`fallback`]: server functions done by the shim on old nbdkit.
@@ -16,6 +17,7 @@ pub mod callbacks;
 pub mod config;
 pub mod fallback;
 pub mod generation;
+pub mod locate;
 pub mod nbdkit_c;
 pub mod reload;
 pub mod services;

@@ -166,7 +166,8 @@ fn prepare(
     source: &Path,
     old: &Generation,
 ) -> Result<Option<(Generation, String)>, String> {
-    let new = Generation::load(number, source)?;
+    let trust = config::state().trust();
+    let new = Generation::load(number, source, trust)?;
     if new.content_hash == old.content_hash {
         nbdkit_c::debug(&format!(
             "rustshim: {} changed on disk but not in content: no reload",
