@@ -1,1 +1,838 @@
+//! `test`: an in-memory disk that implements every callback of the [`Plugin`] trait, for the
+//! integration tests. Each callback can be traced, switched, failed or made to panic from the
+//! command line, and the server functions are called with their results traced, so a test can
+//! see exactly what nbdkit asked of the plugin and what the plugin got back.
+//!
+//! ```text
+//! nbdkit rustshim plugin=librustshim_test.so trace=/tmp/t can_fua=emulate fail=pread:EPERM@512
+//! ```
+//!
+//! Keys (all optional):
+//! * `size=SIZE` (also the magic key): the disk's size, default 1M. Data round-trips.
+//! * `trace=PATH`: append one line per callback with its arguments (`pwrite count=4096
+//!   offset=0 flags=FUA`) and one per server function with its result (`parse_size("1M") =
+//!   Ok(1048576)`). Lines from before this key (`load`, earlier `config`) are written when it
+//!   arrives.
+//! * `can_write= can_flush= is_rotational= can_trim= can_zero= can_multi_conn= can_extents=
+//!   can_fast_zero=` `true|false` (default true, except `is_rotational` and `can_multi_conn`);
+//!   `can_fua=` and `can_cache=` `none|emulate|native` (default native);
+//!   `thread_model=serialize_connections|serialize_all_requests|serialize_requests|parallel`.
+//! * `fail=CALLBACK[:ERRNO][@OFFSET]` (repeatable): the callback fails with `ERRNO` (a name
+//!   such as `EPERM`, default `EIO`) and the message `test: injected failure in CALLBACK`;
+//!   with `@OFFSET` only data requests starting there fail. `fail=config` fails the next key.
+//! * `panic=CALLBACK[@OFFSET]` (repeatable): the callback panics with
+//!   `test: injected panic in CALLBACK`. `load` panics when the environment has
+//!   `RUSTSHIM_TEST_FAIL_LOAD=panic`.
+//! * `exports=NAME[:DESC],...`, `default_export=NAME`, `description=TEXT`,
+//!   `block_size=MIN:PREF:MAX`.
+//! * `parse_size= parse_bool= parse_probability= parse_delay= password= realpath=`: call that
+//!   server function on the value and trace the result (a failure does not fail `config`).
+//! * `on_pread=shutdown|disconnect|disconnect_force|sleep:DELAY`: what `pread` does first.
+//! * `trace_outside=true`: see below.
+//! * `log=error|warn|info|debug|trace` (repeatable): `get_ready` logs `test: log at LEVEL`
+//!   at that level with the `log` crate.
+//! * `extents_mode=store|whole|gap`: what `extents` returns: the store's data and holes
+//!   (default); one data extent covering the whole disk whatever the request (the shim must
+//!   clip it); or 512 bytes of data, then a gap (the shim must refuse it).
+//!
+//! With `reload=watch`, `hand_over` hands the next build the size as bytes of kind
+//! `rustshim-test`, and `take_over` traces what it got and accepts it.
+//!
+//! Always: `config_complete` and `get_ready` trace `stdio_safe`; `get_ready` traces `version`
+//! and `api_version` and logs a debug message (`log::debug!`), `after_fork` another
+//! (`server::debug`); `open` traces `export_name`, `is_tls` and every `peer_*` function;
+//! `dump_plugin` prints `test_dump=42`. With `trace_outside=true`, `get_ready` also traces the
+//! client functions where there is no client (`outside: export_name = …`).
 
+mod store;
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustshim_plugin_api::prelude::*;
+use store::{Store, BLOCK};
+
+/// Errno names accepted by `fail=`, and used to print errors in the trace.
+const ERRNOS: &[(&str, Errno)] = &[
+    ("EPERM", Errno::EPERM),
+    ("EIO", Errno::EIO),
+    ("ENOMEM", Errno::ENOMEM),
+    ("ENOSPC", Errno::ENOSPC),
+    ("ESHUTDOWN", Errno::ESHUTDOWN),
+    ("EINVAL", Errno::EINVAL),
+    ("EROFS", Errno::EROFS),
+    ("ENOTSUP", Errno::ENOTSUP),
+    ("EOPNOTSUPP", Errno::EOPNOTSUPP),
+    ("EFBIG", Errno::EFBIG),
+    ("EDQUOT", Errno::EDQUOT),
+    ("EOVERFLOW", Errno::EOVERFLOW),
+    ("ENOENT", Errno::ENOENT),
+    ("EACCES", Errno::EACCES),
+    ("EBADF", Errno::EBADF),
+    ("EAGAIN", Errno::EAGAIN),
+    ("EBUSY", Errno::EBUSY),
+    ("ERANGE", Errno::ERANGE),
+];
+
+fn errno_by_name(name: &str) -> Result<Errno> {
+    ERRNOS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, e)| *e)
+        .ok_or_else(|| Error::invalid(format!("test: unknown errno name '{name}'")))
+}
+
+fn errno_name(errno: Errno) -> String {
+    ERRNOS
+        .iter()
+        .find(|(_, e)| *e == errno)
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| format!("{errno:?}"))
+}
+
+/// A server function's result as the trace shows it: `Ok(value)` or `Err(ERRNO: message)`.
+fn show<T: Debug>(r: &Result<T>) -> String {
+    match r {
+        Ok(v) => format!("Ok({v:?})"),
+        Err(e) => format!("Err({}: {})", errno_name(e.errno()), e.message()),
+    }
+}
+
+/// The trace file, and the lines traced before it was named.
+#[derive(Default)]
+struct Trace {
+    file: Option<Mutex<File>>,
+    /// Lines waiting for `trace=`; `None` once configuration ended without it.
+    early: Option<Vec<String>>,
+}
+
+impl Trace {
+    fn line(&self, line: impl Into<String>) {
+        let mut line = line.into();
+        line.push('\n');
+        if let Some(file) = &self.file {
+            let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+            // One write per line, so concurrent callbacks never interleave inside a line.
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    /// Buffers a line from configuration (when the file may not be known yet).
+    fn early_line(&mut self, line: impl Into<String>) {
+        match (&self.file, &mut self.early) {
+            (None, Some(early)) => early.push(line.into()),
+            _ => self.line(line),
+        }
+    }
+
+    fn open(&mut self, path: &str) -> Result<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::from(e).context(format!("test: trace file '{path}'")))?;
+        self.file = Some(Mutex::new(file));
+        for line in self.early.take().unwrap_or_default() {
+            self.line(line);
+        }
+        Ok(())
+    }
+
+    /// Configuration is over: stop buffering.
+    fn end_of_config(&mut self) {
+        self.early = None;
+    }
+}
+
+/// An injected failure or panic.
+struct Fault {
+    callback: String,
+    /// `None` for a panic.
+    errno: Option<Errno>,
+    /// Only data requests at this offset.
+    offset: Option<u64>,
+}
+
+/// What `extents` returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum ExtentsMode {
+    #[default]
+    Store,
+    Whole,
+    Gap,
+}
+
+/// What `pread` does before reading.
+#[derive(Clone, Copy, Debug)]
+enum OnPread {
+    Shutdown,
+    Disconnect { force: bool },
+    Sleep(Duration),
+}
+
+struct Test {
+    size: u64,
+    store: Store,
+    trace: Trace,
+    can_write: bool,
+    can_flush: bool,
+    is_rotational: bool,
+    can_trim: bool,
+    can_zero: bool,
+    can_multi_conn: bool,
+    can_extents: bool,
+    can_fast_zero: bool,
+    can_fua: FuaMode,
+    can_cache: CacheMode,
+    thread_model: ThreadModel,
+    faults: Vec<Fault>,
+    exports: Option<Vec<(String, Option<String>)>>,
+    default_export: Option<String>,
+    description: Option<String>,
+    block_size: Option<BlockSize>,
+    on_pread: Option<OnPread>,
+    extents_mode: ExtentsMode,
+    log_levels: Vec<log::Level>,
+    trace_outside: bool,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Test {
+            size: 1 << 20,
+            store: Store::default(),
+            trace: Trace {
+                file: None,
+                early: Some(Vec::new()),
+            },
+            can_write: true,
+            can_flush: true,
+            is_rotational: false,
+            can_trim: true,
+            can_zero: true,
+            can_multi_conn: false,
+            can_extents: true,
+            can_fast_zero: true,
+            can_fua: FuaMode::Native,
+            can_cache: CacheMode::Native,
+            thread_model: ThreadModel::Parallel,
+            faults: Vec::new(),
+            exports: None,
+            default_export: None,
+            description: None,
+            block_size: None,
+            on_pread: None,
+            extents_mode: ExtentsMode::Store,
+            log_levels: Vec::new(),
+            trace_outside: false,
+        }
+    }
+}
+
+fn parse_bool_key(key: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::invalid(format!(
+            "test: {key} must be true or false, not '{value}'"
+        ))),
+    }
+}
+
+fn parse_mode(key: &str, value: &str) -> Result<u8> {
+    match value {
+        "none" => Ok(0),
+        "emulate" => Ok(1),
+        "native" => Ok(2),
+        _ => Err(Error::invalid(format!(
+            "test: {key} must be none, emulate or native, not '{value}'"
+        ))),
+    }
+}
+
+fn parse_u32(key: &str, value: &str) -> Result<u32> {
+    value
+        .parse()
+        .map_err(|_| Error::invalid(format!("test: {key}: '{value}' is not a number")))
+}
+
+impl Test {
+    /// Fails or panics if a fault was injected into `callback` (at `offset`, for data
+    /// requests).
+    fn check(&self, callback: &str, offset: Option<u64>) -> Result<()> {
+        for fault in &self.faults {
+            if fault.callback != callback || (fault.offset.is_some() && fault.offset != offset) {
+                continue;
+            }
+            match fault.errno {
+                None => panic!("test: injected panic in {callback}"),
+                Some(errno) => {
+                    return Err(Error::new(
+                        errno,
+                        format!("test: injected failure in {callback}"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// For callbacks that cannot fail: only panics apply.
+    fn check_panic(&self, callback: &str) {
+        if self
+            .faults
+            .iter()
+            .any(|f| f.callback == callback && f.errno.is_none())
+        {
+            panic!("test: injected panic in {callback}");
+        }
+    }
+
+    fn add_fault(&mut self, value: &str, panic: bool) -> Result<()> {
+        let (rest, offset) = match value.rsplit_once('@') {
+            Some((rest, offset)) => (
+                rest,
+                Some(
+                    offset
+                        .parse::<u64>()
+                        .map_err(|_| Error::invalid(format!("test: bad offset in '{value}'")))?,
+                ),
+            ),
+            None => (value, None),
+        };
+        let (callback, errno) = match (panic, rest.split_once(':')) {
+            (true, None) => (rest, None),
+            (true, Some(_)) => {
+                return Err(Error::invalid(format!(
+                    "test: panic= takes no errno: '{value}'"
+                )))
+            }
+            (false, Some((callback, name))) => (callback, Some(errno_by_name(name)?)),
+            (false, None) => (rest, Some(Errno::EIO)),
+        };
+        if !rustshim_plugin_api::abi::CALLBACK_NAMES.contains(&callback) {
+            return Err(Error::invalid(format!(
+                "test: '{callback}' is not a callback"
+            )));
+        }
+        self.faults.push(Fault {
+            callback: callback.to_owned(),
+            errno,
+            offset,
+        });
+        Ok(())
+    }
+
+    fn data_call(&self, callback: &str, line: String, offset: u64) -> Result<()> {
+        self.trace.line(line);
+        self.check(callback, Some(offset))
+    }
+
+    fn capability<T>(&self, callback: &str, answer: T) -> Result<T> {
+        self.trace.line(callback);
+        self.check(callback, None)?;
+        Ok(answer)
+    }
+
+    /// Traces the functions about the client where there is no client.
+    fn trace_outside_a_connection(&self) {
+        self.trace.line(format!(
+            "outside: export_name = {}",
+            show(&server::export_name())
+        ));
+        self.trace
+            .line(format!("outside: is_tls = {}", show(&server::is_tls())));
+        self.trace.line(format!(
+            "outside: peer_pid = {}",
+            show(&server::peer_pid().map(|p| p.as_raw()))
+        ));
+        self.trace.line(format!(
+            "outside: peer_name = {}",
+            show(&server::peer_name().map(|a| a.to_string()))
+        ));
+    }
+
+    fn on_pread(&self, action: OnPread) -> Result<()> {
+        match action {
+            OnPread::Shutdown => {
+                server::shutdown();
+                self.trace.line("shutdown()");
+            }
+            OnPread::Disconnect { force } => {
+                let r = server::disconnect(force);
+                self.trace
+                    .line(format!("disconnect({force}) = {}", show(&r)));
+            }
+            OnPread::Sleep(d) => {
+                let r = server::nanosleep(d);
+                self.trace.line(format!("nanosleep({d:?}) = {}", show(&r)));
+                r?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[plugin]
+impl Plugin for Test {
+    type Handle = ();
+
+    const NAME: &'static str = "test";
+    const LONGNAME: Option<&'static str> = Some("rustshim test plugin");
+    const VERSION: Option<&'static str> = Some(env!("CARGO_PKG_VERSION"));
+    const DESCRIPTION: Option<&'static str> =
+        Some("An in-memory disk that implements every callback and traces each call.");
+    const CONFIG_HELP: Option<&'static str> = Some(
+        "size=<SIZE>  Size of the disk (default 1M).\n\
+         trace=<PATH> Append one line per callback to PATH.\n\
+         See the crate documentation for the other keys.",
+    );
+    const MAGIC_CONFIG_KEY: Option<&'static str> = Some("size");
+
+    fn load(&mut self) {
+        self.trace.early_line("load");
+        if std::env::var("RUSTSHIM_TEST_FAIL_LOAD").as_deref() == Ok("panic") {
+            panic!("test: injected panic in load");
+        }
+    }
+
+    fn config(&mut self, key: &str, value: &str) -> Result<()> {
+        self.trace.early_line(format!("config {key}={value}"));
+        self.check("config", None)?;
+        match key {
+            "size" => self.size = server::parse_size(value)?,
+            "trace" => self.trace.open(value)?,
+            "can_write" => self.can_write = parse_bool_key(key, value)?,
+            "can_flush" => self.can_flush = parse_bool_key(key, value)?,
+            "is_rotational" => self.is_rotational = parse_bool_key(key, value)?,
+            "can_trim" => self.can_trim = parse_bool_key(key, value)?,
+            "can_zero" => self.can_zero = parse_bool_key(key, value)?,
+            "can_multi_conn" => self.can_multi_conn = parse_bool_key(key, value)?,
+            "can_extents" => self.can_extents = parse_bool_key(key, value)?,
+            "can_fast_zero" => self.can_fast_zero = parse_bool_key(key, value)?,
+            "can_fua" => {
+                self.can_fua = [FuaMode::None, FuaMode::Emulate, FuaMode::Native]
+                    [parse_mode(key, value)? as usize]
+            }
+            "can_cache" => {
+                self.can_cache = [CacheMode::None, CacheMode::Emulate, CacheMode::Native]
+                    [parse_mode(key, value)? as usize]
+            }
+            "thread_model" => {
+                self.thread_model = (0..4)
+                    .filter_map(ThreadModel::from_raw)
+                    .find(|m| m.name() == value)
+                    .ok_or_else(|| {
+                        Error::invalid(format!("test: unknown thread model '{value}'"))
+                    })?
+            }
+            "fail" => self.add_fault(value, false)?,
+            "panic" => self.add_fault(value, true)?,
+            "exports" => {
+                self.exports = Some(
+                    value
+                        .split(',')
+                        .filter(|e| !e.is_empty())
+                        .map(|e| match e.split_once(':') {
+                            Some((name, desc)) => (name.to_owned(), Some(desc.to_owned())),
+                            None => (e.to_owned(), None),
+                        })
+                        .collect(),
+                )
+            }
+            "default_export" => self.default_export = Some(value.to_owned()),
+            "description" => self.description = Some(value.to_owned()),
+            "block_size" => {
+                let parts: Vec<&str> = value.split(':').collect();
+                let [min, pref, max] = parts[..] else {
+                    return Err(Error::invalid(format!(
+                        "test: block_size must be MIN:PREF:MAX, not '{value}'"
+                    )));
+                };
+                self.block_size = Some(BlockSize {
+                    minimum: parse_u32(key, min)?,
+                    preferred: parse_u32(key, pref)?,
+                    maximum: parse_u32(key, max)?,
+                });
+            }
+            "parse_size" => {
+                let r = server::parse_size(value);
+                self.trace
+                    .early_line(format!("parse_size({value:?}) = {}", show(&r)));
+            }
+            "parse_bool" => {
+                let r = server::parse_bool(value);
+                self.trace
+                    .early_line(format!("parse_bool({value:?}) = {}", show(&r)));
+            }
+            "parse_probability" => {
+                let r = server::parse_probability("parse_probability", value);
+                self.trace
+                    .early_line(format!("parse_probability({value:?}) = {}", show(&r)));
+            }
+            "parse_delay" => {
+                let r = server::parse_delay("parse_delay", value)
+                    .map(|d| format!("{}s+{}ns", d.as_secs(), d.subsec_nanos()));
+                self.trace
+                    .early_line(format!("parse_delay({value:?}) = {}", show(&r)));
+            }
+            "password" => {
+                let r = server::read_password(value);
+                self.trace
+                    .early_line(format!("read_password({value:?}) = {}", show(&r)));
+            }
+            "realpath" => {
+                let r = server::realpath(value).map(|p| p.display().to_string());
+                self.trace
+                    .early_line(format!("realpath({value:?}) = {}", show(&r)));
+            }
+            "on_pread" => {
+                self.on_pread = Some(match value {
+                    "shutdown" => OnPread::Shutdown,
+                    "disconnect" => OnPread::Disconnect { force: false },
+                    "disconnect_force" => OnPread::Disconnect { force: true },
+                    _ => match value.strip_prefix("sleep:") {
+                        Some(delay) => OnPread::Sleep(server::parse_delay("on_pread", delay)?),
+                        None => {
+                            return Err(Error::invalid(format!(
+                                "test: unknown on_pread action '{value}'"
+                            )))
+                        }
+                    },
+                })
+            }
+            "trace_outside" => self.trace_outside = parse_bool_key(key, value)?,
+            "log" => self.log_levels.push(
+                value
+                    .parse()
+                    .map_err(|_| Error::invalid(format!("test: unknown log level '{value}'")))?,
+            ),
+            "extents_mode" => {
+                self.extents_mode = match value {
+                    "store" => ExtentsMode::Store,
+                    "whole" => ExtentsMode::Whole,
+                    "gap" => ExtentsMode::Gap,
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "test: unknown extents_mode '{value}'"
+                        )))
+                    }
+                }
+            }
+            _ => return Err(Error::invalid(format!("test: unknown parameter '{key}'"))),
+        }
+        Ok(())
+    }
+
+    fn config_complete(&mut self) -> Result<()> {
+        self.trace.early_line("config_complete");
+        self.trace.end_of_config();
+        self.check("config_complete", None)?;
+        self.trace
+            .line(format!("stdio_safe = {}", server::stdio_safe()));
+        Ok(())
+    }
+
+    fn thread_model(&self) -> Result<ThreadModel> {
+        self.trace.line("thread_model");
+        self.check("thread_model", None)?;
+        Ok(self.thread_model)
+    }
+
+    fn get_ready(&mut self) -> Result<()> {
+        self.trace.line("get_ready");
+        self.check("get_ready", None)?;
+        log::debug!("test: get_ready: the test plugin is ready");
+        for level in &self.log_levels {
+            log::log!(*level, "test: log at {level}");
+        }
+        self.trace
+            .line(format!("version = {}", show(&server::version())));
+        self.trace
+            .line(format!("api_version = {}", server::api_version()));
+        self.trace
+            .line(format!("stdio_safe = {}", server::stdio_safe()));
+        if self.trace_outside {
+            self.trace_outside_a_connection();
+        }
+        Ok(())
+    }
+
+    fn after_fork(&mut self) -> Result<()> {
+        self.trace.line("after_fork");
+        self.check("after_fork", None)?;
+        server::debug("test: after_fork: server::debug works");
+        Ok(())
+    }
+
+    fn dump_plugin(&self, dump: &mut Dump) {
+        self.trace.line("dump_plugin");
+        self.check_panic("dump_plugin");
+        dump.field("test_dump", 42);
+    }
+
+    fn preconnect(&self, readonly: bool) -> Result<()> {
+        self.trace.line(format!("preconnect readonly={readonly}"));
+        self.check("preconnect", None)
+    }
+
+    fn list_exports(&self, readonly: bool, is_tls: bool, exports: &mut Exports) -> Result<()> {
+        self.trace
+            .line(format!("list_exports readonly={readonly} is_tls={is_tls}"));
+        self.check("list_exports", None)?;
+        match &self.exports {
+            Some(list) => {
+                for (name, desc) in list {
+                    exports.add(name, desc.as_deref())?;
+                }
+                Ok(())
+            }
+            None => exports.use_default(),
+        }
+    }
+
+    fn default_export(&self, readonly: bool, is_tls: bool) -> Result<String> {
+        self.trace.line(format!(
+            "default_export readonly={readonly} is_tls={is_tls}"
+        ));
+        self.check("default_export", None)?;
+        Ok(self.default_export.clone().unwrap_or_default())
+    }
+
+    fn open(&self, readonly: bool) -> Result<()> {
+        let t = &self.trace;
+        t.line(format!("open readonly={readonly}"));
+        t.line(format!("export_name = {}", show(&server::export_name())));
+        t.line(format!("is_tls = {}", show(&server::is_tls())));
+        t.line(format!(
+            "peer_pid = {}",
+            show(&server::peer_pid().map(|p| p.as_raw()))
+        ));
+        t.line(format!(
+            "peer_uid = {}",
+            show(&server::peer_uid().map(|u| u.as_raw()))
+        ));
+        t.line(format!(
+            "peer_gid = {}",
+            show(&server::peer_gid().map(|g| g.as_raw()))
+        ));
+        t.line(format!(
+            "peer_name = {}",
+            show(&server::peer_name().map(|a| match a.as_unix_addr() {
+                Some(_) => "unix".to_owned(),
+                None => a.to_string(),
+            }))
+        ));
+        t.line(format!(
+            "peer_security_context = {}",
+            show(&server::peer_security_context())
+        ));
+        t.line(format!("peer_tls_dn = {}", show(&server::peer_tls_dn())));
+        t.line(format!(
+            "peer_tls_issuer_dn = {}",
+            show(&server::peer_tls_issuer_dn())
+        ));
+        self.check("open", None)
+    }
+
+    fn close(&self, _: ()) {
+        self.trace.line("close");
+        self.check_panic("close");
+    }
+
+    fn get_size(&self, _: &()) -> Result<u64> {
+        self.capability("get_size", self.size)
+    }
+
+    fn export_description(&self, _: &()) -> Result<String> {
+        self.trace.line("export_description");
+        self.check("export_description", None)?;
+        // Without a description, fail silently: the client gets none, as from a C plugin
+        // returning NULL.
+        self.description
+            .clone()
+            .ok_or_else(|| Error::already_logged(Errno::ENOTSUP, ""))
+    }
+
+    fn block_size(&self, _: &()) -> Result<BlockSize> {
+        self.capability("block_size", self.block_size.unwrap_or_default())
+    }
+
+    fn can_write(&self, _: &()) -> Result<bool> {
+        self.capability("can_write", self.can_write)
+    }
+
+    fn can_flush(&self, _: &()) -> Result<bool> {
+        self.capability("can_flush", self.can_flush)
+    }
+
+    fn is_rotational(&self, _: &()) -> Result<bool> {
+        self.capability("is_rotational", self.is_rotational)
+    }
+
+    fn can_trim(&self, _: &()) -> Result<bool> {
+        self.capability("can_trim", self.can_trim)
+    }
+
+    fn can_zero(&self, _: &()) -> Result<bool> {
+        self.capability("can_zero", self.can_zero)
+    }
+
+    fn can_fua(&self, _: &()) -> Result<FuaMode> {
+        self.capability("can_fua", self.can_fua)
+    }
+
+    fn can_multi_conn(&self, _: &()) -> Result<bool> {
+        self.capability("can_multi_conn", self.can_multi_conn)
+    }
+
+    fn can_extents(&self, _: &()) -> Result<bool> {
+        self.capability("can_extents", self.can_extents)
+    }
+
+    fn can_cache(&self, _: &()) -> Result<CacheMode> {
+        self.capability("can_cache", self.can_cache)
+    }
+
+    fn can_fast_zero(&self, _: &()) -> Result<bool> {
+        self.capability("can_fast_zero", self.can_fast_zero)
+    }
+
+    fn pread(&self, _: &(), buf: &mut [u8], offset: u64, flags: Flags) -> Result<()> {
+        let count = buf.len();
+        self.data_call(
+            "pread",
+            format!("pread count={count} offset={offset} flags={flags:?}"),
+            offset,
+        )?;
+        if let Some(action) = self.on_pread {
+            self.on_pread(action)?;
+        }
+        self.store.read(buf, offset);
+        Ok(())
+    }
+
+    fn pwrite(&self, _: &(), buf: &[u8], offset: u64, flags: Flags) -> Result<()> {
+        let count = buf.len();
+        self.data_call(
+            "pwrite",
+            format!("pwrite count={count} offset={offset} flags={flags:?}"),
+            offset,
+        )?;
+        self.store.write(buf, offset);
+        Ok(())
+    }
+
+    fn flush(&self, _: &(), flags: Flags) -> Result<()> {
+        self.trace.line(format!("flush flags={flags:?}"));
+        self.check("flush", None)
+    }
+
+    fn trim(&self, _: &(), count: u32, offset: u64, flags: Flags) -> Result<()> {
+        self.data_call(
+            "trim",
+            format!("trim count={count} offset={offset} flags={flags:?}"),
+            offset,
+        )?;
+        self.store.zero(count.into(), offset);
+        Ok(())
+    }
+
+    fn zero(&self, _: &(), count: u32, offset: u64, flags: Flags) -> Result<()> {
+        self.data_call(
+            "zero",
+            format!("zero count={count} offset={offset} flags={flags:?}"),
+            offset,
+        )?;
+        self.store.zero(count.into(), offset);
+        Ok(())
+    }
+
+    fn extents(
+        &self,
+        _: &(),
+        count: u32,
+        offset: u64,
+        flags: Flags,
+        extents: &mut Extents,
+    ) -> Result<()> {
+        self.data_call(
+            "extents",
+            format!("extents count={count} offset={offset} flags={flags:?}"),
+            offset,
+        )?;
+        match self.extents_mode {
+            ExtentsMode::Store => {}
+            ExtentsMode::Whole => return extents.add(0, self.size, ExtentType::DATA),
+            ExtentsMode::Gap => {
+                extents.add(offset, 512, ExtentType::DATA)?;
+                return extents.add(offset + 1024, 512, ExtentType::DATA);
+            }
+        }
+        // One extent per run of allocated (data) or unallocated (hole) blocks.
+        let end = offset + u64::from(count);
+        let mut at = offset;
+        while at < end {
+            let allocated = self.store.allocated(at);
+            let mut stop = (at / BLOCK + 1) * BLOCK;
+            while stop < end && self.store.allocated(stop) == allocated {
+                stop += BLOCK;
+            }
+            let stop = stop.min(end);
+            let kind = if allocated {
+                ExtentType::DATA
+            } else {
+                ExtentType::HOLE | ExtentType::ZERO
+            };
+            extents.add(at, stop - at, kind)?;
+            if flags.contains(Flags::REQ_ONE) {
+                break;
+            }
+            at = stop;
+        }
+        Ok(())
+    }
+
+    fn cache(&self, _: &(), count: u32, offset: u64, flags: Flags) -> Result<()> {
+        self.data_call(
+            "cache",
+            format!("cache count={count} offset={offset} flags={flags:?}"),
+            offset,
+        )
+    }
+
+    fn hand_over(&self) -> Option<Handover> {
+        self.trace.line("hand_over");
+        self.check_panic("hand_over");
+        Some(Handover::bytes(
+            "rustshim-test",
+            self.size.to_string().into_bytes(),
+        ))
+    }
+
+    fn take_over(&mut self, state: Handover) -> Result<bool> {
+        let kind = state.kind().to_owned();
+        let bytes = state
+            .into_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        self.trace
+            .line(format!("take_over kind={kind:?} bytes={bytes:?}"));
+        self.check("take_over", None)?;
+        Ok(true)
+    }
+
+    fn cleanup(&mut self) {
+        self.trace.line("cleanup");
+        self.check_panic("cleanup");
+    }
+
+    fn unload(&mut self) {
+        self.trace.line("unload");
+        self.check_panic("unload");
+    }
+}
+
+export_plugin!(Test);
