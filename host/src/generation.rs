@@ -74,6 +74,8 @@ impl Generation {
             }
         };
         let module = checked.module;
+        refuse_unknown_callbacks(&module, &checked.abi_version)
+            .map_err(|why| format!("plugin file '{shown}' {why}"))?;
         if !module.panic_unwinds() {
             nbdkit_c::error(&format!(
                 "warning: plugin '{}' ({shown}) was built with panic = \"abort\": a panic in it will end nbdkit",
@@ -188,6 +190,27 @@ impl Generation {
             services::log_recorded_error();
         }
     }
+}
+
+/// A plugin built against a newer minor version of the ABI loads, unless it implements callbacks
+/// this shim cannot call: then it would silently lose behaviour its author wrote, so it is
+/// refused, naming them.
+fn refuse_unknown_callbacks(module: &PluginModuleRef, abi_version: &str) -> Result<(), String> {
+    let known = CALLBACK_NAMES.len();
+    let bits = module.implemented();
+    let names = module.callback_names();
+    let unknown: Vec<String> = (known..64)
+        .filter(|i| bits & (1 << i) != 0)
+        .map(|i| names.get(i).map_or_else(|| format!("callback #{i}"), |n| n.to_string()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "implements callbacks this shim cannot call: {} (the plugin was built against rustshim-plugin-api {abi_version}, this shim speaks {}): use a newer shim",
+        unknown.join(", "),
+        rustshim_plugin_api::abi::ABI_VERSION
+    ))
 }
 
 /// A generation is dropped when nothing refers to it any more: for a generation replaced by a

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Once, OnceLock};
 
-use crate::abi::{self, __PrefixTypeTrait, ROption};
+use crate::abi::{self, __PrefixTypeTrait, ROption, RSlice};
 use crate::abi::{
     DumpSink, ExportSink, ExtentSink, HandlePtr, HostServicesRef, InstancePtr, PluginModule,
     PluginModuleRef, RStr, RString, ERROR, OK,
@@ -50,6 +50,7 @@ pub fn module<T: Plugin>() -> PluginModuleRef {
         config_help: opt_str(T::CONFIG_HELP),
         magic_config_key: opt_str(T::MAGIC_CONFIG_KEY),
         implemented: T::CALLBACKS.bits(),
+        callback_names: RSlice::from_slice(&abi::CALLBACK_NAME_STRS),
         panic_unwinds: cfg!(panic = "unwind"),
         build_info: RStr::from_str(BUILD_INFO),
         create: create::<T>,

@@ -316,33 +316,109 @@ export_plugin!(Fixture);
         plugins: &[(&str, &str)],
         profile_args: &[&str],
     ) -> Vec<PathBuf> {
-        let root = workspace();
-        let dir = root.join("target").join("fixtures").join(workspace_name);
-        // Fixtures share one target dir, and cargo names a path package's artifacts by its path
-        // relative to the workspace root: so each fixture's copy gets a path of its own.
-        let api_rel = format!("api-{workspace_name}");
-        let api_root = root.join("plugin-api");
-        copy_tree(&api_root, &dir.join(&api_rel), &|src, mut text| {
-            for (file, from, to) in api.edits {
-                if src == api_root.join(file) {
+        build(&Workspace {
+            name: workspace_name,
+            api,
+            plugins,
+            cargo_args: profile_args,
+            ..Workspace::default()
+        })
+        .plugins
+    }
+
+    /// A fixture workspace: a copy of `plugin-api`, plugin crates, and maybe a copy of the shim.
+    pub struct Workspace<'a> {
+        /// Names the workspace (and its directory under `target/fixtures`).
+        pub name: &'a str,
+        /// The `plugin-api` copy.
+        pub api: &'a ApiCopy<'a>,
+        /// Plugin crates: (crate name, `src/lib.rs`).
+        pub plugins: &'a [(&'a str, &'a str)],
+        /// Also build a copy of the shim (`host/`) with these edits (file relative to `host/`).
+        pub shim_edits: Option<&'a [(&'a str, &'a str, &'a str)]>,
+        /// Extra arguments to `cargo build` (`--release`, `--config ...`).
+        pub cargo_args: &'a [&'a str],
+        /// Extra environment for `cargo build` (`RUSTFLAGS`, ...).
+        pub env: &'a [(&'a str, &'a str)],
+        /// The target directory under `target/fixtures`: builds with other flags need their own,
+        /// or cargo rebuilds everything back and forth.
+        pub target: &'a str,
+    }
+
+    /// The shim's own `plugin-api`, unchanged.
+    pub const SAME_API: ApiCopy<'static> = ApiCopy {
+        version: "1.0.0",
+        edits: &[],
+    };
+
+    impl Default for Workspace<'_> {
+        fn default() -> Self {
+            Workspace {
+                name: "",
+                api: &SAME_API,
+                plugins: &[],
+                shim_edits: None,
+                cargo_args: &[],
+                env: &[],
+                target: "target",
+            }
+        }
+    }
+
+    /// What [`build`] made.
+    pub struct Built {
+        /// The shim copy, if one was asked for.
+        pub shim: Option<PathBuf>,
+        /// The plugins, in order.
+        pub plugins: Vec<PathBuf>,
+    }
+
+    fn copy_with_edits(
+        from: &Path,
+        to: &Path,
+        edits: &[(&str, &str, &str)],
+        version: Option<&str>,
+    ) {
+        copy_tree(from, to, &|src, mut text| {
+            for (file, old, new) in edits {
+                if src == from.join(file) {
                     assert!(
-                        text.contains(from),
-                        "fixture edit target not found in {file}: {from}"
+                        text.contains(old),
+                        "fixture edit target not found in {file}: {old}"
                     );
-                    text = text.replacen(from, to, 1);
+                    text = text.replacen(old, new, 1);
                 }
             }
-            if src.file_name() == Some(OsStr::new("Cargo.toml"))
-                && src.parent() == Some(&root.join("plugin-api"))
-            {
-                text = text.replacen(
-                    "version = \"1.0.0\"",
-                    &format!("version = \"{}\"", api.version),
-                    1,
-                );
+            if let Some(version) = version {
+                if src == from.join("Cargo.toml") {
+                    text = text.replacen(
+                        "version = \"1.0.0\"",
+                        &format!("version = \"{version}\""),
+                        1,
+                    );
+                }
             }
             text
         });
+    }
+
+    /// Builds a fixture workspace (incrementally across runs).
+    pub fn build(ws: &Workspace<'_>) -> Built {
+        let root = workspace();
+        let dir = root.join("target").join("fixtures").join(ws.name);
+        // Fixtures share target dirs, and cargo names a path package's artifacts by its path
+        // relative to the workspace root: so each fixture's copies get paths of their own.
+        let api_rel = format!("api-{}", ws.name);
+        let shim_rel = format!("shim-{}", ws.name);
+        copy_with_edits(
+            &root.join("plugin-api"),
+            &dir.join(&api_rel),
+            ws.api.edits,
+            Some(ws.api.version),
+        );
+        if let Some(edits) = ws.shim_edits {
+            copy_with_edits(&root.join("host"), &dir.join(&shim_rel), edits, None);
+        }
         // The workspace's shared settings, without its members.
         let main_manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
         let shared = &main_manifest[main_manifest
@@ -351,24 +427,26 @@ export_plugin!(Fixture);
         let shared = shared
             .replace(
                 "path = \"plugin-api\", version = \"1.0.0\"",
-                &format!("path = \"{api_rel}\", version = \"{}\"", api.version),
+                &format!("path = \"{api_rel}\", version = \"{}\"", ws.api.version),
             )
             .replace(
                 "path = \"plugin-api/macros\"",
                 &format!("path = \"{api_rel}/macros\""),
             );
-        let members: Vec<String> = plugins
-            .iter()
-            .map(|(name, _)| format!("\"{name}\""))
-            .collect();
+        let mut members: Vec<String> =
+            vec![format!("\"{api_rel}\""), format!("\"{api_rel}/macros\"")];
+        if ws.shim_edits.is_some() {
+            members.push(format!("\"{shim_rel}\""));
+        }
+        members.extend(ws.plugins.iter().map(|(name, _)| format!("\"{name}\"")));
         write_if_changed(
             &dir.join("Cargo.toml"),
             &format!(
-                "[workspace]\nresolver = \"2\"\nmembers = [\"{api_rel}\", \"{api_rel}/macros\", {}]\n\n{shared}",
+                "[workspace]\nresolver = \"2\"\nmembers = [{}]\n\n{shared}",
                 members.join(", ")
             ),
         );
-        for (name, src) in plugins {
+        for (name, src) in ws.plugins {
             write_if_changed(
                 &dir.join(name).join("Cargo.toml"),
                 &format!(
@@ -381,30 +459,41 @@ export_plugin!(Fixture);
             std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let target = root.join("target").join("fixtures").join("target");
+        let target = root.join("target").join("fixtures").join(ws.target);
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet"])
-            .args(profile_args)
+            .args(ws.cargo_args)
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(&dir);
-        for (name, _) in plugins {
+        cmd.envs(ws.env.iter().copied());
+        if ws.shim_edits.is_some() {
+            cmd.args(["-p", "nbdkit-rustshim-plugin"]);
+        }
+        for (name, _) in ws.plugins {
             cmd.args(["-p", name]);
         }
         let out = cmd.output().expect("cargo runs");
         assert!(
             out.status.success(),
-            "building fixture {workspace_name} failed:\n{}",
+            "building fixture {} failed:\n{}",
+            ws.name,
             String::from_utf8_lossy(&out.stderr)
         );
-        let profile = if profile_args.contains(&"--release") {
+        let profile = if ws.cargo_args.contains(&"--release") {
             "release"
         } else {
             "debug"
         };
-        plugins
-            .iter()
-            .map(|(name, _)| target.join(profile).join(format!("lib{name}.so")))
-            .collect()
+        Built {
+            shim: ws
+                .shim_edits
+                .map(|_| target.join(profile).join("libnbdkit_rustshim_plugin.so")),
+            plugins: ws
+                .plugins
+                .iter()
+                .map(|(name, _)| target.join(profile).join(format!("lib{name}.so")))
+                .collect(),
+        }
     }
 }
 

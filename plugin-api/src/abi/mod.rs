@@ -42,7 +42,7 @@ use abi_stable::{
     sabi_types::VersionStrings, StableAbi,
 };
 
-pub use abi_stable::std_types::{ROption, RStr, RString, RVec};
+pub use abi_stable::std_types::{ROption, RSlice, RStr, RString, RVec};
 
 #[doc(hidden)]
 pub use abi_stable::{
@@ -260,6 +260,17 @@ pub const CALLBACK_NAMES: [&str; 36] = [
     "take_over",
 ];
 
+/// [`CALLBACK_NAMES`] as ABI strings, for [`PluginModule::callback_names`].
+pub static CALLBACK_NAME_STRS: [RStr<'static>; CALLBACK_NAMES.len()] = {
+    let mut out = [RStr::from_str(""); CALLBACK_NAMES.len()];
+    let mut i = 0;
+    while i < CALLBACK_NAMES.len() {
+        out[i] = RStr::from_str(CALLBACK_NAMES[i]);
+        i += 1;
+    }
+    out
+};
+
 /// A plugin's root module: what it is and one function pointer per nbdkit callback.
 ///
 /// Optional callbacks are `None` when the plugin does not implement them.
@@ -282,6 +293,8 @@ pub struct PluginModule {
     pub magic_config_key: ROption<RStr<'static>>,
     /// Which callbacks the plugin author wrote, as bits numbered by [`CALLBACK_NAMES`].
     pub implemented: u64,
+    /// The plugin's [`CALLBACK_NAMES`], so an older shim can name callbacks it does not know.
+    pub callback_names: RSlice<'static, RStr<'static>>,
     /// `false` when the plugin was built with `panic = "abort"`: any panic then ends nbdkit.
     pub panic_unwinds: bool,
     /// How the plugin was built (`rustc …; profile=…`), for `--dump-plugin`.
