@@ -330,6 +330,9 @@ pub(crate) unsafe extern "C" fn list_exports(
     })
 }
 
+/// The longest export name or description nbdkit accepts (longer ones it ignores).
+const MAX_STRING: usize = 4096;
+
 /// Hands a plugin string to nbdkit: interned (nbdkit frees it at the right time), or NULL with
 /// an error if it cannot be a C string.
 fn intern(callback: &str, s: &str) -> *const c_char {
@@ -363,6 +366,15 @@ pub(crate) unsafe extern "C" fn default_export(readonly: c_int, is_tls: c_int) -
         // SAFETY: the instance belongs to this module.
         if unsafe { f(g.instance, readonly != 0, is_tls != 0, &mut name) } < 0 {
             report_failure();
+            return ptr::null();
+        }
+        if name.len() > MAX_STRING {
+            let msg = format!(
+                "{}: default_export returned a name of {} bytes, longer than NBD allows ({MAX_STRING})",
+                g.name(),
+                name.len()
+            );
+            report(libc::EINVAL, &msg);
             return ptr::null();
         }
         intern("default_export", name.as_str())
@@ -464,7 +476,22 @@ pub(crate) unsafe extern "C" fn export_description(h: *mut c_void) -> *const c_c
             report_failure();
             return ptr::null();
         }
-        intern("export_description", description.as_str())
+        // A description is only informative: cut it to what NBD carries (on a character
+        // boundary) rather than lose it.
+        let mut text = description.as_str();
+        if text.len() > MAX_STRING {
+            let mut end = MAX_STRING;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            nbdkit_c::debug(&format!(
+                "rustshim: {}: export description of {} bytes cut to {end}",
+                c.generation.name(),
+                text.len()
+            ));
+            text = &text[..end];
+        }
+        intern("export_description", text)
     })
 }
 
@@ -477,16 +504,49 @@ pub(crate) unsafe extern "C" fn block_size(
     // SAFETY: nbdkit passes a live handle and valid out pointers.
     let (c, minimum, preferred, maximum) =
         unsafe { (conn(h), &mut *minimum, &mut *preferred, &mut *maximum) };
-    match c.generation.module.block_size() {
-        // SAFETY: the handle belongs to this generation's instance.
-        Some(f) => {
-            forward(unsafe { f(c.generation.instance, c.handle, minimum, preferred, maximum) })
-        }
-        None => {
-            (*minimum, *preferred, *maximum) = (0, 0, 0);
-            0
+    let Some(f) = c.generation.module.block_size() else {
+        (*minimum, *preferred, *maximum) = (0, 0, 0);
+        return 0;
+    };
+    // SAFETY: the handle belongs to this generation's instance.
+    if forward(unsafe { f(c.generation.instance, c.handle, minimum, preferred, maximum) }) < 0 {
+        return -1;
+    }
+    match check_block_size(*minimum, *preferred, *maximum) {
+        Ok(()) => 0,
+        Err(why) => {
+            let msg = format!(
+                "{}: block_size returned minimum {} preferred {} maximum {}: {why}",
+                c.generation.name(),
+                *minimum,
+                *preferred,
+                *maximum
+            );
+            report(libc::EINVAL, &msg);
+            -1
         }
     }
+}
+
+/// nbdkit's rules for block size constraints (all zero: none), checked before nbdkit sees them
+/// so the message can name the plugin and the values.
+pub fn check_block_size(minimum: u32, preferred: u32, maximum: u32) -> Result<(), &'static str> {
+    if (minimum, preferred, maximum) == (0, 0, 0) {
+        return Ok(());
+    }
+    if !(1..=65536).contains(&minimum) || !minimum.is_power_of_two() {
+        return Err("the minimum must be a power of 2 from 1 to 64K");
+    }
+    if !(512..=32 << 20).contains(&preferred) || !preferred.is_power_of_two() {
+        return Err("the preferred size must be a power of 2 from 512 to 32M");
+    }
+    if maximum != u32::MAX && maximum % minimum != 0 {
+        return Err("the maximum must be a multiple of the minimum, or u32::MAX for no limit");
+    }
+    if minimum > preferred || preferred > maximum {
+        return Err("they must be ordered minimum <= preferred <= maximum");
+    }
+    Ok(())
 }
 
 /// Calls an optional `can_*` callback, or answers `default` as nbdkit would without it.

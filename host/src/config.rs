@@ -111,6 +111,9 @@ pub fn config(key: &str, value: &str) -> Result<(), String> {
                 give_bare_argument(&*ensure_loaded()?, value)
             }
         }
+        _ if key.starts_with("rustshim") => Err(format!(
+            "unknown shim key '{key}': the shim's keys are plugin, reload and {ALLOW_INSECURE_KEY} (keys starting with 'rustshim' are reserved for it)"
+        )),
         _ => {
             let mut st = state();
             if st.plugin_path.is_none() {

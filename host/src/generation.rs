@@ -201,7 +201,11 @@ fn refuse_unknown_callbacks(module: &PluginModuleRef, abi_version: &str) -> Resu
     let names = module.callback_names();
     let unknown: Vec<String> = (known..64)
         .filter(|i| bits & (1 << i) != 0)
-        .map(|i| names.get(i).map_or_else(|| format!("callback #{i}"), |n| n.to_string()))
+        .map(|i| {
+            names
+                .get(i)
+                .map_or_else(|| format!("callback #{i}"), |n| n.to_string())
+        })
         .collect();
     if unknown.is_empty() {
         return Ok(());

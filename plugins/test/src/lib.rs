@@ -156,6 +156,29 @@ struct Fault {
     offset: Option<u64>,
 }
 
+/// A fault injected into a share of the data requests of one callback (`fail_rate=`,
+/// `panic_rate=`). Which requests is decided by a hash of the offset, so a client that knows
+/// the rule (see `injected`) knows exactly which of its requests must fail.
+struct RateFault {
+    callback: String,
+    probability: f64,
+    /// `None` for a panic.
+    errno: Option<Errno>,
+}
+
+/// Whether a `RateFault` of `probability` hits the request of `callback` at `offset`:
+/// splitmix64(offset ^ fnv1a(callback)) < probability * 2^64.
+fn injected(callback: &str, offset: u64, probability: f64) -> bool {
+    let salt = callback.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut z = (offset ^ salt).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z as f64) < probability * 18_446_744_073_709_551_616.0
+}
+
 /// What `extents` returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 enum ExtentsMode {
@@ -163,6 +186,14 @@ enum ExtentsMode {
     Store,
     Whole,
     Gap,
+    /// Extents that overlap each other.
+    Overlap,
+    /// Zero-length extents, then the real one.
+    ZeroLength,
+    /// One extent starting before the request and ending far after it.
+    Beyond,
+    /// A later extent first.
+    Unsorted,
 }
 
 /// What `pread` does before reading.
@@ -189,6 +220,11 @@ struct Test {
     can_cache: CacheMode,
     thread_model: ThreadModel,
     faults: Vec<Fault>,
+    rate_faults: Vec<RateFault>,
+    /// Counts requests without an offset, as keys for `rate_fault`.
+    calls: std::sync::atomic::AtomicU64,
+    /// `size_raw=`: what `get_size` answers, unchecked.
+    size_raw: Option<u64>,
     exports: Option<Vec<(String, Option<String>)>>,
     default_export: Option<String>,
     description: Option<String>,
@@ -220,6 +256,9 @@ impl Default for Test {
             can_cache: CacheMode::Native,
             thread_model: ThreadModel::Parallel,
             faults: Vec::new(),
+            rate_faults: Vec::new(),
+            calls: std::sync::atomic::AtomicU64::new(0),
+            size_raw: None,
             exports: None,
             default_export: None,
             description: None,
@@ -328,7 +367,56 @@ impl Test {
 
     fn data_call(&self, callback: &str, line: String, offset: u64) -> Result<()> {
         self.trace.line(line);
+        self.rate_fault(callback, offset)?;
         self.check(callback, Some(offset))
+    }
+
+    /// Applies the `fail_rate=`/`panic_rate=` faults of `callback` to the request keyed `key`
+    /// (its offset; for callbacks without one, a call counter), tracing each injection.
+    fn rate_fault(&self, callback: &str, key: u64) -> Result<()> {
+        for fault in self.rate_faults.iter().filter(|f| f.callback == callback) {
+            if injected(callback, key, fault.probability) {
+                self.trace.line(format!("injected {callback} at {key}"));
+                match fault.errno {
+                    None => panic!("test: injected panic in {callback} at {key}"),
+                    Some(errno) => {
+                        return Err(Error::new(
+                            errno,
+                            format!("test: injected failure in {callback} at {key}"),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A new key for a request without an offset.
+    fn next_call(&self) -> u64 {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `fail_rate=CALLBACK:PROBABILITY[:ERRNO]` or `panic_rate=CALLBACK:PROBABILITY`.
+    fn add_rate_fault(&mut self, key: &str, value: &str, panic: bool) -> Result<()> {
+        let mut parts = value.splitn(3, ':');
+        let (Some(callback), Some(probability)) = (parts.next(), parts.next()) else {
+            return Err(Error::invalid(format!(
+                "test: {key} must be CALLBACK:PROBABILITY[:ERRNO]"
+            )));
+        };
+        let errno = match (panic, parts.next()) {
+            (true, None) => None,
+            (true, Some(_)) => return Err(Error::invalid(format!("test: {key} takes no errno"))),
+            (false, Some(name)) => Some(errno_by_name(name)?),
+            (false, None) => Some(Errno::EIO),
+        };
+        self.rate_faults.push(RateFault {
+            callback: callback.to_owned(),
+            probability: server::parse_probability(key, probability)?,
+            errno,
+        });
+        Ok(())
     }
 
     fn capability<T>(&self, callback: &str, answer: T) -> Result<T> {
@@ -430,6 +518,14 @@ impl Plugin for Test {
                     })?
             }
             "fail" => self.add_fault(value, false)?,
+            "fail_rate" => self.add_rate_fault(key, value, false)?,
+            "panic_rate" => self.add_rate_fault(key, value, true)?,
+            "size_raw" => {
+                let raw = value
+                    .parse()
+                    .map_err(|_| Error::invalid(format!("test: size_raw={value}")))?;
+                self.size_raw = Some(raw);
+            }
             "panic" => self.add_fault(value, true)?,
             "exports" => {
                 self.exports = Some(
@@ -515,6 +611,10 @@ impl Plugin for Test {
                     "store" => ExtentsMode::Store,
                     "whole" => ExtentsMode::Whole,
                     "gap" => ExtentsMode::Gap,
+                    "overlap" => ExtentsMode::Overlap,
+                    "zero_length" => ExtentsMode::ZeroLength,
+                    "beyond" => ExtentsMode::Beyond,
+                    "unsorted" => ExtentsMode::Unsorted,
                     _ => {
                         return Err(Error::invalid(format!(
                             "test: unknown extents_mode '{value}'"
@@ -599,7 +699,12 @@ impl Plugin for Test {
             "default_export readonly={readonly} is_tls={is_tls}"
         ));
         self.check("default_export", None)?;
-        Ok(self.default_export.clone().unwrap_or_default())
+        // A command line cannot carry a NUL byte: `\\0` in the value stands for one.
+        Ok(self
+            .default_export
+            .clone()
+            .unwrap_or_default()
+            .replace("\\0", "\0"))
     }
 
     fn open(&self, readonly: bool) -> Result<()> {
@@ -635,6 +740,7 @@ impl Plugin for Test {
             "peer_tls_issuer_dn = {}",
             show(&server::peer_tls_issuer_dn())
         ));
+        self.rate_fault("open", self.next_call())?;
         self.check("open", None)
     }
 
@@ -644,7 +750,7 @@ impl Plugin for Test {
     }
 
     fn get_size(&self, _: &()) -> Result<u64> {
-        self.capability("get_size", self.size)
+        self.capability("get_size", self.size_raw.unwrap_or(self.size))
     }
 
     fn export_description(&self, _: &()) -> Result<String> {
@@ -728,6 +834,7 @@ impl Plugin for Test {
 
     fn flush(&self, _: &(), flags: Flags) -> Result<()> {
         self.trace.line(format!("flush flags={flags:?}"));
+        self.rate_fault("flush", self.next_call())?;
         self.check("flush", None)
     }
 
@@ -770,6 +877,27 @@ impl Plugin for Test {
             ExtentsMode::Gap => {
                 extents.add(offset, 512, ExtentType::DATA)?;
                 return extents.add(offset + 1024, 512, ExtentType::DATA);
+            }
+            ExtentsMode::Overlap => {
+                extents.add(offset, 1024, ExtentType::DATA)?;
+                extents.add(offset + 512, 1024, ExtentType::HOLE | ExtentType::ZERO)?;
+                return extents.add(offset, u64::from(count), ExtentType::DATA);
+            }
+            ExtentsMode::ZeroLength => {
+                extents.add(offset, 0, ExtentType::HOLE)?;
+                extents.add(offset, 0, ExtentType::DATA)?;
+                return extents.add(
+                    offset,
+                    u64::from(count),
+                    ExtentType::HOLE | ExtentType::ZERO,
+                );
+            }
+            ExtentsMode::Beyond => {
+                return extents.add(offset.saturating_sub(4096), u64::MAX / 2, ExtentType::DATA);
+            }
+            ExtentsMode::Unsorted => {
+                extents.add(offset + 1024, 1024, ExtentType::DATA)?;
+                return extents.add(offset, 1024, ExtentType::DATA);
             }
         }
         // One extent per run of allocated (data) or unallocated (hole) blocks.
