@@ -835,26 +835,50 @@ struct ExtentClip {
 extern "C" fn add_extent(ctx: *mut c_void, offset: u64, length: u64, kind: u32) -> i32 {
     // SAFETY: `ctx` is the `ExtentClip` of the running `extents` call.
     let clip = unsafe { &mut *(ctx as *mut ExtentClip) };
-    let stop = offset.saturating_add(length).min(clip.end);
-    if stop <= clip.next {
-        return 0;
-    }
-    if offset > clip.next {
-        nbdkit_c::error(&format!(
-            "extents: the plugin left a gap: extent at {offset} but the previous one ended at {}",
-            clip.next
-        ));
-        return libc::ERANGE;
-    }
+    let (start, stop) = match clip_extent(clip.next, clip.end, offset, length) {
+        Clipped::Skip => return 0,
+        Clipped::Gap => {
+            nbdkit_c::error(&format!(
+                "extents: the plugin left a gap: extent at {offset} but the previous one ended at {}",
+                clip.next
+            ));
+            return libc::ERANGE;
+        }
+        Clipped::Add { start, stop } => (start, stop),
+    };
     let Some(add) = server().add_extent else {
         return libc::ENOTSUP;
     };
     // SAFETY: `list` is nbdkit's extents list for this call; nbdkit validates again.
-    if unsafe { add(clip.list, clip.next, stop - clip.next, kind & 3) } != 0 {
+    if unsafe { add(clip.list, start, stop - start, kind & 3) } != 0 {
         return libc::ERANGE;
     }
     clip.next = stop;
     0
+}
+
+/// What becomes of one extent a plugin reports.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Clipped {
+    /// Nothing of it is new (zero length, already covered, or past the end).
+    Skip,
+    /// It starts after the covered part ends.
+    Gap,
+    /// Pass `[start, stop)` on.
+    Add { start: u64, stop: u64 },
+}
+
+/// Clips the extent `[offset, offset + length)` to the part after `next` (the end of what is
+/// covered so far) and before `end` (the end of the request).
+pub fn clip_extent(next: u64, end: u64, offset: u64, length: u64) -> Clipped {
+    let stop = offset.saturating_add(length).min(end);
+    if stop <= next {
+        Clipped::Skip
+    } else if offset > next {
+        Clipped::Gap
+    } else {
+        Clipped::Add { start: next, stop }
+    }
 }
 
 pub(crate) unsafe extern "C" fn extents(
@@ -913,3 +937,129 @@ reload=watch           Load each new build of the plugin file while serving:
 /// The shim's magic key as a C string.
 pub const MAGIC_CONFIG_KEY: &CStr = c"rustshim-bare-argument";
 const _: () = assert!(MAGIC_CONFIG_KEY.to_bytes().len() == BARE_ARGUMENT_KEY.len());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift64*), so the properties need no extra crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Whatever a plugin reports, what reaches nbdkit is ascending, contiguous, starts at the
+    /// request's offset, stays inside the request, and covers every byte the plugin covered
+    /// contiguously from the start.
+    #[test]
+    fn clipped_extents_are_always_valid() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for _ in 0..20_000 {
+            let offset = match rng.below(3) {
+                0 => rng.below(1 << 20),
+                1 => u64::MAX - rng.below(1 << 20),
+                _ => rng.next(),
+            };
+            let end = offset.saturating_add(rng.below(1 << 20) + 1);
+            let mut next = offset;
+            let mut passed: Vec<(u64, u64)> = Vec::new();
+            let mut gap = false;
+            for _ in 0..rng.below(8) {
+                // Extents near the request, some sane, some not.
+                let start = match rng.below(4) {
+                    0 => next,
+                    1 => next.saturating_sub(rng.below(4096)),
+                    2 => next.saturating_add(rng.below(4096)),
+                    _ => rng.next(),
+                };
+                let length = match rng.below(4) {
+                    0 => 0,
+                    1 => u64::MAX - rng.below(10),
+                    _ => rng.below(1 << 19),
+                };
+                match clip_extent(next, end, start, length) {
+                    Clipped::Skip => assert!(start.saturating_add(length).min(end) <= next),
+                    Clipped::Gap => {
+                        assert!(start > next);
+                        gap = true;
+                        break;
+                    }
+                    Clipped::Add { start: s, stop } => {
+                        assert_eq!(s, next, "contiguous");
+                        assert!(s < stop && stop <= end, "inside the request");
+                        assert!(
+                            start <= s && stop <= start.saturating_add(length),
+                            "part of what the plugin said"
+                        );
+                        passed.push((s, stop));
+                        next = stop;
+                    }
+                }
+            }
+            if let Some(first) = passed.first() {
+                assert_eq!(first.0, offset, "the first extent covers the offset");
+            }
+            assert!(gap || passed.windows(2).all(|w| w[0].1 == w[1].0));
+        }
+    }
+
+    #[test]
+    fn sane_extents_pass_unchanged() {
+        assert_eq!(
+            clip_extent(100, 200, 100, 50),
+            Clipped::Add {
+                start: 100,
+                stop: 150
+            }
+        );
+        assert_eq!(
+            clip_extent(150, 200, 150, 500),
+            Clipped::Add {
+                start: 150,
+                stop: 200
+            }
+        );
+        assert_eq!(clip_extent(100, 200, 100, 0), Clipped::Skip);
+        assert_eq!(clip_extent(100, 200, 120, 10), Clipped::Gap);
+    }
+
+    #[test]
+    fn block_size_rules_match_nbdkits() {
+        assert_eq!(check_block_size(0, 0, 0), Ok(()));
+        assert_eq!(check_block_size(1, 512, u32::MAX), Ok(()));
+        assert_eq!(check_block_size(512, 4096, 32 << 20), Ok(()));
+        assert!(check_block_size(0, 512, 4096).is_err());
+        assert!(check_block_size(1 << 17, 1 << 17, 1 << 17).is_err());
+        assert!(check_block_size(512, 1000, 4096).is_err());
+        assert!(check_block_size(512, 64 << 20, u32::MAX).is_err());
+        assert!(check_block_size(512, 4096, 4097).is_err());
+        assert!(check_block_size(4096, 512, 4096).is_err());
+        // Random triples never panic, and accepted ones satisfy every rule.
+        let mut rng = Rng(42);
+        for _ in 0..100_000 {
+            let pick = |rng: &mut Rng| match rng.below(3) {
+                0 => 1u32 << rng.below(32),
+                1 => rng.next() as u32,
+                _ => u32::MAX,
+            };
+            let (a, b, c) = (pick(&mut rng), pick(&mut rng), pick(&mut rng));
+            if check_block_size(a, b, c).is_ok() && (a, b, c) != (0, 0, 0) {
+                assert!(
+                    a.is_power_of_two()
+                        && a <= 65536
+                        && b.is_power_of_two()
+                        && (512..=32 << 20).contains(&b)
+                );
+                assert!(a <= b && b <= c && (c == u32::MAX || c % a == 0));
+            }
+        }
+    }
+}

@@ -102,4 +102,40 @@ mod tests {
             assert!(parse_delay("d", s).is_err(), "{s} should fail");
         }
     }
+
+    /// Random strings from the syntax's alphabet never panic, and every accepted value is
+    /// finite and not negative; numbers written in each form read back as their value.
+    #[test]
+    fn random_input_is_parsed_or_refused_never_panics() {
+        let alphabet: Vec<char> = "0123456789.e-+%:/smunμ x".chars().collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..50_000 {
+            let len = (next() % 8) as usize;
+            let s: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if let Ok(p) = parse_probability("p", &s) {
+                assert!(p.is_finite() && p >= 0.0, "{s:?} -> {p}");
+            }
+            if let Ok((sec, nsec)) = parse_delay("d", &s) {
+                assert!(nsec < 1_000_000_000, "{s:?} -> {sec}s {nsec}ns");
+            }
+            let (a, b) = (next() % 1000, next() % 999 + 1);
+            let ratio = parse_probability("p", &format!("{a}/{b}")).unwrap();
+            assert!((ratio - a as f64 / b as f64).abs() < 1e-12);
+            assert!(
+                (parse_probability("p", &format!("{a}%")).unwrap() - a as f64 / 100.0).abs()
+                    < 1e-12
+            );
+            let (sec, nsec) = parse_delay("d", &format!("{a}ms")).unwrap();
+            let got = u64::from(sec) * 1_000_000_000 + u64::from(nsec);
+            assert!(got.abs_diff(a * 1_000_000) <= 1, "{a}ms -> {got}ns");
+        }
+    }
 }

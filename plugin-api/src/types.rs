@@ -325,4 +325,41 @@ mod tests {
         );
         assert_eq!(ThreadModel::from_raw(7), None);
     }
+
+    #[test]
+    fn every_flag_word_round_trips_and_prints() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bits = x as u32;
+            let f = Flags::from_bits(bits);
+            assert_eq!(f.bits(), bits);
+            assert_eq!(f.unknown() | (bits & 0xf), bits);
+            assert_eq!(f.contains(Flags::FUA), bits & 2 != 0);
+            let _ = format!("{f:?}");
+        }
+    }
+
+    #[test]
+    fn any_subset_of_callback_names_round_trips() {
+        let names = crate::abi::CALLBACK_NAMES;
+        let mut x = 7u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let chosen: Vec<&str> = names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| x & (1 << i) != 0)
+                .map(|(_, n)| *n)
+                .collect();
+            let set = Callbacks::from_names(&chosen);
+            for (i, name) in names.iter().enumerate() {
+                assert_eq!(set.has(name), x & (1 << i) != 0, "{name}");
+            }
+        }
+    }
 }
