@@ -223,6 +223,8 @@ struct Test {
     rate_faults: Vec<RateFault>,
     /// Counts requests without an offset, as keys for `rate_fault`.
     calls: std::sync::atomic::AtomicU64,
+    /// `block_at=OFFSET:DELAY`: a read at OFFSET sleeps that long first.
+    block_at: Option<(u64, Duration)>,
     /// `size_raw=`: what `get_size` answers, unchecked.
     size_raw: Option<u64>,
     exports: Option<Vec<(String, Option<String>)>>,
@@ -259,6 +261,7 @@ impl Default for Test {
             rate_faults: Vec::new(),
             calls: std::sync::atomic::AtomicU64::new(0),
             size_raw: None,
+            block_at: None,
             exports: None,
             default_export: None,
             description: None,
@@ -520,6 +523,15 @@ impl Plugin for Test {
             "fail" => self.add_fault(value, false)?,
             "fail_rate" => self.add_rate_fault(key, value, false)?,
             "panic_rate" => self.add_rate_fault(key, value, true)?,
+            "block_at" => {
+                let (at, delay) = value
+                    .split_once(':')
+                    .ok_or_else(|| Error::invalid("test: block_at must be OFFSET:DELAY"))?;
+                let at = at
+                    .parse()
+                    .map_err(|_| Error::invalid(format!("test: block_at offset '{at}'")))?;
+                self.block_at = Some((at, server::parse_delay(key, delay)?));
+            }
             "size_raw" => {
                 let raw = value
                     .parse()
@@ -816,6 +828,13 @@ impl Plugin for Test {
         )?;
         if let Some(action) = self.on_pread {
             self.on_pread(action)?;
+        }
+        if let Some((at, delay)) = self.block_at {
+            if at == offset {
+                self.trace.line(format!("blocking at {offset}"));
+                server::nanosleep(delay)?;
+                self.trace.line(format!("unblocked at {offset}"));
+            }
         }
         self.store.read(buf, offset);
         Ok(())
