@@ -51,6 +51,8 @@
 //! `log` macros (`log::debug!`, …) reach nbdkit's log: errors and warnings always, the rest
 //! with `nbdkit -v`.
 
+#![deny(missing_docs)]
+
 pub mod abi;
 #[doc(hidden)]
 pub mod adapter;

@@ -42,7 +42,7 @@ fn with_host<R>(function: &str, f: impl FnOnce(HostServicesRef) -> (i32, R)) -> 
     }
 }
 
-/// Logs a debug message (shown with `nbdkit -v`), like `nbdkit_debug`. The `log` crate's
+/// Logs a debug message (shown with `nbdkit -v`), like [`nbdkit_debug`](https://libguestfs.org/nbdkit_debug.3.html). The `log` crate's
 /// macros reach the same place.
 pub fn debug(msg: &str) {
     if let Some(h) = host() {
@@ -50,7 +50,7 @@ pub fn debug(msg: &str) {
     }
 }
 
-/// Parses a size such as `512`, `1M`, `2G` (`nbdkit_parse_size`).
+/// Parses a size such as `512`, `1M`, `2G` ([`nbdkit_parse_size`](https://libguestfs.org/nbdkit_parse_size.3.html)).
 pub fn parse_size(s: &str) -> Result<u64> {
     with_host("nbdkit_parse_size", |h| {
         let mut out = 0;
@@ -58,7 +58,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
     })
 }
 
-/// Parses a boolean such as `true`, `on`, `1`, `no` (`nbdkit_parse_bool`).
+/// Parses a boolean such as `true`, `on`, `1`, `no` ([`nbdkit_parse_bool`](https://libguestfs.org/nbdkit_parse_bool.3.html)).
 pub fn parse_bool(s: &str) -> Result<bool> {
     with_host("nbdkit_parse_bool", |h| {
         let mut out = false;
@@ -66,7 +66,7 @@ pub fn parse_bool(s: &str) -> Result<bool> {
     })
 }
 
-/// Parses a probability such as `0.1`, `10%`, `1:10` or `1/10` (`nbdkit_parse_probability`);
+/// Parses a probability such as `0.1`, `10%`, `1:10` or `1/10` ([`nbdkit_parse_probability`](https://libguestfs.org/nbdkit_parse_probability.3.html));
 /// `what` names the parameter in error messages.
 pub fn parse_probability(what: &str, s: &str) -> Result<f64> {
     with_host("nbdkit_parse_probability", |h| {
@@ -78,7 +78,7 @@ pub fn parse_probability(what: &str, s: &str) -> Result<f64> {
     })
 }
 
-/// Parses a delay such as `1`, `1.5s`, `120ms`, `10us` or `1ns` (`nbdkit_parse_delay`).
+/// Parses a delay such as `1`, `1.5s`, `120ms`, `10us` or `1ns` ([`nbdkit_parse_delay`](https://libguestfs.org/nbdkit_parse_delay.3.html)).
 pub fn parse_delay(what: &str, s: &str) -> Result<Duration> {
     with_host("nbdkit_parse_delay", |h| {
         let (mut sec, mut nsec) = (0, 0);
@@ -89,7 +89,7 @@ pub fn parse_delay(what: &str, s: &str) -> Result<Duration> {
 }
 
 /// Reads a password given as a parameter: the value itself, `-` (prompt on the terminal),
-/// `+FILE` or `-FD` (`nbdkit_read_password`).
+/// `+FILE` or `-FD` ([`nbdkit_read_password`](https://libguestfs.org/nbdkit_read_password.3.html)).
 pub fn read_password(value: &str) -> Result<String> {
     with_host("nbdkit_read_password", |h| {
         let mut out = RString::new();
@@ -100,7 +100,7 @@ pub fn read_password(value: &str) -> Result<String> {
     })
 }
 
-/// The canonical absolute path of an existing file (`nbdkit_realpath`). Call it during
+/// The canonical absolute path of an existing file ([`nbdkit_realpath`](https://libguestfs.org/nbdkit_realpath.3.html)). Call it during
 /// configuration: nbdkit changes directory to `/` before serving.
 pub fn realpath(path: impl AsRef<Path>) -> Result<PathBuf> {
     let path = path.as_ref();
@@ -116,7 +116,7 @@ pub fn realpath(path: impl AsRef<Path>) -> Result<PathBuf> {
     })
 }
 
-/// Whether the plugin may use stdin/stdout during configuration (`nbdkit_stdio_safe`): false
+/// Whether the plugin may use stdin/stdout during configuration ([`nbdkit_stdio_safe`](https://libguestfs.org/nbdkit_stdio_safe.3.html)): false
 /// with `nbdkit -s`.
 pub fn stdio_safe() -> bool {
     with_host("nbdkit_stdio_safe", |h| {
@@ -126,17 +126,17 @@ pub fn stdio_safe() -> bool {
     .unwrap_or(false)
 }
 
-/// Asks the server to shut down once current requests finish (`nbdkit_shutdown`).
+/// Asks the server to shut down once current requests finish ([`nbdkit_shutdown`](https://libguestfs.org/nbdkit_shutdown.3.html)).
 pub fn shutdown() {
     let _ = with_host("nbdkit_shutdown", |h| ((h.shutdown())(), ()));
 }
 
-/// Disconnects the current client, at once if `force` (`nbdkit_disconnect`, nbdkit ≥ 1.34).
+/// Disconnects the current client, at once if `force` ([`nbdkit_disconnect`](https://libguestfs.org/nbdkit_disconnect.3.html), nbdkit ≥ 1.34).
 pub fn disconnect(force: bool) -> Result<()> {
     with_host("nbdkit_disconnect", |h| ((h.disconnect())(force), ()))
 }
 
-/// The export name the client asked for (`nbdkit_export_name`), which may be `""`.
+/// The export name the client asked for ([`nbdkit_export_name`](https://libguestfs.org/nbdkit_export_name.3.html)), which may be `""`.
 pub fn export_name() -> Result<String> {
     let bytes = export_name_bytes()?;
     String::from_utf8(bytes).map_err(|_| Error::invalid("the export name is not valid UTF-8"))
@@ -150,7 +150,7 @@ pub fn export_name_bytes() -> Result<Vec<u8>> {
     })
 }
 
-/// Whether the client negotiated TLS (`nbdkit_is_tls`).
+/// Whether the client negotiated TLS ([`nbdkit_is_tls`](https://libguestfs.org/nbdkit_is_tls.3.html)).
 pub fn is_tls() -> Result<bool> {
     with_host("nbdkit_is_tls", |h| {
         let mut out = false;
@@ -158,7 +158,7 @@ pub fn is_tls() -> Result<bool> {
     })
 }
 
-/// The client's socket address (`nbdkit_peer_name`).
+/// The client's socket address ([`nbdkit_peer_name`](https://libguestfs.org/nbdkit_peer_name.3.html)).
 pub fn peer_name() -> Result<SockaddrStorage> {
     let raw = with_host("nbdkit_peer_name", |h| {
         let mut out = RVec::new();
@@ -173,17 +173,17 @@ pub fn peer_name() -> Result<SockaddrStorage> {
         .ok_or_else(|| Error::new(Errno::EINVAL, "nbdkit_peer_name: unknown address family"))
 }
 
-/// The client's process ID, on a Unix socket (`nbdkit_peer_pid`).
+/// The client's process ID, on a Unix socket ([`nbdkit_peer_pid`](https://libguestfs.org/nbdkit_peer_pid.3.html)).
 pub fn peer_pid() -> Result<Pid> {
     peer_id("nbdkit_peer_pid", |h| h.peer_pid()).map(|v| Pid::from_raw(v as i32))
 }
 
-/// The client's user ID, on a Unix socket (`nbdkit_peer_uid`).
+/// The client's user ID, on a Unix socket ([`nbdkit_peer_uid`](https://libguestfs.org/nbdkit_peer_uid.3.html)).
 pub fn peer_uid() -> Result<Uid> {
     peer_id("nbdkit_peer_uid", |h| h.peer_uid()).map(|v| Uid::from_raw(v as u32))
 }
 
-/// The client's group ID, on a Unix socket (`nbdkit_peer_gid`).
+/// The client's group ID, on a Unix socket ([`nbdkit_peer_gid`](https://libguestfs.org/nbdkit_peer_gid.3.html)).
 pub fn peer_gid() -> Result<Gid> {
     peer_id("nbdkit_peer_gid", |h| h.peer_gid()).map(|v| Gid::from_raw(v as u32))
 }
@@ -208,7 +208,7 @@ fn string_service(
     })
 }
 
-/// The client's security context, e.g. an SELinux label (`nbdkit_peer_security_context`,
+/// The client's security context, e.g. an SELinux label ([`nbdkit_peer_security_context`](https://libguestfs.org/nbdkit_peer_security_context.3.html),
 /// nbdkit ≥ 1.36).
 pub fn peer_security_context() -> Result<String> {
     string_service("nbdkit_peer_security_context", |h| {
@@ -217,19 +217,19 @@ pub fn peer_security_context() -> Result<String> {
 }
 
 /// The Distinguished Name of the client's TLS certificate, `""` without one
-/// (`nbdkit_peer_tls_dn`, nbdkit ≥ 1.40).
+/// ([`nbdkit_peer_tls_dn`](https://libguestfs.org/nbdkit_peer_tls_dn.3.html), nbdkit ≥ 1.40).
 pub fn peer_tls_dn() -> Result<String> {
     string_service("nbdkit_peer_tls_dn", |h| h.peer_tls_dn())
 }
 
 /// The Distinguished Name of the issuer of the client's TLS certificate
-/// (`nbdkit_peer_tls_issuer_dn`, nbdkit ≥ 1.40).
+/// ([`nbdkit_peer_tls_issuer_dn`](https://libguestfs.org/nbdkit_peer_tls_issuer_dn.3.html), nbdkit ≥ 1.40).
 pub fn peer_tls_issuer_dn() -> Result<String> {
     string_service("nbdkit_peer_tls_issuer_dn", |h| h.peer_tls_issuer_dn())
 }
 
 /// Sleeps, but returns early with `ESHUTDOWN` when the server shuts down or the client
-/// disconnects (`nbdkit_nanosleep`).
+/// disconnects ([`nbdkit_nanosleep`](https://libguestfs.org/nbdkit_nanosleep.3.html)).
 pub fn nanosleep(duration: Duration) -> Result<()> {
     let sec = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX);
     with_host("nbdkit_nanosleep", |h| {
