@@ -1,9 +1,11 @@
 //! `cargo xtask`: the project's developer commands, so building, installing, testing and
 //! demonstrating the shim need nothing but cargo (and, for the system packages, root).
 
+mod bench;
 mod demo;
 mod deps;
 mod dev;
+mod new_plugin;
 
 use std::ffi::OsString;
 use std::fs;
@@ -66,6 +68,21 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         plugin_args: Vec<String>,
     },
+    /// Measure what the shim costs against nbdkit's C plugins, the `nbdkit` crate and python;
+    /// writes BENCHMARKS.md and benchmarks.svg
+    Bench {
+        /// A smoke run of a few seconds on the debug build; writes nothing
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit)
+    NewPlugin {
+        /// The crate's name: lowercase letters, digits and '-', e.g. my-disk
+        name: String,
+        /// The directory to write it in (created; refused if it exists and is not empty)
+        #[arg(long, value_name = "DIR")]
+        path: PathBuf,
+    },
     /// Serve a 1 GiB memory disk through the shim and show real NBD clients using it
     Demo {
         /// Stop after this many seconds instead of serving until Ctrl-C
@@ -81,7 +98,9 @@ fn main() -> ExitCode {
         Cmd::Install { plugindir } => install(plugindir),
         Cmd::Test { args } => test(&args),
         Cmd::Demo { seconds } => demo::demo(seconds),
+        Cmd::Bench { quick } => bench::bench(quick),
         Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
+        Cmd::NewPlugin { name, path } => new_plugin::new_plugin(&name, &path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,71 @@
+//! Test nbdkit rustshim plugins with the real nbdkit, from the plugin crate's own `cargo test`.
+//!
+//! A plugin built with `rustshim-plugin-api` is a `cdylib` that nbdkit serves through the
+//! `rustshim` plugin (the *shim*). This crate, a dev-dependency of the plugin crate, builds that
+//! cdylib, starts `nbdkit` with the shim and the plugin on a Unix socket in a private directory,
+//! waits until it serves, and talks to it with real NBD clients; the server is killed and its
+//! directory removed when it is dropped.
+//!
+//! ```toml
+//! [dev-dependencies]
+//! rustshim-harness = { path = "../nbdkit-rustshim/harness" }
+//! ```
+//!
+//! `tests/serve.rs`:
+//!
+//! ```no_run
+//! use rustshim_harness::{plugin_path, HarnessError, Server};
+//!
+//! // #[test]
+//! fn reads_back_what_was_written() -> Result<(), HarnessError> {
+//!     // Builds this crate's cdylib (if needed), starts
+//!     // `nbdkit -f -U SOCKET SHIM plugin=target/debug/libmyplugin.so size=1M`.
+//!     let server = Server::start(plugin_path!(), &["size=1M"])?;
+//!     assert_eq!(server.size()?, 1 << 20);
+//!     server.write(4096, b"hello")?;
+//!     assert_eq!(server.read(4096, 5)?, b"hello");
+//!     // Anything else with libnbd's Python bindings: `h` is a connected handle.
+//!     let out = server.python("print(h.can_write(), h.can_multi_conn())")?;
+//!     assert_eq!(out.trim(), "True True");
+//!     // Or any NBD client, with the URI.
+//!     println!("{}", server.uri());
+//!     Ok(())
+//! }
+//! # reads_back_what_was_written().unwrap();
+//! ```
+//!
+//! A server that fails to start (the plugin refuses its parameters, say) is an
+//! [`HarnessError::Start`] whose message includes nbdkit's log, so such cases are tests too:
+//!
+//! ```no_run
+//! # use rustshim_harness::{plugin_path, HarnessError, Server};
+//! let error = Server::start(plugin_path!(), &["colour=red"]).err().unwrap();
+//! assert!(error.to_string().contains("unknown parameter 'colour'"));
+//! ```
+//!
+//! # What it needs
+//! * `nbdkit` (Debian: `nbdkit`), or the program named by `$RUSTSHIM_NBDKIT`;
+//! * the shim: `$RUSTSHIM_SHIM` (a path to `libnbdkit_rustshim_plugin.so`) if set, else
+//!   `nbdkit-rustshim-plugin.so` in nbdkit's plugin directory, where `cargo xtask install` in
+//!   the nbdkit-rustshim checkout puts it (the one `nbdkit rustshim` runs): see [`find_shim`];
+//! * for the clients: `/usr/bin/python3` with libnbd's `nbd` module (Debian:
+//!   `python3-libnbd`) and `nbdinfo` (Debian: `libnbd-bin`). `/usr/bin` is put first on `PATH`
+//!   for every child, so a pyenv or venv `python3` does not hide Debian's.
+//!
+//! Every wait has a time limit ([`DEFAULT_TIMEOUT`], or [`ServerBuilder::timeout`]), so a hung
+//! plugin fails the test instead of hanging it. nbdkit runs with `--exit-with-parent`: it goes
+//! with the test process however that ends.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod plugin;
+mod process;
+mod server;
+mod shim;
+
+pub use error::{HarnessError, Result};
+pub use plugin::PluginCrate;
+pub use server::{Server, ServerBuilder, Stopped, DEFAULT_TIMEOUT};
+pub use shim::{find_shim, nbdkit_program, NBDKIT_ENV, SHIM_ENV, SHIM_INSTALLED};
