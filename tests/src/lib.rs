@@ -516,6 +516,9 @@ impl BackgroundNbdkit {
         let argv = nbdkit_argv(args);
         let child = Command::new("nbdkit")
             .env("PATH", path_env())
+            // The shim's private copies of plugins go here, so they go with the directory even
+            // if nbdkit has to be killed.
+            .env("TMPDIR", dir.path())
             .arg("-f")
             .arg("-U")
             .arg(&socket)
@@ -600,8 +603,21 @@ impl BackgroundNbdkit {
 }
 
 impl Drop for BackgroundNbdkit {
+    /// SIGTERM, so nbdkit shuts down as it would for an admin (cleanup, unload); SIGKILL only if
+    /// it does not go within 10 s.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while let Ok(None) = self.child.try_wait() {
+                if std::time::Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         let _ = self.child.wait();
     }
 }
