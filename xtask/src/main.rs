@@ -230,10 +230,8 @@ fn install(plugindir: Option<PathBuf>) -> Result {
         Ok(dir) if dir == plugindir => "rustshim".to_string(),
         _ => shim.display().to_string(),
     };
-    println!(
-        "try:  nbdkit {shim_arg} plugin={} size=1G",
-        plugin_path(&plugins, "memory").display()
-    );
+    // The shim finds plugins installed beside it by short name.
+    println!("try:  nbdkit {shim_arg} plugin=memory size=1G");
     Ok(())
 }
 
