@@ -34,8 +34,8 @@ pub struct Generation {
     pub abi_version: String,
     /// The plugin's instance.
     pub instance: InstancePtr,
-    /// A hash of the file's contents, to tell a real change from a touched file.
-    pub content_hash: u64,
+    /// The private copy that was loaded (a reload compares it with the next build).
+    pub copy: PathBuf,
     /// Set once `after_fork` succeeded: the generation has served and needs `cleanup`.
     serving: AtomicBool,
     /// Set once `cleanup` ran.
@@ -59,7 +59,7 @@ impl Generation {
         if trust == Trust::CheckPermissions {
             check_permissions(&source)?;
         }
-        let (copy, content_hash) = private_copy(number, &source)?;
+        let copy = private_copy(number, &source)?;
 
         let checked = match load_checked(&copy) {
             Ok(checked) => checked,
@@ -104,7 +104,7 @@ impl Generation {
             module,
             abi_version: checked.abi_version,
             instance,
-            content_hash,
+            copy,
             serving: AtomicBool::new(false),
             cleaned: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
@@ -352,9 +352,9 @@ pub fn remove_private_dir() {
     }
 }
 
-/// Copies the plugin file into the private directory and hashes what was copied (the copy is
-/// the snapshot that gets loaded, whatever happens to the source afterwards).
-fn private_copy(number: u32, source: &Path) -> Result<(PathBuf, u64), String> {
+/// Copies the plugin file into the private directory: the copy is the snapshot that gets
+/// loaded, whatever happens to the source afterwards.
+fn private_copy(number: u32, source: &Path) -> Result<PathBuf, String> {
     let file_name = source
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -364,23 +364,25 @@ fn private_copy(number: u32, source: &Path) -> Result<(PathBuf, u64), String> {
     static ATTEMPTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
     let copy = private_dir()?.join(format!("gen{number}-{attempt}-{file_name}"));
-    let failed = |e: std::io::Error| {
+    fs::copy(source, &copy).map_err(|e| {
         format!(
             "plugin file '{}' cannot be copied to {}: {e}",
             source.display(),
             copy.display()
         )
-    };
-    fs::copy(source, &copy).map_err(failed)?;
-    let bytes = fs::read(&copy).map_err(failed)?;
-    Ok((copy, content_hash(&bytes)))
+    })?;
+    Ok(copy)
 }
 
-/// FNV-1a: enough to tell two builds apart, with no extra crate.
-pub fn content_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+impl Generation {
+    /// Whether `other` was loaded from a file with the same bytes (a touched, not rebuilt,
+    /// file). Only a reload asks, so the first load pays nothing for it.
+    pub fn same_build_as(&self, other: &Generation) -> bool {
+        match (fs::metadata(&self.copy), fs::metadata(&other.copy)) {
+            (Ok(a), Ok(b)) if a.len() != b.len() => false,
+            _ => matches!((fs::read(&self.copy), fs::read(&other.copy)), (Ok(a), Ok(b)) if a == b),
+        }
+    }
 }
 
 /// Says what a shared object without our root module is, when it can tell.

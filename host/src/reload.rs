@@ -168,7 +168,7 @@ fn prepare(
 ) -> Result<Option<(Generation, String)>, String> {
     let trust = config::state().trust();
     let new = Generation::load(number, source, trust)?;
-    if new.content_hash == old.content_hash {
+    if new.same_build_as(old) {
         nbdkit_c::debug(&format!(
             "rustshim: {} changed on disk but not in content: no reload",
             source.display()

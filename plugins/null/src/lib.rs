@@ -50,6 +50,11 @@ impl Plugin for Null {
         Ok(CacheMode::Native)
     }
 
+    // Discarding is always fast, as nbdkit's null plugin says too.
+    fn can_fast_zero(&self, _: &()) -> Result<bool> {
+        Ok(true)
+    }
+
     fn can_fua(&self, _: &()) -> Result<FuaMode> {
         Ok(FuaMode::Native)
     }
