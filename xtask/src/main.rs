@@ -6,6 +6,7 @@ mod demo;
 mod deps;
 mod dev;
 mod new_plugin;
+mod reload_bench;
 
 use std::ffi::OsString;
 use std::fs;
@@ -74,6 +75,9 @@ enum Cmd {
         /// A smoke run of a few seconds on the debug build; writes nothing
         #[arg(long)]
         quick: bool,
+        /// Only the hot reload latency, on the release build (about half a minute)
+        #[arg(long, conflicts_with = "quick")]
+        reload: bool,
     },
     /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit)
     NewPlugin {
@@ -98,7 +102,14 @@ fn main() -> ExitCode {
         Cmd::Install { plugindir } => install(plugindir),
         Cmd::Test { args } => test(&args),
         Cmd::Demo { seconds } => demo::demo(seconds),
-        Cmd::Bench { quick } => bench::bench(quick),
+        Cmd::Bench {
+            quick,
+            reload: true,
+        } => bench::reload_only(quick),
+        Cmd::Bench {
+            quick,
+            reload: false,
+        } => bench::bench(quick),
         Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
         Cmd::NewPlugin { name, path } => new_plugin::new_plugin(&name, &path),
     };
