@@ -650,3 +650,13 @@ pub fn install_build(from: &Path, to: &Path, how: Install) {
         }
     }
 }
+
+/// Another build of `plugin`: the same code with bytes appended (which the loader ignores),
+/// so a different file, as a rebuild would give.
+pub fn rebuilt(plugin: &Path, dir: &TempDir, tag: &str) -> PathBuf {
+    let mut bytes = std::fs::read(plugin).unwrap();
+    bytes.extend_from_slice(format!("\0rebuilt {tag}\0").as_bytes());
+    let path = dir.join(&format!("rebuilt-{tag}.so"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}

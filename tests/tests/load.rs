@@ -3,8 +3,6 @@
 //! new builds roll in with `reload=watch`; and a real image copied in with nbdcopy and compared
 //! with qemu-img. Zero verification errors allowed.
 
-use std::path::{Path, PathBuf};
-
 use rustshim_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -86,15 +84,6 @@ fn memory_and_file_through_the_cow_filter() {
         disk.iter().all(|&b| b == 0),
         "writes went through the cow filter to the file"
     );
-}
-
-/// Another build of `plugin`: the same code with bytes appended (ignored by the loader).
-fn rebuilt(plugin: &Path, dir: &TempDir, tag: &str) -> PathBuf {
-    let mut bytes = std::fs::read(plugin).unwrap();
-    bytes.extend_from_slice(format!("\0rebuilt {tag}\0").as_bytes());
-    let path = dir.join(&format!("rebuilt-{tag}.so"));
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 #[test]

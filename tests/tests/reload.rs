@@ -368,16 +368,6 @@ fn a_touched_but_unchanged_file_is_not_reloaded() {
     assert_eq!(w.new_connection_reads(), "22");
 }
 
-/// Another build of `plugin`: the same code with bytes appended, which the loader ignores but
-/// which makes it a different file.
-fn rebuilt(plugin: &std::path::Path, dir: &TempDir, tag: &str) -> PathBuf {
-    let mut bytes = std::fs::read(plugin).unwrap();
-    bytes.extend_from_slice(format!("\0rebuilt {tag}\0").as_bytes());
-    let path = dir.join(&format!("rebuilt-{tag}.so"));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 #[test]
 fn the_memory_disk_keeps_its_data_across_reloads() {
     let dir = TempDir::new("handover");

@@ -4,19 +4,9 @@
 //! may fail, nothing may be corrupted, and afterwards no file descriptor is left open and memory
 //! stays bounded.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use rustshim_tests::*;
-
-/// Another build of `plugin`: the same code with bytes appended (ignored by the loader).
-fn rebuilt(plugin: &Path, dir: &TempDir, tag: &str) -> PathBuf {
-    let mut bytes = std::fs::read(plugin).unwrap();
-    bytes.extend_from_slice(format!("\0rebuilt {tag}\0").as_bytes());
-    let path = dir.join(&format!("rebuilt-{tag}.so"));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
