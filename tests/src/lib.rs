@@ -660,3 +660,19 @@ pub fn rebuilt(plugin: &Path, dir: &TempDir, tag: &str) -> PathBuf {
     std::fs::write(&path, bytes).unwrap();
     path
 }
+
+/// The extents in `nbdinfo --map` output: (offset, length, type).
+pub fn parse_map(text: &str) -> Vec<(u64, u64, u32)> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert!(fields.len() >= 3, "not a map line: {line:?}");
+            (
+                fields[0].parse().unwrap(),
+                fields[1].parse().unwrap(),
+                fields[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}

@@ -28,22 +28,6 @@ fn py(path: &Path) -> String {
     format!("{:?}", path.to_str().expect("UTF-8 temp path"))
 }
 
-/// The extents of `nbdinfo --map` output: (offset, length, type).
-fn parse_map(text: &str) -> Vec<(u64, u64, u32)> {
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            assert!(fields.len() >= 3, "not a map line: {line:?}");
-            (
-                fields[0].parse().unwrap(),
-                fields[1].parse().unwrap(),
-                fields[2].parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// A file of `len` pattern bytes, written through to disk so that its blocks are allocated.
 fn data_file(dir: &TempDir, name: &str, seed: u64, len: usize) -> (PathBuf, Vec<u8>) {
     let path = dir.join(name);
