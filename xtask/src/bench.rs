@@ -8,7 +8,7 @@
 //! and judged by the median of the per-pair ratios. Instructions per request, counted by
 //! callgrind, are the one figure that noise cannot touch.
 //!
-//! `--quick` is a smoke run of a few seconds (one comparison, one workload, two pairs of 1 s
+//! `--quick` is a smoke run of a few seconds (one comparison, two workloads, two pairs of 1 s
 //! runs, on the debug build that `cargo test` has already made); it writes no files.
 
 use std::collections::HashMap;
@@ -222,6 +222,9 @@ struct Workload {
     iodepth: u32,
     /// fio jobs, each with its own NBD connection.
     jobs: u32,
+    /// fio on one CPU and nbdkit on the others (see [`Placement`]); otherwise both may run
+    /// anywhere and the kernel decides.
+    pinned: bool,
 }
 
 const WORKLOADS: &[Workload] = &[
@@ -231,6 +234,7 @@ const WORKLOADS: &[Workload] = &[
         bs: "4k",
         iodepth: 32,
         jobs: 1,
+        pinned: true,
     },
     Workload {
         name: "4K random write, QD32",
@@ -238,6 +242,7 @@ const WORKLOADS: &[Workload] = &[
         bs: "4k",
         iodepth: 32,
         jobs: 1,
+        pinned: true,
     },
     Workload {
         name: "256K sequential read, QD8",
@@ -245,6 +250,7 @@ const WORKLOADS: &[Workload] = &[
         bs: "256k",
         iodepth: 8,
         jobs: 1,
+        pinned: true,
     },
     Workload {
         name: "256K sequential write, QD8",
@@ -252,6 +258,7 @@ const WORKLOADS: &[Workload] = &[
         bs: "256k",
         iodepth: 8,
         jobs: 1,
+        pinned: true,
     },
     Workload {
         name: "4K random read, 4 connections × QD8",
@@ -259,6 +266,19 @@ const WORKLOADS: &[Workload] = &[
         bs: "4k",
         iodepth: 8,
         jobs: 4,
+        pinned: true,
+    },
+    // The same, with client and server sharing both CPUs as the kernel sees fit. Here nbdkit's
+    // 64 worker threads and fio's 4 compete for 2 CPUs, and throughput flips between a fast and
+    // a slow mode with several times the context switches per request (C null too): shown for
+    // what it tells about scheduling, judged by no target (see `Report::targets`).
+    Workload {
+        name: "4K random read, 4 connections × QD8, unpinned",
+        rw: "randread",
+        bs: "4k",
+        iodepth: 8,
+        jobs: 4,
+        pinned: false,
     },
 ];
 
@@ -286,12 +306,12 @@ impl Settings {
                 runtime: 1,
                 startup_reps: 2,
                 comparisons: vec![&COMPARISONS[1]],
-                workloads: vec![RANDREAD],
+                workloads: vec![RANDREAD, WORKLOADS.len() - 1],
             }
         } else {
             Settings {
                 quick,
-                reps: 12,
+                reps: 16,
                 runtime: 1,
                 startup_reps: 7,
                 comparisons: COMPARISONS.iter().collect(),
@@ -495,7 +515,7 @@ fn compare(
             for is_shim in order {
                 interrupted()?;
                 let server = if is_shim { &shim } else { &other };
-                let sample = measure(server, workload, settings.runtime)?;
+                let sample = measure(env, server, workload, settings.runtime)?;
                 if is_shim {
                     cell.shim.push(sample);
                 } else {
@@ -560,7 +580,12 @@ fn prepare(server: &Server, settings: &Settings) -> Result {
     if server.kind.keeps_data() {
         run_fio(&mut fio_prewrite(&server.socket))?;
     }
-    run_fio(&mut fio_command(&server.socket, &WORKLOADS[RANDREAD], 1))?;
+    run_fio(&mut fio_command(
+        &server.socket,
+        &WORKLOADS[RANDREAD],
+        1,
+        None,
+    ))?;
     Ok(())
 }
 
@@ -573,6 +598,8 @@ struct Env {
     disk_image: PathBuf,
     python_script: PathBuf,
     next_server: std::cell::Cell<u32>,
+    /// `None` on a machine with one CPU: then nothing is pinned.
+    placement: Option<Placement>,
 }
 
 impl Env {
@@ -586,6 +613,7 @@ impl Env {
             dir,
             artifacts: target_dir(release),
             next_server: std::cell::Cell::new(0),
+            placement: Placement::probe(),
         };
         let uses = |kind: Kind| {
             settings
@@ -876,6 +904,88 @@ fn peak_rss_kib(pid: i32) -> Result<u64> {
         .ok_or_else(|| format!("no VmHWM in {path}"))
 }
 
+// ---- Where client and server run ----
+
+/// Which CPUs fio and nbdkit run on for a pinned workload: fio on the first CPU we may use,
+/// nbdkit (every thread) on the rest. On a 2-CPU machine where fio and 64 nbdkit threads
+/// otherwise share both CPUs, the run-to-run spread comes mostly from how the scheduler happens
+/// to interleave them; apart, the server is the bottleneck on a CPU of its own, so its IOPS are
+/// what its cost per request allows — which is what a comparison of plugins is after.
+struct Placement {
+    client: String,
+    server: String,
+    /// Every CPU we may use (for the unpinned workloads).
+    all: String,
+}
+
+impl Placement {
+    fn probe() -> Option<Placement> {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let all = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+            .trim()
+            .to_string();
+        let cpus = parse_cpu_list(&all)?;
+        let (client, server) = cpus.split_first()?;
+        if server.is_empty() {
+            return None;
+        }
+        let list = |cpus: &[usize]| {
+            cpus.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Some(Placement {
+            client: client.to_string(),
+            server: list(server),
+            all,
+        })
+    }
+}
+
+/// "0-2,5" → [0, 1, 2, 5] (the format of `Cpus_allowed_list` and `taskset -c`).
+fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.trim().parse::<usize>().ok()?..=b.trim().parse().ok()?),
+            None => cpus.push(part.trim().parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// Moves every thread of process `pid` onto `cpus`; threads it makes later inherit that.
+fn set_affinity(pid: i32, cpus: &str) -> Result {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .env("PATH", path_env())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run taskset: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "taskset -a -p -c {cpus} {pid} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Context switches on the whole machine so far (`ctxt` in `/proc/stat`). The server's own are
+/// not enough: its worker threads end with their connections, taking their counts with them,
+/// and fio's switches are part of the story.
+fn context_switches() -> Result<u64> {
+    let stat =
+        fs::read_to_string("/proc/stat").map_err(|e| format!("cannot read /proc/stat: {e}"))?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("ctxt "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no ctxt line in /proc/stat".into())
+}
+
 // ---- fio ----
 
 fn fio_base(socket: &Path) -> Command {
@@ -886,8 +996,17 @@ fn fio_base(socket: &Path) -> Command {
     cmd
 }
 
-fn fio_command(socket: &Path, w: &Workload, runtime: u32) -> Command {
-    let mut cmd = fio_base(socket);
+/// fio for workload `w`; pinned to `client_cpu` (through `taskset`) when given.
+fn fio_command(socket: &Path, w: &Workload, runtime: u32, client_cpu: Option<&str>) -> Command {
+    let mut cmd = match client_cpu {
+        Some(cpu) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpu, "fio", "--name=bench", "--ioengine=nbd"])
+                .arg(format!("--uri=nbd+unix:///?socket={}", socket.display()));
+            cmd
+        }
+        None => fio_base(socket),
+    };
     cmd.arg(format!("--rw={}", w.rw))
         .arg(format!("--bs={}", w.bs))
         .arg(format!("--iodepth={}", w.iodepth))
@@ -966,6 +1085,8 @@ struct Sample {
     ios: u64,
     /// Server CPU seconds during the run.
     cpu: f64,
+    /// Context switches on the whole machine during the run.
+    switches: u64,
 }
 
 impl Sample {
@@ -973,17 +1094,36 @@ impl Sample {
     fn cpu_per_mreq(&self) -> f64 {
         self.cpu / self.ios.max(1) as f64 * 1e6
     }
+
+    /// Context switches (whole machine) per request.
+    fn switches_per_req(&self) -> f64 {
+        self.switches as f64 / self.ios.max(1) as f64
+    }
 }
 
-fn measure(server: &Server, w: &Workload, runtime: u32) -> Result<Sample> {
+fn measure(env: &Env, server: &Server, w: &Workload, runtime: u32) -> Result<Sample> {
+    let client_cpu = match (&env.placement, w.pinned) {
+        (Some(p), true) => {
+            set_affinity(server.pid(), &p.server)?;
+            Some(p.client.as_str())
+        }
+        (Some(p), false) => {
+            set_affinity(server.pid(), &p.all)?;
+            None
+        }
+        (None, _) => None,
+    };
+    let mut fio = fio_command(&server.socket, w, runtime, client_cpu);
+    let switches = context_switches()?;
     let before = cpu_seconds(server.pid())?;
-    let result = run_fio(&mut fio_command(&server.socket, w, runtime))?;
+    let result = run_fio(&mut fio)?;
     let after = cpu_seconds(server.pid())?;
     Ok(Sample {
         iops: result.iops,
         bw: result.bw,
         ios: result.ios,
         cpu: after - before,
+        switches: context_switches()? - switches,
     })
 }
 
@@ -1272,6 +1412,9 @@ struct Stats {
     median: f64,
     min: f64,
     max: f64,
+    /// A distribution-free confidence interval of the median, of at least 95 % (see
+    /// [`median_ci`]).
+    ci: (f64, f64),
 }
 
 impl Stats {
@@ -1282,6 +1425,7 @@ impl Stats {
                 median: f64::NAN,
                 min: f64::NAN,
                 max: f64::NAN,
+                ci: (f64::NAN, f64::NAN),
             };
         }
         v.sort_by(f64::total_cmp);
@@ -1291,12 +1435,41 @@ impl Stats {
         } else {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         };
+        let k = median_ci_rank(n);
         Stats {
             median,
             min: v[0],
             max: v[n - 1],
+            ci: (v[k], v[n - 1 - k]),
         }
     }
+}
+
+/// The order statistics that bound a ≥ 95 % confidence interval of the median of `n` values
+/// (0-based: the interval is from the `k`th smallest to the `k`th largest). The median lies
+/// below the `k+1`th smallest of `n` independent values with probability P(Binomial(n, ½) ≤ k),
+/// so the largest `k` with that ≤ 2.5 % on each side gives at least 95 % coverage, whatever the
+/// distribution. With fewer than 6 values no such `k` exists and the interval is the range.
+fn median_ci_rank(n: usize) -> usize {
+    let mut at_most = 0.0;
+    let mut k = 0;
+    while k < n / 2 {
+        at_most += binomial_half(n, k); // P(X ≤ k)
+        if at_most > 0.025 {
+            break;
+        }
+        k += 1;
+    }
+    k.saturating_sub(1)
+}
+
+/// P(X = k) for X ~ Binomial(n, ½).
+fn binomial_half(n: usize, k: usize) -> f64 {
+    let mut p = 0.5f64.powi(n as i32);
+    for i in 0..k {
+        p *= (n - i) as f64 / (i + 1) as f64;
+    }
+    p
 }
 
 /// One comparison × one workload: the interleaved samples of both sides.
@@ -1362,6 +1535,11 @@ fn with_range(s: Stats, f: impl Fn(f64) -> String) -> String {
 
 fn ratio_text(s: Stats) -> String {
     format!("**{:.3}** ({:.3}–{:.3})", s.median, s.min, s.max)
+}
+
+/// A median ratio with the 95 % confidence interval of that median.
+fn with_ci(s: Stats) -> String {
+    format!("{:.3} (95 % CI {:.3}–{:.3})", s.median, s.ci.0, s.ci.1)
 }
 
 fn mib(x: f64) -> String {
@@ -1483,40 +1661,43 @@ impl Report<'_> {
         self.settings.comparisons[index]
     }
 
+    /// Whether the targets judge this workload: the pinned ones (all of them on a machine where
+    /// nothing can be pinned). The unpinned workload measures the scheduler as much as the
+    /// servers: see `WORKLOADS`.
+    fn judged(&self, workload: usize) -> bool {
+        WORKLOADS[workload].pinned || self.env.placement.is_none()
+    }
+
     fn verdict(&self, cell: &Cell) -> Verdict {
-        let iops = cell.ratio(|s| s.iops).median;
-        let bw = cell.ratio(|s| s.bw).median;
-        let cpu = cell.ratio(Sample::cpu_per_mreq).median;
+        let iops = cell.ratio(|s| s.iops);
+        let bw = cell.ratio(|s| s.bw);
+        let cpu = cell.ratio(Sample::cpu_per_mreq);
         let mut misses = Vec::new();
+        let mut low = |what: &str, r: Stats, min: f64| {
+            if r.median < min {
+                misses.push(format!("{what} {}", with_ci(r)));
+            }
+        };
+        let judged = self.judged(cell.workload);
         let (target, applies) = match self.comparison(cell.comparison).target {
-            Target::Twin => {
-                if iops < TWIN_MIN {
-                    misses.push(format!("IOPS {iops:.3}"));
-                }
-                if bw < TWIN_MIN {
-                    misses.push(format!("MiB/s {bw:.3}"));
-                }
-                if cpu > TWIN_CPU_MAX {
-                    misses.push(format!("CPU {cpu:.3}"));
+            Target::Twin if judged => {
+                low("IOPS", iops, TWIN_MIN);
+                low("MiB/s", bw, TWIN_MIN);
+                if cpu.median > TWIN_CPU_MAX {
+                    misses.push(format!("CPU {}", with_ci(cpu)));
                 }
                 ("IOPS, MiB/s ≥ 0.99×; CPU ≤ 1.03×", true)
             }
-            Target::AtLeastAsFast => {
-                if iops < 1.0 {
-                    misses.push(format!("IOPS {iops:.3}"));
-                }
-                if bw < 1.0 {
-                    misses.push(format!("MiB/s {bw:.3}"));
-                }
+            Target::AtLeastAsFast if judged => {
+                low("IOPS", iops, 1.0);
+                low("MiB/s", bw, 1.0);
                 ("IOPS, MiB/s ≥ 1.00×", true)
             }
             Target::Python if cell.workload == RANDREAD => {
-                if iops < PYTHON_MIN {
-                    misses.push(format!("IOPS {iops:.2}"));
-                }
+                low("IOPS", iops, PYTHON_MIN);
                 ("IOPS ≥ 3.5×", true)
             }
-            Target::Python | Target::None => ("", false),
+            _ => ("", false),
         };
         Verdict {
             target,
@@ -1527,8 +1708,8 @@ impl Report<'_> {
 
     fn throughput_table(&self) -> String {
         let mut t = String::new();
-        t.push_str("| rustshim vs | workload | rustshim IOPS | other IOPS | IOPS ratio | rustshim MiB/s | other MiB/s | MiB/s ratio | server CPU s per M req, rustshim | other | CPU ratio | target | result |\n");
-        t.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        t.push_str("| rustshim vs | workload | rustshim IOPS | other IOPS | IOPS ratio | rustshim MiB/s | other MiB/s | MiB/s ratio | server CPU s per M req, rustshim | other | CPU ratio | context switches per req, rustshim | other | target | result |\n");
+        t.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for cell in &self.cells {
             let c = self.comparison(cell.comparison);
             let v = self.verdict(cell);
@@ -1539,7 +1720,7 @@ impl Report<'_> {
             };
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.name,
                 WORKLOADS[cell.workload].name,
                 with_range(cell.side(true, |s| s.iops), si),
@@ -1553,6 +1734,12 @@ impl Report<'_> {
                     "{x:.2}"
                 )),
                 ratio_text(cell.ratio(Sample::cpu_per_mreq)),
+                with_range(cell.side(true, Sample::switches_per_req), |x| format!(
+                    "{x:.2}"
+                )),
+                with_range(cell.side(false, Sample::switches_per_req), |x| format!(
+                    "{x:.2}"
+                )),
                 if v.target.is_empty() { "–" } else { v.target },
                 result
             );
@@ -1630,7 +1817,7 @@ impl Report<'_> {
         Some(t)
     }
 
-    /// The targets, one line each.
+    /// The targets, one line each, then what has no target but explains the rest.
     fn targets(&self) -> String {
         let mut lines = Vec::new();
         let mut line = |met: bool, text: String| {
@@ -1639,56 +1826,89 @@ impl Report<'_> {
                 if met { "**met**:" } else { "**missed**:" }
             ))
         };
+        // The judged cells of one comparison.
         let cells_of = |key: &str| -> Vec<&Cell> {
             self.cells
                 .iter()
-                .filter(|c| self.comparison(c.comparison).key == key)
+                .filter(|c| self.comparison(c.comparison).key == key && self.judged(c.workload))
                 .collect()
         };
-        let worst = |cells: &[&Cell], f: &dyn Fn(&Cell) -> f64, lowest: bool| -> (f64, String) {
-            cells
-                .iter()
-                .map(|c| (f(c), WORKLOADS[c.workload].name.to_string()))
-                .fold((f64::NAN, String::new()), |acc, x| {
-                    if acc.0.is_nan() || (lowest && x.0 < acc.0) || (!lowest && x.0 > acc.0) {
-                        x
-                    } else {
-                        acc
+        // The cell whose median ratio is lowest (or highest), with that ratio.
+        let worst =
+            |cells: &[&Cell], f: &dyn Fn(&Cell) -> Stats, lowest: bool| -> (Stats, String) {
+                let mut found: Option<(Stats, String)> = None;
+                for c in cells {
+                    let r = f(c);
+                    let better = |old: &Stats| {
+                        if lowest {
+                            r.median < old.median
+                        } else {
+                            r.median > old.median
+                        }
+                    };
+                    if found.as_ref().is_none_or(|(old, _)| better(old)) {
+                        found = Some((r, WORKLOADS[c.workload].name.to_string()));
                     }
-                })
+                }
+                found.unwrap_or((Stats::of(&[]), String::new()))
+            };
+        // Whether a miss is within what this many pairs on this machine can tell apart.
+        let unresolved = |r: Stats, bound: f64| {
+            if r.ci.0 <= bound && bound <= r.ci.1 {
+                "; the target lies inside that interval: the run cannot tell this ratio from the target"
+            } else {
+                ""
+            }
         };
+        let judged = self
+            .settings
+            .workloads
+            .iter()
+            .filter(|&&w| self.judged(w))
+            .count();
+        let every = format!("every pinned workload ({judged})");
         for key in ["null", "memory"] {
             let cells = cells_of(key);
             if cells.is_empty() {
                 continue;
             }
-            let iops = worst(&cells, &|c| c.ratio(|s| s.iops).median, true);
-            let bw = worst(&cells, &|c| c.ratio(|s| s.bw).median, true);
+            let iops = worst(&cells, &|c| c.ratio(|s| s.iops), true);
+            let bw = worst(&cells, &|c| c.ratio(|s| s.bw), true);
             line(
-                iops.0 >= TWIN_MIN && bw.0 >= TWIN_MIN,
+                iops.0.median >= TWIN_MIN && bw.0.median >= TWIN_MIN,
                 format!(
-                    "rustshim {key} ≥ 0.99× C {key} in IOPS and bandwidth (median of per-pair ratios), every workload: lowest IOPS ratio {:.3} ({}), lowest bandwidth ratio {:.3} ({})",
-                    iops.0, iops.1, bw.0, bw.1
+                    "rustshim {key} ≥ 0.99× C {key} in IOPS and bandwidth (median of per-pair ratios), {every}: lowest IOPS ratio {} ({}{}), lowest bandwidth ratio {} ({})",
+                    with_ci(iops.0),
+                    iops.1,
+                    if iops.0.median < TWIN_MIN { unresolved(iops.0, TWIN_MIN) } else { "" },
+                    with_ci(bw.0),
+                    bw.1
                 ),
             );
-            let cpu = worst(&cells, &|c| c.ratio(Sample::cpu_per_mreq).median, false);
+            let cpu = worst(&cells, &|c| c.ratio(Sample::cpu_per_mreq), false);
             line(
-                cpu.0 <= TWIN_CPU_MAX,
+                cpu.0.median <= TWIN_CPU_MAX,
                 format!(
-                    "server CPU per request, rustshim {key} ≤ 1.03× C {key}, every workload: highest ratio {:.3} ({})",
-                    cpu.0, cpu.1
+                    "server CPU per request, rustshim {key} ≤ 1.03× C {key}, {every}: highest ratio {} ({}{})",
+                    with_ci(cpu.0),
+                    cpu.1,
+                    if cpu.0.median > TWIN_CPU_MAX { unresolved(cpu.0, TWIN_CPU_MAX) } else { "" },
                 ),
             );
         }
         let crate_cells = cells_of("nbdkit crate");
         if !crate_cells.is_empty() {
-            let iops = worst(&crate_cells, &|c| c.ratio(|s| s.iops).median, true);
-            let bw = worst(&crate_cells, &|c| c.ratio(|s| s.bw).median, true);
+            let iops = worst(&crate_cells, &|c| c.ratio(|s| s.iops), true);
+            let bw = worst(&crate_cells, &|c| c.ratio(|s| s.bw), true);
             line(
-                iops.0 >= 1.0 && bw.0 >= 1.0,
+                iops.0.median >= 1.0 && bw.0.median >= 1.0,
                 format!(
-                    "rustshim memory at least as fast as the same RAM disk written with the `nbdkit` crate, every workload: lowest IOPS ratio {:.3} ({}), lowest bandwidth ratio {:.3} ({})",
-                    iops.0, iops.1, bw.0, bw.1
+                    "rustshim memory at least as fast as the same RAM disk written with the `nbdkit` crate, {every}: lowest IOPS ratio {} ({}{}), lowest bandwidth ratio {} ({})",
+                    with_ci(iops.0),
+                    iops.1,
+                    if iops.0.median < 1.0 { unresolved(iops.0, 1.0) } else { "" },
+                    with_ci(bw.0),
+                    bw.1
                 ),
             );
         }
@@ -1696,11 +1916,12 @@ impl Report<'_> {
             .into_iter()
             .find(|c| c.workload == RANDREAD)
         {
-            let r = cell.ratio(|s| s.iops).median;
+            let r = cell.ratio(|s| s.iops);
             line(
-                r >= PYTHON_MIN,
+                r.median >= PYTHON_MIN,
                 format!(
-                    "rustshim memory ≥ 3.5× the python RAM disk's 4K random-read IOPS: {r:.2}×"
+                    "rustshim memory ≥ 3.5× the python RAM disk's 4K random-read IOPS: {:.2}× (95 % CI {:.2}–{:.2})",
+                    r.median, r.ci.0, r.ci.1
                 ),
             );
         }
@@ -1732,11 +1953,53 @@ impl Report<'_> {
                 .collect();
             let cpu = Stats::of(&cpu);
             lines.push(format!(
-                "- (no target; the noise floor) the A/A control, C null against an identical C null: \
-                 median IOPS ratios {:.3}–{:.3} across the workloads (single pairs {:.3}–{:.3}), \
+                "- (no target; the noise floor) the A/A control, C null against an identical C null, \
+                 pinned workloads: median IOPS ratios {:.3}–{:.3} (single pairs {:.3}–{:.3}), \
                  median CPU ratios {:.3}–{:.3}. Differences of that size between rustshim and the \
                  others are the machine's load, not the shim",
                 m.min, m.max, p.min, p.max, cpu.min, cpu.max
+            ));
+        }
+        // The unpinned workload, comparison by comparison.
+        let unpinned: Vec<&Cell> = self
+            .cells
+            .iter()
+            .filter(|c| !self.judged(c.workload))
+            .collect();
+        if !unpinned.is_empty() {
+            let parts: Vec<String> = unpinned
+                .iter()
+                .filter(|c| self.comparison(c.comparison).target != Target::Python)
+                .map(|c| {
+                    let cmp = self.comparison(c.comparison);
+                    let r = c.ratio(|s| s.iops);
+                    let who = if cmp.key == "control" {
+                        "A/A control".to_string()
+                    } else {
+                        format!("{} ÷ {}", cmp.shim.label(), cmp.other.label())
+                    };
+                    format!(
+                        "{who} {} (single pairs {:.3}–{:.3}; context switches per request {:.1} vs {:.1})",
+                        with_ci(r),
+                        r.min,
+                        r.max,
+                        c.side(true, Sample::switches_per_req).median,
+                        c.side(false, Sample::switches_per_req).median
+                    )
+                })
+                .collect();
+            lines.push(format!(
+                "- (no target; the scheduler) {}, IOPS ratios: {}. Unpinned, fio and nbdkit's 64 \
+                 worker threads share the {} CPUs. When this was looked into (README, \
+                 Performance), single runs settled either in a fast mode or in a slow one with \
+                 several times the context switches per request, C null against C null included, \
+                 and a plugin that serialises its requests (C memory takes one mutex for every \
+                 read and write) reached the fast mode more often; rustshim memory locks per \
+                 page, so that requests on different pages run in parallel where there are CPUs \
+                 to spare",
+                WORKLOADS[unpinned[0].workload].name,
+                parts.join("; "),
+                self.machine.cores
             ));
         }
         if let Some(results) = &self.instructions {
@@ -1771,17 +2034,34 @@ impl Report<'_> {
         );
         let _ = writeln!(
             md,
-            "**Read with care: the machine is a small shared VM**, and while this ran other jobs \
-             were compiling and running tests on it (load average {} at the start, {} at the end, \
-             on {} cores). Every comparison is therefore interleaved: the two servers run side \
-             by side and fio alternates between them, A B, B A, A B, … ({} pairs of {} s runs per \
-             cell), so both see the same background load; each figure is the median with its \
-             min–max range, and each ratio is the median of the per-pair ratios (rustshim ÷ \
-             other, so above 1 means rustshim served more; for CPU, above 1 means rustshim used \
-             more). The first comparison is an A/A control, two identical C null servers \
-             measured the same way: how far its ratios stray from 1 is what the load does on its \
-             own. The instruction counts (callgrind) are the one figure the noise cannot touch.\n",
-            m.load_start, self.load_end, m.cores, s.reps, s.runtime
+            "**Read with care: the machine is a small shared VM** (load average {} at the start, \
+             {} at the end, on {} cores), and other tenants' load moves every figure. Every \
+             comparison is therefore interleaved: the two servers run side by side and fio \
+             alternates between them, A B, B A, A B, … ({} pairs of {} s runs per cell), so both \
+             see the same background load; each figure is the median with its min–max range, \
+             and each ratio is the median of the per-pair ratios (rustshim ÷ other, so above 1 \
+             means rustshim served more; for CPU, above 1 means rustshim used more), given in \
+             the targets with a 95 % confidence interval of that median (distribution-free: \
+             order statistics of the pairs). The first comparison is an A/A control, two \
+             identical C null servers measured the same way: how far its ratios stray from 1 is \
+             what the load does on its own. {} The instruction counts (callgrind) are the one \
+             figure the noise cannot touch.\n",
+            m.load_start,
+            self.load_end,
+            m.cores,
+            s.reps,
+            s.runtime,
+            match &self.env.placement {
+                Some(p) => format!(
+                    "In the pinned workloads fio runs on CPU {} and every nbdkit thread on CPU {} \
+                     (`taskset`), so the server is the bottleneck on a CPU of its own and its \
+                     IOPS measure its cost per request; the last workload repeats the \
+                     4-connection one unpinned, with client and server sharing CPUs {} as the \
+                     kernel sees fit.",
+                    p.client, p.server, p.all
+                ),
+                None => "This machine has one CPU, so nothing is pinned.".to_string(),
+            }
         );
         let _ = writeln!(md, "## Machine and versions\n");
         let _ = writeln!(
@@ -1801,8 +2081,9 @@ impl Report<'_> {
             md,
             "fio's IOPS and bandwidth; server CPU is the nbdkit process's user + system time \
              (`/proc/PID/stat`, all threads) during the run, divided by the requests fio \
-             completed, in seconds per million requests. Each cell: median (min–max) of {} runs \
-             per side.\n",
+             completed, in seconds per million requests. Context switches are the whole \
+             machine's (`ctxt` in `/proc/stat`: fio's count as much as nbdkit's) during the run, \
+             per request. Each cell: median (min–max) of {} runs per side.\n",
             s.reps
         );
         md.push_str(&self.throughput_table());
@@ -1847,7 +2128,16 @@ impl Report<'_> {
             md,
             "`$BENCH` is a scratch directory (`$TMPDIR/rustshim-bench-PID`); paths are relative \
              to the workspace. Each comparison starts its two servers the same way, on Unix \
-             sockets, with nbdkit's default `--threads`:\n"
+             sockets, with nbdkit's default `--threads`{}:\n",
+            match &self.env.placement {
+                Some(p) => format!(
+                    "; before each pinned run, `taskset -a -p -c {} PID` moves every thread of \
+                     the server onto CPU {} (and `taskset -a -p -c {} PID` back before an \
+                     unpinned one)",
+                    p.server, p.server, p.all
+                ),
+                None => String::new(),
+            }
         );
         md.push_str("```\n");
         let mut kinds: Vec<Kind> = Vec::new();
@@ -1884,7 +2174,16 @@ impl Report<'_> {
             let _ = writeln!(
                 md,
                 "{}",
-                self.shown_command(&fio_command(&socket, &WORKLOADS[w], s.runtime))
+                self.shown_command(&fio_command(
+                    &socket,
+                    &WORKLOADS[w],
+                    s.runtime,
+                    self.env
+                        .placement
+                        .as_ref()
+                        .filter(|_| WORKLOADS[w].pinned)
+                        .map(|p| p.client.as_str())
+                ))
             );
         }
         if self.instructions.is_some() {
@@ -1932,7 +2231,9 @@ impl Report<'_> {
     /// Bars of the per-pair IOPS ratios, grouped by comparison, coloured by workload: one panel
     /// for the comparisons near 1 and one for python.
     fn svg(&self) -> String {
-        const COLOURS: [&str; 5] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1"];
+        const COLOURS: [&str; 6] = [
+            "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#9c755f",
+        ];
         let width = 1100.0;
         let mut svg = String::new();
         let groups = |python: bool| -> Vec<(usize, Vec<&Cell>)> {
@@ -1965,7 +2266,7 @@ impl Report<'_> {
             let _ = writeln!(
                 svg,
                 r#"<rect x="{x:.1}" y="56" width="12" height="12" fill="{}"/><text x="{:.1}" y="66">{}</text>"#,
-                COLOURS[i % 5],
+                COLOURS[i % COLOURS.len()],
                 x + 16.0,
                 escape(name)
             );
@@ -2002,7 +2303,9 @@ impl Report<'_> {
         width: f64,
         marks: &[(f64, &str)],
     ) {
-        const COLOURS: [&str; 5] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1"];
+        const COLOURS: [&str; 6] = [
+            "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#9c755f",
+        ];
         let stats: Vec<Vec<Stats>> = groups
             .iter()
             .map(|(_, cells)| cells.iter().map(|c| c.ratio(|s| s.iops)).collect())
@@ -2068,7 +2371,7 @@ impl Report<'_> {
                     .iter()
                     .position(|&w| w == cell.workload)
                     .unwrap_or(0)
-                    % 5];
+                    % COLOURS.len()];
                 let x = bars_x + 15.0 + b as f64 * bar_w;
                 let (y0, y1) = (y(1.0), y(s.median));
                 let _ = writeln!(
@@ -2127,4 +2430,44 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_confidence_ranks_match_the_binomial_tables() {
+        // From tables of the sign test: the 95 % interval of the median of n values runs from
+        // the (k+1)th smallest to the (k+1)th largest.
+        for (n, k) in [
+            (1, 0),
+            (5, 0),
+            (6, 0),
+            (9, 1),
+            (12, 2),
+            (16, 3),
+            (20, 5),
+            (30, 9),
+        ] {
+            assert_eq!(median_ci_rank(n), k, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn stats_of_sixteen_values() {
+        let values: Vec<f64> = (1..=16).rev().map(f64::from).collect();
+        let s = Stats::of(&values);
+        assert_eq!(
+            (s.median, s.min, s.max, s.ci),
+            (8.5, 1.0, 16.0, (4.0, 13.0))
+        );
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-1"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
 }
