@@ -221,8 +221,11 @@ struct Test {
     thread_model: ThreadModel,
     faults: Vec<Fault>,
     rate_faults: Vec<RateFault>,
-    /// Counts requests without an offset, as keys for `rate_fault`.
-    calls: std::sync::atomic::AtomicU64,
+    /// Count the calls of the callbacks without an offset, as keys for `rate_fault`: one
+    /// counter each, so that the `n`th open is keyed `n` however opens and flushes interleave,
+    /// and which of them fail is fixed by the hash alone.
+    open_calls: std::sync::atomic::AtomicU64,
+    flush_calls: std::sync::atomic::AtomicU64,
     /// `block_at=OFFSET:DELAY`: a read at OFFSET sleeps that long first.
     block_at: Option<(u64, Duration)>,
     /// `size_raw=`: what `get_size` answers, unchecked.
@@ -259,7 +262,8 @@ impl Default for Test {
             thread_model: ThreadModel::Parallel,
             faults: Vec::new(),
             rate_faults: Vec::new(),
-            calls: std::sync::atomic::AtomicU64::new(0),
+            open_calls: std::sync::atomic::AtomicU64::new(0),
+            flush_calls: std::sync::atomic::AtomicU64::new(0),
             size_raw: None,
             block_at: None,
             exports: None,
@@ -395,9 +399,8 @@ impl Test {
     }
 
     /// A new key for a request without an offset.
-    fn next_call(&self) -> u64 {
-        self.calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    fn next_call(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `fail_rate=CALLBACK:PROBABILITY[:ERRNO]` or `panic_rate=CALLBACK:PROBABILITY`.
@@ -752,7 +755,7 @@ impl Plugin for Test {
             "peer_tls_issuer_dn = {}",
             show(&server::peer_tls_issuer_dn())
         ));
-        self.rate_fault("open", self.next_call())?;
+        self.rate_fault("open", Self::next_call(&self.open_calls))?;
         self.check("open", None)
     }
 
@@ -853,7 +856,7 @@ impl Plugin for Test {
 
     fn flush(&self, _: &(), flags: Flags) -> Result<()> {
         self.trace.line(format!("flush flags={flags:?}"));
-        self.rate_fault("flush", self.next_call())?;
+        self.rate_fault("flush", Self::next_call(&self.flush_calls))?;
         self.check("flush", None)
     }
 
