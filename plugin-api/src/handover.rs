@@ -12,7 +12,7 @@
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use nix::libc;
 
@@ -20,6 +20,7 @@ use crate::abi::{
     self, PagesStore, RVec, HANDOVER_BYTES, HANDOVER_PAGES, PAGES_LAYOUT_VERSION, PAGES_MAGIC,
 };
 use crate::error::{Errno, Error, Result};
+use crate::page_lock;
 
 /// Pages of 32 KiB (as nbdkit's sparse allocator): small enough that a first 4 KiB write
 /// allocates little, large enough that a 1 TiB disk needs a page table of 256 MiB of *virtual*
@@ -58,14 +59,10 @@ impl SharedPages {
         // of NULL `AtomicPtr`s.
         let pages = unsafe { libc::calloc(entries, std::mem::size_of::<AtomicPtr<u8>>()) }
             .cast::<AtomicPtr<u8>>();
-        // SAFETY: as above, for the lock array (initialised below).
-        let locks = unsafe {
-            libc::calloc(
-                LOCK_STRIPES as usize,
-                std::mem::size_of::<libc::pthread_rwlock_t>(),
-            )
-        }
-        .cast::<libc::pthread_rwlock_t>();
+        // SAFETY: as above, for the lock array: a zero word is a free lock (`page_lock`).
+        let locks =
+            unsafe { libc::calloc(LOCK_STRIPES as usize, std::mem::size_of::<AtomicU32>()) }
+                .cast::<AtomicU32>();
         // SAFETY: as above, for the header (written below).
         let store = unsafe { libc::malloc(std::mem::size_of::<PagesStore>()) }.cast::<PagesStore>();
         if pages.is_null() || locks.is_null() || store.is_null() {
@@ -76,10 +73,6 @@ impl SharedPages {
                 libc::free(store.cast());
             }
             return Err(nomem());
-        }
-        for i in 0..LOCK_STRIPES as usize {
-            // SAFETY: `locks` has LOCK_STRIPES entries; default attributes.
-            unsafe { libc::pthread_rwlock_init(locks.add(i), std::ptr::null()) };
         }
         // SAFETY: `store` is a fresh allocation of the right size and alignment (malloc).
         unsafe {
@@ -129,19 +122,33 @@ impl SharedPages {
     fn with_page<R>(&self, index: u64, write: bool, f: impl FnOnce(&AtomicPtr<u8>) -> R) -> R {
         let h = self.header();
         debug_assert!(index < h.page_count);
-        // SAFETY: `index < page_count` (callers check the range) and `lock_stripes` locks exist;
-        // the lock is initialised and held only for the duration of `f`.
-        unsafe {
-            let lock = h.locks.add((index % h.lock_stripes) as usize);
-            if write {
-                libc::pthread_rwlock_wrlock(lock);
-            } else {
-                libc::pthread_rwlock_rdlock(lock);
+        // SAFETY: `index < page_count` (callers check the range) and `lock_stripes` locks exist,
+        // living as long as the store.
+        let (lock, slot) = unsafe {
+            (
+                &*h.locks.add((index % h.lock_stripes) as usize),
+                &*h.pages.add(index as usize),
+            )
+        };
+        // Released even if `f` panics (it does not: it copies or fills within checked bounds),
+        // so that a lock shared by every generation is never left held.
+        struct Release<'a>(&'a AtomicU32, bool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    page_lock::write_unlock(self.0)
+                } else {
+                    page_lock::read_unlock(self.0)
+                }
             }
-            let result = f(&*h.pages.add(index as usize));
-            libc::pthread_rwlock_unlock(lock);
-            result
         }
+        if write {
+            page_lock::write_lock(lock);
+        } else {
+            page_lock::read_lock(lock);
+        }
+        let _release = Release(lock, write);
+        f(slot)
     }
 
     /// Calls `f(page index, offset in page, range of the caller's buffer)` for each page piece
@@ -314,9 +321,6 @@ impl Drop for SharedPages {
         unsafe {
             for i in 0..(*h).page_count as usize {
                 libc::free((*(*h).pages.add(i)).load(Ordering::Relaxed).cast());
-            }
-            for i in 0..(*h).lock_stripes as usize {
-                libc::pthread_rwlock_destroy((*h).locks.add(i));
             }
             libc::free((*h).pages.cast());
             libc::free((*h).locks.cast());

@@ -59,6 +59,7 @@ pub mod adapter;
 mod error;
 mod handover;
 mod logger;
+mod page_lock;
 mod plugin;
 pub mod server;
 mod types;

@@ -405,6 +405,56 @@ pub fn bench(quick: bool) -> Result {
     Ok(())
 }
 
+/// `cargo xtask bench --instructions`: only the callgrind counts, on the release build. The
+/// callgrind files are kept in `target/bench-callgrind/` so that `callgrind_annotate` can say
+/// which functions a difference is in.
+pub fn instructions_only() -> Result {
+    let started = Instant::now();
+    let mut settings = Settings::new(false);
+    // The callgrind servers only: no python script, no disk image.
+    settings
+        .comparisons
+        .retain(|c| CALLGRIND_KINDS.contains(&c.shim) && CALLGRIND_KINDS.contains(&c.other));
+    deps::ensure()?;
+    build(true, &settings)?;
+    install_stop_handlers();
+    let env = Env::new(true, &settings)?;
+    let instructions = count_instructions(&env)?;
+    let kept = target_dir(true)
+        .parent()
+        .map_or_else(|| env.dir.join("kept"), |t| t.join("bench-callgrind"));
+    let _ = fs::remove_dir_all(&kept);
+    fs::create_dir_all(&kept).map_err(|e| format!("cannot create {}: {e}", kept.display()))?;
+    for entry in
+        fs::read_dir(&env.dir).map_err(|e| format!("cannot list {}: {e}", env.dir.display()))?
+    {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", env.dir.display()))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("callgrind-") {
+            fs::copy(entry.path(), kept.join(&name))
+                .map_err(|e| format!("cannot keep {}: {e}", entry.path().display()))?;
+        }
+    }
+    let report = Report {
+        settings: &settings,
+        env: &env,
+        machine: Machine::probe(),
+        load_end: loadavg(),
+        cells: Vec::new(),
+        resources: Vec::new(),
+        instructions: Some(instructions),
+        elapsed: started.elapsed(),
+    };
+    if let Some(table) = report.instructions_table() {
+        println!("\n{table}");
+    }
+    println!(
+        "callgrind files (the dump of each counted run is *.out.1): {}",
+        kept.display()
+    );
+    Ok(())
+}
+
 /// `cargo xtask bench --reload`: only the reload latency, on the release build.
 pub fn reload_only(quick: bool) -> Result {
     deps::ensure()?;

@@ -78,6 +78,10 @@ enum Cmd {
         /// Only the hot reload latency, on the release build (about half a minute)
         #[arg(long, conflicts_with = "quick")]
         reload: bool,
+        /// Only the instruction counts (callgrind, deterministic), on the release build; keeps
+        /// the callgrind files in target/bench-callgrind/ for callgrind_annotate; writes nothing else
+        #[arg(long, conflicts_with_all = ["quick", "reload"])]
+        instructions: bool,
     },
     /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit)
     NewPlugin {
@@ -103,13 +107,14 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test(&args),
         Cmd::Demo { seconds } => demo::demo(seconds),
         Cmd::Bench {
-            quick,
-            reload: true,
-        } => bench::reload_only(quick),
+            instructions: true, ..
+        } => bench::instructions_only(),
         Cmd::Bench {
             quick,
-            reload: false,
-        } => bench::bench(quick),
+            reload: true,
+            ..
+        } => bench::reload_only(quick),
+        Cmd::Bench { quick, .. } => bench::bench(quick),
         Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
         Cmd::NewPlugin { name, path } => new_plugin::new_plugin(&name, &path),
     };

@@ -35,7 +35,7 @@
 pub mod load;
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicUsize};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize};
 
 use abi_stable::{
     declare_root_module_statics, library::RootModule, package_version_strings,
@@ -126,7 +126,7 @@ pub const HANDOVER_BYTES: u32 = 2;
 /// [`PagesStore::magic`].
 pub const PAGES_MAGIC: u64 = u64::from_le_bytes(*b"RSPAGES\0");
 /// [`PagesStore::layout_version`]: bump on any change to the layout or the locking protocol.
-pub const PAGES_LAYOUT_VERSION: u32 = 1;
+pub const PAGES_LAYOUT_VERSION: u32 = 2;
 
 /// The memory of a `SharedPages` store (`crate::handover`): a sparse array of pages that the
 /// generations of a plugin read and write directly, concurrently, across hot reloads. Fixed by
@@ -134,8 +134,12 @@ pub const PAGES_LAYOUT_VERSION: u32 = 1;
 /// free it.
 ///
 /// Protocol: page `i` is `pages[i]` (NULL: reads as zeroes), `1 << page_shift` bytes. Its
-/// contents and pointer are guarded by `locks[i % lock_stripes]`, a `pthread_rwlock_t`: read
-/// lock to read, write lock to allocate, write, zero or free. `refs` counts the handles.
+/// contents and pointer are guarded by `locks[i % lock_stripes]`, a reader-writer lock in one
+/// 32-bit word (zero: free) whose protocol is in `crate::page_lock`: read lock to read, write
+/// lock to allocate, write, zero or free. `refs` counts the handles.
+///
+/// Version 1 had `pthread_rwlock_t` locks; a build of version 2 does not adopt a version-1 store
+/// (its disk starts empty), nor the other way round.
 #[repr(C)]
 pub struct PagesStore {
     /// [`PAGES_MAGIC`].
@@ -154,8 +158,8 @@ pub struct PagesStore {
     pub pages: *mut AtomicPtr<u8>,
     /// Entries in `locks`.
     pub lock_stripes: u64,
-    /// The page locks.
-    pub locks: *mut nix::libc::pthread_rwlock_t,
+    /// The page locks (see `crate::page_lock`).
+    pub locks: *mut AtomicU32,
 }
 
 /// nbdkit's server functions and the shim's error and log channels, as seen by a plugin.
