@@ -128,23 +128,34 @@ fn guard<T: Plugin, R>(callback: &'static str, body: impl FnOnce() -> Result<R>)
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => Some(value),
         Ok(Err(e)) => {
-            report(&e);
+            failed(&e);
             None
         }
         Err(payload) => {
-            let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
-            let mut msg = format!(
-                "{}: panic in {callback}: {}",
-                T::NAME,
-                panic_text(&*payload)
-            );
-            if let Some(location) = location {
-                msg.push_str(&format!(" (at {location})"));
-            }
-            report(&crate::Error::new(crate::Errno::EIO, msg));
+            panicked(T::NAME, callback, payload);
             None
         }
     }
+}
+
+// The failure paths are kept out of line, so that the success path of every callback (inlined
+// into each `extern "C"` function) saves no registers for them.
+
+#[cold]
+#[inline(never)]
+fn failed(e: &crate::Error) {
+    report(e);
+}
+
+#[cold]
+#[inline(never)]
+fn panicked(plugin: &str, callback: &str, payload: Box<dyn Any + Send>) {
+    let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
+    let mut msg = format!("{plugin}: panic in {callback}: {}", panic_text(&*payload));
+    if let Some(location) = location {
+        msg.push_str(&format!(" (at {location})"));
+    }
+    report(&crate::Error::new(crate::Errno::EIO, msg));
 }
 
 #[inline(always)]

@@ -134,7 +134,8 @@ pub const PAGES_LAYOUT_VERSION: u32 = 2;
 /// free it.
 ///
 /// Protocol: page `i` is `pages[i]` (NULL: reads as zeroes), `1 << page_shift` bytes. Its
-/// contents and pointer are guarded by `locks[i % lock_stripes]`, a reader-writer lock in one
+/// contents and pointer are guarded by `locks[i & (lock_stripes - 1)]` (`lock_stripes` is a
+/// power of two), a reader-writer lock in one
 /// 32-bit word (zero: free) whose protocol is in `crate::page_lock`: read lock to read, write
 /// lock to allocate, write, zero or free. `refs` counts the handles.
 ///
@@ -156,7 +157,7 @@ pub struct PagesStore {
     pub refs: AtomicUsize,
     /// The page table.
     pub pages: *mut AtomicPtr<u8>,
-    /// Entries in `locks`.
+    /// Entries in `locks`, a power of two.
     pub lock_stripes: u64,
     /// The page locks (see `crate::page_lock`).
     pub locks: *mut AtomicU32,
