@@ -420,9 +420,7 @@ pub fn instructions_only() -> Result {
     install_stop_handlers();
     let env = Env::new(true, &settings)?;
     let instructions = count_instructions(&env)?;
-    let kept = target_dir(true)
-        .parent()
-        .map_or_else(|| env.dir.join("kept"), |t| t.join("bench-callgrind"));
+    let kept = target_dir(true).with_file_name("bench-callgrind");
     let _ = fs::remove_dir_all(&kept);
     fs::create_dir_all(&kept).map_err(|e| format!("cannot create {}: {e}", kept.display()))?;
     for entry in
