@@ -62,6 +62,7 @@
 mod error;
 mod plugin;
 mod process;
+pub use process::{command, command_in, root, ROOT_ENV};
 mod server;
 mod shim;
 

@@ -1,7 +1,7 @@
 //! Child processes with a time limit, a private temporary directory, and the `PATH` children
 //! get.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -22,9 +22,44 @@ pub(crate) fn path_env() -> OsString {
     path
 }
 
-/// A command with the children's `PATH` and no stdin.
-pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(program);
+/// Environment variable: a Debian root directory (made by `debootstrap`, e.g. by `cargo xtask
+/// test --nbdkit 1.48`) in which nbdkit and every client run, so a test suite runs against that
+/// root's nbdkit and libnbd with the plugins built on the host. Unset or empty: the host's.
+pub const ROOT_ENV: &str = "RUSTSHIM_ROOT";
+
+/// Enters a root: see the script's own comment.
+const ENTER_ROOT: &str = include_str!("enter_root.sh");
+
+/// The root children run in ([`ROOT_ENV`]), if any.
+pub fn root() -> Option<PathBuf> {
+    std::env::var_os(ROOT_ENV)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A command for an outside program (nbdkit, a client, valgrind, ...) as every child of the
+/// harness is started: with `/usr/bin` first on `PATH`, no stdin, and inside the Debian root of
+/// [`ROOT_ENV`] when that is set (the program is then looked up in the root). Every test that
+/// runs nbdkit or a client should make its command here, so that the one variable moves the
+/// whole suite to another nbdkit.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    command_in(root().as_deref(), program)
+}
+
+/// Like [`command`], inside `root` if given, whatever [`ROOT_ENV`] says.
+pub fn command_in(root: Option<&Path>, program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = match root {
+        None => Command::new(program),
+        Some(root) => {
+            let mut cmd = Command::new("unshare");
+            cmd.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+                .arg(ENTER_ROOT)
+                .arg("enter")
+                .arg(root)
+                .arg(program);
+            cmd
+        }
+    };
     cmd.env("PATH", path_env()).stdin(Stdio::null());
     cmd
 }

@@ -85,13 +85,13 @@ pub fn path_env() -> String {
     )
 }
 
-/// A command under `timeout`, with the test `PATH`.
+/// A command under `timeout`, with the test `PATH`, made by the harness: inside the Debian root
+/// of `$RUSTSHIM_ROOT` when that is set (`cargo xtask test --nbdkit 1.48`).
 pub fn command(program: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new("timeout");
+    let mut cmd = rustshim_harness::command("timeout");
     cmd.arg("--kill-after=5")
         .arg(TIMEOUT_SECS.to_string())
         .arg(program);
-    cmd.env("PATH", path_env()).stdin(Stdio::null());
     cmd
 }
 
@@ -100,6 +100,29 @@ pub fn nbdkit_argv<S: AsRef<str>>(args: &[S]) -> Vec<String> {
     let mut argv = vec!["nbdkit".to_string(), shim().display().to_string()];
     argv.extend(args.iter().map(|a| a.as_ref().to_string()));
     argv
+}
+
+/// The version of the nbdkit the suite runs against (`1.32.5`), from `nbdkit --version`, asked
+/// once per test binary.
+pub fn nbdkit_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let out = run(command("nbdkit").arg("--version")).ok();
+        out.stdout
+            .split_whitespace()
+            .nth(1)
+            .expect("nbdkit --version prints `nbdkit VERSION`")
+            .to_owned()
+    })
+}
+
+/// Whether that nbdkit is at least `min` (`[1, 42]`, `[1, 42, 6]`).
+pub fn nbdkit_at_least(min: &[u32]) -> bool {
+    let version: Vec<u32> = nbdkit_version()
+        .split('.')
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    version[..min.len().min(version.len())] >= *min
 }
 
 /// Output of a finished process, as text.
@@ -180,14 +203,18 @@ pub fn nbdsh<S: AsRef<str>>(args: &[S], script: &str) -> Run {
     run(command("/usr/bin/python3").arg("-c").arg(program))
 }
 
-/// `nbdinfo OPTIONS -- [ nbdkit SHIM args... ]` (nbdinfo starts nbdkit by socket activation).
+/// `nbdinfo OPTIONS -- [ nbdkit --exit-with-parent SHIM args... ]` (nbdinfo starts nbdkit by
+/// socket activation). `--exit-with-parent` because libnbd ≥ 1.16 leaves the server running when
+/// it gives up on it (a refused export, say), and that nbdkit would hold our stderr pipe open.
 pub fn nbdinfo<S: AsRef<str>>(options: &[&str], args: &[S]) -> Run {
     let argv = nbdkit_argv(args);
     run(command("nbdinfo")
         .args(options)
         .arg("--")
         .arg("[")
-        .args(&argv)
+        .arg(&argv[0])
+        .arg("--exit-with-parent")
+        .args(&argv[1..])
         .arg("]"))
 }
 
@@ -514,8 +541,7 @@ impl BackgroundNbdkit {
         let socket = dir.join("nbd.sock");
         let log = dir.join("nbdkit.log");
         let argv = nbdkit_argv(args);
-        let child = Command::new("nbdkit")
-            .env("PATH", path_env())
+        let child = rustshim_harness::command("nbdkit")
             // The shim's private copies of plugins go here, so they go with the directory even
             // if nbdkit has to be killed.
             .env("TMPDIR", dir.path())

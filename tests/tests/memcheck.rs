@@ -4,7 +4,7 @@
 //! deliberate, per-load leak of abi_stable's library handle is suppressed by name in
 //! tests/fixtures/valgrind.supp).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use rustshim_tests::*;
 
@@ -39,8 +39,7 @@ fn memcheck(args: &[String], during: impl FnOnce(&std::path::Path, &std::path::P
     let log = dir.join("valgrind.log");
     let stderr = dir.join("nbdkit.stderr");
     let supp = workspace().join("tests/fixtures/valgrind.supp");
-    let mut child = Command::new("valgrind")
-        .env("PATH", path_env())
+    let mut child = rustshim_harness::command("valgrind")
         .args([
             "--tool=memcheck",
             "--leak-check=full",

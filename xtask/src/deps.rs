@@ -4,8 +4,9 @@ use std::process::Command;
 
 use crate::{run, Result};
 
-/// Everything `build`, `test`, `install` and `demo` rely on from the system.
-const PACKAGES: &[&str] = &[
+/// Everything `build`, `test`, `install` and `demo` rely on from the system; also what each
+/// Debian root of the version matrix gets (`roots.rs`).
+pub const PACKAGES: &[&str] = &[
     // The server, and <nbdkit-plugin.h> for the shim's struct layout check.
     "nbdkit",
     "nbdkit-plugin-dev",
@@ -18,12 +19,19 @@ const PACKAGES: &[&str] = &[
     "qemu-utils",
     // Load generator for exercising and measuring plugins.
     "fio",
-    // psktool, to make keys for the TLS tests.
+    // psktool and certtool, to make keys and certificates for the TLS tests.
     "gnutls-bin",
+    // nbdkit under memcheck, and instruction counts (callgrind) in the bench.
+    "valgrind",
 ];
 
 /// Installs whichever of [`PACKAGES`] are missing (as root), or says how to.
 pub fn ensure() -> Result {
+    ensure_host(PACKAGES)
+}
+
+/// Installs whichever of `packages` are missing on the host (as root), or says how to.
+pub fn ensure_host(packages: &[&str]) -> Result {
     // Without dpkg this is not Debian or Ubuntu: we cannot check, so trust the user.
     if Command::new("dpkg-query")
         .arg("--version")
@@ -32,11 +40,11 @@ pub fn ensure() -> Result {
     {
         eprintln!(
             "deps: no dpkg-query (not Debian?); make sure these are installed: {}",
-            PACKAGES.join(" ")
+            packages.join(" ")
         );
         return Ok(());
     }
-    let missing: Vec<&str> = PACKAGES
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| !installed(package))
@@ -44,8 +52,8 @@ pub fn ensure() -> Result {
     if missing.is_empty() {
         println!(
             "deps: all {} system packages are installed ({})",
-            PACKAGES.len(),
-            PACKAGES.join(", ")
+            packages.len(),
+            packages.join(", ")
         );
         return Ok(());
     }

@@ -7,6 +7,8 @@ mod deps;
 mod dev;
 mod new_plugin;
 mod reload_bench;
+mod roots;
+mod test;
 
 use std::ffi::OsString;
 use std::fs;
@@ -57,9 +59,19 @@ enum Cmd {
     },
     /// Check formatting, run clippy, build everything and run all tests
     Test {
+        /// Which nbdkit to run the suite against: `system` (the host's), `1.42` (Debian 13's),
+        /// `1.48` (Debian forky's) or `all`; newer ones run in Debian roots made on first use
+        #[arg(long, value_name = "WHICH", default_value = "system")]
+        nbdkit: String,
         /// Passed on to `cargo test`, e.g. `cargo xtask test -- --test memory`
         #[arg(last = true)]
         args: Vec<OsString>,
+    },
+    /// Make (or check) the Debian roots holding the newer nbdkits: `1.42`, `1.48` or `all`
+    Roots {
+        /// Which: `1.42`, `1.48` or `all`
+        #[arg(default_value = "all")]
+        which: String,
     },
     /// Serve a plugin crate with reload=watch and rebuild it whenever its sources change
     Dev {
@@ -104,7 +116,12 @@ fn main() -> ExitCode {
         Cmd::Deps => deps::ensure(),
         Cmd::Build { release } => build(release),
         Cmd::Install { plugindir } => install(plugindir),
-        Cmd::Test { args } => test(&args),
+        Cmd::Test { nbdkit, args } => test::test(&nbdkit, &args),
+        Cmd::Roots { which } => roots::select(&which).and_then(|servers| {
+            servers
+                .iter()
+                .try_for_each(|server| roots::ensure(server).map(drop))
+        }),
         Cmd::Demo { seconds } => demo::demo(seconds),
         Cmd::Bench {
             instructions: true, ..
@@ -158,7 +175,7 @@ pub fn path_env() -> OsString {
 /// Cargo itself: the one that runs us, so the same toolchain builds everything. Its directory
 /// goes first on `PATH`, before `/usr/bin`, so neither it nor `cargo fmt`/`cargo clippy` pick
 /// up a Debian rustc that may be installed there.
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let mut path = OsString::new();
     if let Some(toolchain) = cargo.parent().filter(|dir| !dir.as_os_str().is_empty()) {
@@ -286,41 +303,4 @@ fn install_file(from: &Path, to: &Path) -> Result {
         let _ = fs::remove_file(&temp);
         format!("cannot install {} as {}: {e}", from.display(), to.display())
     })
-}
-
-fn test(args: &[OsString]) -> Result {
-    deps::ensure()?;
-    let steps: [(&str, &[&str]); 4] = [
-        ("fmt", &["fmt", "--all", "--", "--check"]),
-        (
-            "clippy",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
-        ("build", &["build", "--workspace", "--all-targets"]),
-        ("test", &["test", "--workspace"]),
-    ];
-    for (number, (name, step)) in steps.iter().enumerate() {
-        let mut cmd = cargo();
-        cmd.args(*step);
-        if *name == "test" {
-            cmd.args(args);
-        }
-        let line: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
-        println!(
-            "==> [{}/{}] {name}: cargo {}",
-            number + 1,
-            steps.len(),
-            line.join(" ")
-        );
-        run(&format!("test step `{name}`"), &mut cmd)?;
-    }
-    println!("==> all {} steps passed", steps.len());
-    Ok(())
 }
