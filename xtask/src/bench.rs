@@ -22,8 +22,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::demo::{install_stop_handlers, stopped};
-use crate::{cargo, deps, path_env, plugin_path, run, target_dir, workspace};
+use crate::deps;
+use crate::signals::{install_stop_handlers, stopped};
+use crate::workspace::{cargo, path_env, plugin_path, run, target_dir, workspace, SHIM};
 
 type Result<T = ()> = crate::Result<T>;
 
@@ -462,7 +463,7 @@ pub fn reload_only(quick: bool) -> Result {
 
 /// Hot reload latency (`reload=watch`), measured on the memory plugin: see `reload_bench`.
 fn reload_section(release: bool, rounds: usize) -> Result<String> {
-    let mut cargo = crate::cargo();
+    let mut cargo = cargo();
     cargo.args([
         "build",
         "--quiet",
@@ -474,13 +475,10 @@ fn reload_section(release: bool, rounds: usize) -> Result<String> {
     if release {
         cargo.arg("--release");
     }
-    crate::run("build the memory plugin", &mut cargo)?;
-    let dir = crate::target_dir(release);
-    let samples = crate::reload_bench::reload_latency(
-        &dir.join(crate::SHIM),
-        &crate::plugin_path(&dir, "memory"),
-        rounds,
-    )?;
+    run("build the memory plugin", &mut cargo)?;
+    let dir = target_dir(release);
+    let samples =
+        crate::reload_bench::reload_latency(&dir.join(SHIM), &plugin_path(&dir, "memory"), rounds)?;
     let summary = |values: Vec<f64>| {
         let mut v = values;
         v.sort_by(f64::total_cmp);
@@ -695,7 +693,7 @@ impl Env {
     }
 
     fn shim(&self) -> PathBuf {
-        self.artifacts.join(crate::SHIM)
+        self.artifacts.join(SHIM)
     }
 
     /// What follows `nbdkit -f --exit-with-parent -U SOCKET -P PIDFILE`.
@@ -1308,7 +1306,7 @@ fn part_of(object: &str) -> usize {
         0
     } else if object.contains("/libc.so") {
         1
-    } else if object.contains(crate::SHIM) {
+    } else if object.contains(SHIM) {
         2
     } else if [
         "librustshim_",
@@ -2203,7 +2201,7 @@ impl Report<'_> {
                 CALLGRIND_WARMUP,
                 CALLGRIND_READS,
                 CALLGRIND_READS,
-                crate::SHIM
+                SHIM
             );
             md.push_str(&table);
         }

@@ -88,7 +88,7 @@ pub fn new_plugin(name: &str, path: &Path) -> Result {
         Err(e) => return Err(format!("{}: {e}", path.display())),
     }
     let dir = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let repo = fs::canonicalize(crate::workspace())
+    let repo = fs::canonicalize(crate::workspace::workspace())
         .map_err(|e| format!("cannot find this checkout: {e}"))?;
 
     let lib = name.replace('-', "_");

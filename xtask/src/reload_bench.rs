@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{path_env, Result};
+use crate::workspace::path_env;
+use crate::Result;
 
 /// One reload, in milliseconds.
 pub struct ReloadSample {
