@@ -11,7 +11,6 @@ mod deps;
 mod dev;
 mod install;
 mod new_plugin;
-mod reload_bench;
 mod signals;
 mod test;
 mod workspace;
