@@ -6,12 +6,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::{build_artifacts, deps, path_env, plugin_path, run, target_dir, Result};
+use crate::build::build_artifacts;
+use crate::deps;
+use crate::signals::{install_stop_handlers, stopped};
+use crate::workspace::{path_env, plugin_path, run, target_dir, SHIM};
+use crate::Result;
 
 /// How long nbdkit may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,40 +23,11 @@ const POLL: Duration = Duration::from_millis(50);
 /// What the demo writes, then reads back.
 const MESSAGE: &str = "hello from rustshim";
 
-/// Set by SIGINT, SIGTERM and SIGHUP: the demo then stops nbdkit and removes its directory
-/// instead of dying with them left behind.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: anything more is not async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Makes SIGINT, SIGTERM and SIGHUP set [`STOP`] instead of killing us, so that whatever runs
-/// gets cleaned up.
-pub fn install_stop_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic. A handler, unlike SIG_IGN, is reset
-        // to the default in the children we exec, so nbdkit and the clients still get Ctrl-C.
-        unsafe {
-            libc::signal(
-                signal,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
-}
-
-/// Whether a stop signal arrived.
-pub fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
-
 pub fn demo(seconds: Option<u64>) -> Result {
     deps::ensure()?;
     build_artifacts(true)?;
     let release = target_dir(true);
-    let shim = release.join(crate::SHIM);
+    let shim = release.join(SHIM);
     let plugin = plugin_path(&release, "memory");
 
     install_stop_handlers();
@@ -61,7 +35,7 @@ pub fn demo(seconds: Option<u64>) -> Result {
         &shim,
         &[format!("plugin={}", plugin.display()), "size=1G".into()],
     )?;
-    if STOP.load(Ordering::SeqCst) {
+    if stopped() {
         return Ok(());
     }
     let uri = format!("nbd+unix:///?socket={}", server.socket.display());
@@ -83,7 +57,7 @@ pub fn demo(seconds: Option<u64>) -> Result {
                 .env("PATH", path_env())
                 .stdin(Stdio::null()),
         );
-        if STOP.load(Ordering::SeqCst) {
+        if stopped() {
             return Ok(());
         }
         result?;
@@ -163,7 +137,7 @@ impl Server {
         let ready = format!("{}\n", server.child.id());
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if STOP.load(Ordering::SeqCst) {
+            if stopped() {
                 return Ok(server);
             }
             if let Some(status) = server.child.try_wait().map_err(|e| e.to_string())? {
@@ -202,7 +176,7 @@ impl Server {
     ) -> Result {
         loop {
             tick()?;
-            if STOP.load(Ordering::SeqCst) {
+            if stopped() {
                 println!("\nStopping.");
                 return Ok(());
             }

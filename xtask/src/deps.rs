@@ -2,7 +2,8 @@
 
 use std::process::Command;
 
-use crate::{run, Result};
+use crate::workspace::run;
+use crate::Result;
 
 /// Everything `build`, `test`, `install` and `demo` rely on from the system; also what each
 /// Debian root of the version matrix gets (`roots.rs`).

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::demo::{install_stop_handlers, stopped, Server};
-use crate::{deps, path_env, run, target_dir, Result};
+use crate::demo::Server;
+use crate::deps;
+use crate::signals::{install_stop_handlers, stopped};
+use crate::workspace::{cargo, path_env, run, target_dir, SHIM};
+use crate::Result;
 
 /// How long the sources must be quiet before a rebuild (editors save in several steps).
 const QUIET: Duration = Duration::from_millis(300);
@@ -28,9 +31,9 @@ pub fn dev(dir: &Path, plugin_args: &[String]) -> Result {
     }
     run(
         "build the shim",
-        crate::cargo().args(["build", "--quiet", "-p", "nbdkit-rustshim-plugin"]),
+        cargo().args(["build", "--quiet", "-p", "nbdkit-rustshim-plugin"]),
     )?;
-    let shim = target_dir(false).join(crate::SHIM);
+    let shim = target_dir(false).join(SHIM);
     let plugin = build_plugin(&manifest)?
         .ok_or("the first build failed: fix it and run cargo xtask dev again")?;
 
@@ -81,7 +84,7 @@ pub fn dev(dir: &Path, plugin_args: &[String]) -> Result {
 /// Builds the crate and returns its cdylib, or `None` if it does not compile (cargo's messages
 /// were shown).
 fn build_plugin(manifest: &Path) -> Result<Option<PathBuf>> {
-    let output = crate::cargo()
+    let output = cargo()
         .args([
             "build",
             "--message-format=json-render-diagnostics",

@@ -1,34 +1,29 @@
 //! `cargo xtask`: the project's developer commands, so building, installing, testing and
 //! demonstrating the shim need nothing but cargo (and, for the system packages, root).
+//!
+//! One module per command (`bench/` is a folder of them); `workspace` has the paths and the
+//! cargo helpers they share, `signals` the Ctrl-C handling of the commands that run servers.
 
 mod bench;
+mod build;
 mod demo;
 mod deps;
 mod dev;
+mod install;
 mod new_plugin;
-mod reload_bench;
 mod roots;
+mod signals;
 mod test;
+mod workspace;
 
 use std::ffi::OsString;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// Errors are messages for the person at the terminal.
 pub type Result<T = ()> = std::result::Result<T, String>;
-
-/// The shim as cargo builds it.
-const SHIM: &str = "libnbdkit_rustshim_plugin.so";
-/// The shim's name in nbdkit's plugin directory, so `nbdkit rustshim ...` finds it.
-const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
-/// The plugins of this workspace (`librustshim_NAME.so`), in the order they are listed.
-const PLUGINS: &[&str] = &["null", "memory", "file", "test"];
-/// The plugins worth installing; `test` exists for the integration tests.
-const INSTALLED_PLUGINS: &[&str] = &["null", "memory", "file"];
 
 #[derive(Parser)]
 #[command(
@@ -114,8 +109,8 @@ enum Cmd {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Deps => deps::ensure(),
-        Cmd::Build { release } => build(release),
-        Cmd::Install { plugindir } => install(plugindir),
+        Cmd::Build { release } => build::build(release),
+        Cmd::Install { plugindir } => install::install(plugindir),
         Cmd::Test { nbdkit, args } => test::test(&nbdkit, &args),
         Cmd::Roots { which } => roots::select(&which).and_then(|servers| {
             servers
@@ -142,165 +137,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The workspace root: xtask/ is one of its members.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ is inside the workspace")
-        .to_path_buf()
-}
-
-/// Where cargo puts the artifacts of a profile.
-pub fn target_dir(release: bool) -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    };
-    target.join(if release { "release" } else { "debug" })
-}
-
-/// `PATH` with `/usr/bin` first: nbdsh runs `python3`, and only Debian's has the `nbd` module
-/// (a pyenv or venv python earlier on `PATH` would not).
-pub fn path_env() -> OsString {
-    let mut path = OsString::from("/usr/bin:/bin");
-    if let Some(rest) = std::env::var_os("PATH") {
-        path.push(":");
-        path.push(rest);
-    }
-    path
-}
-
-/// Cargo itself: the one that runs us, so the same toolchain builds everything. Its directory
-/// goes first on `PATH`, before `/usr/bin`, so neither it nor `cargo fmt`/`cargo clippy` pick
-/// up a Debian rustc that may be installed there.
-pub fn cargo() -> Command {
-    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    let mut path = OsString::new();
-    if let Some(toolchain) = cargo.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        path.push(toolchain);
-        path.push(":");
-    }
-    path.push(path_env());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace()).env("PATH", path);
-    cmd
-}
-
-/// Runs a command to completion, its output going to ours; `what` names it in the error.
-pub fn run(what: &str, cmd: &mut Command) -> Result {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
-}
-
-/// Builds the shim and every plugin, returning their paths (shim first).
-pub fn build_artifacts(release: bool) -> Result<Vec<PathBuf>> {
-    // Without -p or --workspace cargo builds the default members: the shim, the plugin API
-    // and the plugins, not the tests or xtask.
-    let mut cmd = cargo();
-    cmd.arg("build");
-    if release {
-        cmd.arg("--release");
-    }
-    run("cargo build", &mut cmd)?;
-
-    let dir = target_dir(release);
-    let artifacts: Vec<PathBuf> = std::iter::once(dir.join(SHIM))
-        .chain(PLUGINS.iter().map(|name| plugin_path(&dir, name)))
-        .collect();
-    match artifacts.iter().find(|path| !path.exists()) {
-        Some(path) => Err(format!(
-            "cargo build succeeded but {} is missing",
-            path.display()
-        )),
-        None => Ok(artifacts),
-    }
-}
-
-/// `librustshim_NAME.so` in `dir`.
-pub fn plugin_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("librustshim_{name}.so"))
-}
-
-fn build(release: bool) -> Result {
-    let artifacts = build_artifacts(release)?;
-    println!("built:");
-    for path in artifacts {
-        println!("  {}", path.display());
-    }
-    Ok(())
-}
-
-fn install(plugindir: Option<PathBuf>) -> Result {
-    deps::ensure()?;
-    build_artifacts(true)?;
-    let plugindir = match plugindir {
-        Some(dir) => dir,
-        None => nbdkit_plugindir()?,
-    };
-    let release = target_dir(true);
-
-    let shim = plugindir.join(SHIM_INSTALLED);
-    install_file(&release.join(SHIM), &shim)?;
-    println!("installed {}", shim.display());
-    // The plugins go in a folder beside the shim, out of the way of nbdkit's own plugins.
-    let plugins = plugindir.join("rustshim");
-    for name in INSTALLED_PLUGINS {
-        let to = plugin_path(&plugins, name);
-        install_file(&plugin_path(&release, name), &to)?;
-        println!("installed {}", to.display());
-    }
-
-    // `nbdkit rustshim` finds the shim only in nbdkit's own plugindir; elsewhere, by path.
-    let shim_arg = match nbdkit_plugindir() {
-        Ok(dir) if dir == plugindir => "rustshim".to_string(),
-        _ => shim.display().to_string(),
-    };
-    // The shim finds plugins installed beside it by short name.
-    println!("try:  nbdkit {shim_arg} plugin=memory size=1G");
-    Ok(())
-}
-
-/// nbdkit's plugin directory, the `plugindir=` line of `nbdkit --dump-config`.
-fn nbdkit_plugindir() -> Result<PathBuf> {
-    let out = Command::new("nbdkit")
-        .arg("--dump-config")
-        .output()
-        .map_err(|e| format!("cannot run `nbdkit --dump-config`: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("`nbdkit --dump-config` failed ({})", out.status));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("plugindir="))
-        .map(PathBuf::from)
-        .ok_or_else(|| "`nbdkit --dump-config` has no plugindir= line".to_string())
-}
-
-/// Copies `from` to `to` by way of a temporary file in the same directory, renamed over `to`.
-/// Writing into `to` in place would change the pages of any nbdkit that has it loaded under
-/// its feet (and crash it); the rename leaves that process its old, unlinked file.
-fn install_file(from: &Path, to: &Path) -> Result {
-    let dir = to.parent().expect("an install path has a directory");
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = to.file_name().expect("an install path has a file name");
-    let mut temp_name = OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".tmp{}", std::process::id()));
-    let temp = dir.join(temp_name);
-
-    let copied = fs::copy(from, &temp)
-        .and_then(|_| fs::set_permissions(&temp, fs::Permissions::from_mode(0o755)))
-        .and_then(|()| fs::rename(&temp, to));
-    copied.map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        format!("cannot install {} as {}: {e}", from.display(), to.display())
-    })
 }

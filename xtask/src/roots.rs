@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::{deps, run, Result};
+use crate::workspace::run;
+use crate::{deps, Result};
 
 /// Where the roots are kept.
 const CACHE: &str = "/var/cache/rustshim/roots";

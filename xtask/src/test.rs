@@ -4,7 +4,8 @@
 use std::ffi::OsString;
 use std::time::Instant;
 
-use crate::{cargo, deps, roots, run, Result};
+use crate::workspace::{cargo, run};
+use crate::{deps, roots, Result};
 
 pub fn test(which: &str, args: &[OsString]) -> Result {
     let servers = roots::select(which)?;

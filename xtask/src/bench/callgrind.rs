@@ -1,0 +1,227 @@
+//! Instructions per request, counted by callgrind: the one figure that the machine's load
+//! cannot move.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::env::{Env, CRATE_PLUGIN};
+use super::matrix::Kind;
+use super::nbd::NbdClient;
+use super::server::Server;
+use super::{interrupted, Result};
+use crate::workspace::{path_env, SHIM};
+
+/// Reads before callgrind's counters are zeroed, and reads counted after.
+pub const CALLGRIND_WARMUP: u64 = 1_000;
+pub const CALLGRIND_READS: u64 = 20_000;
+/// The reads under callgrind cycle over this much of the disk, written first (so that the RAM
+/// disks read allocated pages, as in the fio runs).
+pub const CALLGRIND_REGION: u64 = 16 << 20;
+/// The servers counted by callgrind.
+pub const CALLGRIND_KINDS: [Kind; 5] = [
+    Kind::CNull,
+    Kind::ShimNull,
+    Kind::CMemory,
+    Kind::ShimMemory,
+    Kind::Crate,
+];
+
+/// What runs nbdkit under callgrind, writing to `out`.
+pub fn valgrind(out: &Path) -> Vec<OsString> {
+    vec![
+        "valgrind".into(),
+        "--tool=callgrind".into(),
+        format!("--callgrind-out-file={}", out.display()).into(),
+    ]
+}
+
+/// Where the instructions of one callgrind run went, by object.
+#[derive(Default)]
+struct Costs {
+    total: u64,
+    /// nbdkit, libc, shim, plugin, other.
+    parts: [u64; 5],
+}
+
+fn part_of(object: &str) -> usize {
+    if object.ends_with("/nbdkit") {
+        0
+    } else if object.contains("/libc.so") {
+        1
+    } else if object.contains(SHIM) {
+        2
+    } else if [
+        "librustshim_",
+        "nbdkit-null-plugin",
+        "nbdkit-memory-plugin",
+        CRATE_PLUGIN,
+    ]
+    .iter()
+    .any(|name| object.contains(name))
+    {
+        3
+    } else {
+        4
+    }
+}
+
+/// Self cost (Ir) per object from a callgrind output file: cost lines count for the current
+/// `ob=`, except the one after `calls=` (that is the inclusive cost of a call).
+fn parse_callgrind(path: &Path) -> Result<Costs> {
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut resolve = |spec: &str| -> String {
+        let spec = spec.trim();
+        match spec.strip_prefix('(').and_then(|s| s.split_once(')')) {
+            Some((id, name)) => {
+                let name = name.trim();
+                if name.is_empty() {
+                    names.get(id).cloned().unwrap_or_default()
+                } else {
+                    names.insert(id.to_string(), name.to_string());
+                    name.to_string()
+                }
+            }
+            None => spec.to_string(),
+        }
+    };
+    let mut costs = Costs::default();
+    let mut part = 4;
+    let mut skip = false;
+    for line in text.lines() {
+        if let Some(spec) = line.strip_prefix("ob=") {
+            part = part_of(&resolve(spec));
+        } else if let Some(spec) = line.strip_prefix("cob=") {
+            resolve(spec);
+        } else if line.starts_with("calls=") {
+            skip = true;
+        } else if let Some(total) = line.strip_prefix("totals:") {
+            costs.total = total.trim().parse().unwrap_or(0);
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || "+-*".contains(c)) {
+            if std::mem::take(&mut skip) {
+                continue;
+            }
+            if let Some(ir) = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                costs.parts[part] += ir;
+            }
+        }
+    }
+    let sum: u64 = costs.parts.iter().sum();
+    if costs.total == 0 {
+        costs.total = sum;
+    }
+    Ok(costs)
+}
+
+/// nbdkit under callgrind: one connection writes [`CALLGRIND_REGION`] in 256 KiB requests and
+/// reads it 4 KiB at a time ([`CALLGRIND_WARMUP`] reads); then callgrind's counters are zeroed,
+/// the connection makes [`CALLGRIND_READS`] more reads (wrapping round), and callgrind dumps what
+/// they cost. Returns that cost per read.
+fn callgrind_run(env: &Env, kind: Kind, run_number: u32) -> Result<Instructions> {
+    let out = env.dir.join(format!("callgrind-{kind:?}-{run_number}.out"));
+    let mut server = env.start(kind, &valgrind(&out))?;
+    let mut client = NbdClient::connect(server.socket())
+        .map_err(|e| format!("cannot connect to {} under valgrind: {e}", kind.label()))?;
+    let failed = |e: io::Error| format!("{} under valgrind: {e}", kind.label());
+    let data: Vec<u8> = (0..256 << 10).map(|i: u32| (i % 251) as u8 | 1).collect();
+    for offset in (0..CALLGRIND_REGION).step_by(data.len()) {
+        client.write(&data, offset).map_err(failed)?;
+    }
+    let mut buf = vec![0u8; 4096];
+    let mut offset = 0;
+    let mut read = |client: &mut NbdClient, n: u64| -> Result {
+        for _ in 0..n {
+            client.read(&mut buf, offset).map_err(failed)?;
+            offset = (offset + 4096) % CALLGRIND_REGION;
+        }
+        Ok(())
+    };
+    read(&mut client, CALLGRIND_WARMUP)?;
+    callgrind_control(&server, "--zero")?;
+    read(&mut client, CALLGRIND_READS)?;
+    callgrind_control(&server, "--dump")?;
+    client.disconnect();
+    server.stop()?;
+    // The dump is the file's first part, `OUT.1`; `OUT` itself has what came after.
+    let mut dump = out.into_os_string();
+    dump.push(".1");
+    let costs = parse_callgrind(Path::new(&dump))?;
+    let per = |x: u64| x as f64 / CALLGRIND_READS as f64;
+    Ok(Instructions {
+        kind,
+        total: per(costs.total),
+        parts: costs.parts.map(per),
+    })
+}
+
+fn callgrind_control(server: &Server, command: &str) -> Result {
+    let out = Command::new("callgrind_control")
+        .arg(command)
+        .arg(server.pid().to_string())
+        .env("PATH", path_env())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run callgrind_control: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "callgrind_control {command} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Instructions per 4 KiB read in one server.
+#[derive(Clone, Copy)]
+pub struct Instructions {
+    pub kind: Kind,
+    /// Per read: total, then by part.
+    pub total: f64,
+    pub parts: [f64; 5],
+}
+
+/// Two callgrind runs per server: the first is reported, the second shows how repeatable it is.
+pub fn count_instructions(env: &Env) -> Result<Vec<(Instructions, f64)>> {
+    let mut results = Vec::new();
+    for kind in CALLGRIND_KINDS {
+        interrupted()?;
+        println!("==> callgrind: {}, {CALLGRIND_READS} reads", kind.label());
+        let first = callgrind_run(env, kind, 1)?;
+        let second = callgrind_run(env, kind, 2)?;
+        println!(
+            "    {:.1} and {:.1} instructions per 4K read",
+            first.total, second.total
+        );
+        results.push((first, second.total));
+    }
+    Ok(results)
+}
+
+/// Copies the callgrind files of the run into `kept` (emptied first), where
+/// `callgrind_annotate` can read them after the scratch directory is gone.
+pub fn keep_files(env: &Env, kept: &Path) -> Result {
+    let _ = fs::remove_dir_all(kept);
+    fs::create_dir_all(kept).map_err(|e| format!("cannot create {}: {e}", kept.display()))?;
+    for entry in
+        fs::read_dir(&env.dir).map_err(|e| format!("cannot list {}: {e}", env.dir.display()))?
+    {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", env.dir.display()))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("callgrind-") {
+            fs::copy(entry.path(), kept.join(&name))
+                .map_err(|e| format!("cannot keep {}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The machine and the versions of what runs, as BENCHMARKS.md describes them.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::workspace::path_env;
+
+/// The machine, as BENCHMARKS.md describes it.
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub load_start: String,
+    pub nbdkit: String,
+    pub rustc: String,
+    pub fio: String,
+    pub valgrind: String,
+    pub date: String,
+}
+
+impl Machine {
+    pub fn probe() -> Machine {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        let memory = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+            .map(|k| format!("{:.1} GiB", k / (1 << 20) as f64))
+            .unwrap_or_else(|| "unknown".into());
+        // The rustc of the cargo that runs us.
+        let rustc = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .and_then(|c| c.parent().map(|d| d.join("rustc")))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| "rustc".into());
+        Machine {
+            cpu,
+            cores,
+            memory,
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            load_start: loadavg(),
+            nbdkit: first_line("nbdkit", &["--version"]),
+            rustc: first_line(rustc, &["--version"]),
+            fio: first_line("fio", &["--version"]),
+            valgrind: first_line("valgrind", &["--version"]),
+            date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+}
+
+fn first_line(program: impl AsRef<OsStr>, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .env("PATH", path_env())
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,202 @@
+//! `cargo xtask bench`: what the shim costs. The real nbdkit serves the same workloads through
+//! the shim and through what a user would otherwise run (nbdkit's own C plugins, a plugin
+//! written natively with the `nbdkit` crate, nbdkit's python plugin), fio drives them over a
+//! Unix socket, and the report goes to the terminal, BENCHMARKS.md and benchmarks.svg.
+//!
+//! The machine this runs on is small and shared, so every comparison is interleaved (A B, B A,
+//! A B, ...: both sides see the same background load), reported as the median with its range,
+//! and judged by the median of the per-pair ratios. Instructions per request, counted by
+//! callgrind, are the one figure that noise cannot touch.
+//!
+//! `--quick` is a smoke run of a few seconds (one comparison, two workloads, two pairs of 1 s
+//! runs, on the debug build that `cargo test` has already made); it writes no files.
+//!
+//! The parts: `matrix` (what is compared, and the run's settings), `env` (the scratch directory
+//! and each server's command line), `server` (nbdkit in the background), `measure` (one
+//! comparison, interleaved), `fio`, `nbd` (a minimal client), `callgrind`, `procfs`,
+//! `placement` (CPUs), `stats`, `machine`, `report` (tables, targets, BENCHMARKS.md, the chart)
+//! and `reload` (hot reload latency).
+
+mod callgrind;
+mod env;
+mod fio;
+mod machine;
+mod matrix;
+mod measure;
+mod nbd;
+mod placement;
+mod procfs;
+mod reload;
+mod report;
+mod server;
+mod stats;
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use callgrind::{count_instructions, keep_files, CALLGRIND_KINDS};
+use env::{Env, CRATE_PACKAGE};
+use machine::{loadavg, Machine};
+use matrix::{Kind, Settings};
+use measure::compare;
+use reload::reload_section;
+use report::Report;
+
+use crate::deps;
+use crate::signals::{install_stop_handlers, stopped};
+use crate::workspace::{cargo, run, target_dir, workspace};
+
+type Result<T = ()> = crate::Result<T>;
+
+pub fn bench(quick: bool) -> Result {
+    let started = Instant::now();
+    let settings = Settings::new(quick);
+    deps::ensure()?;
+    // The smoke run uses the debug build that `cargo test` has made already (a release build
+    // from scratch takes minutes here); the figures are only worth reading from a full run.
+    let release = !quick;
+    build(release, &settings)?;
+    install_stop_handlers();
+    let env = Env::new(release, &settings)?;
+    let machine = Machine::probe();
+
+    let mut cells = Vec::new();
+    let mut resources = Vec::new();
+    for &comparison in &settings.comparisons {
+        let (cmp_cells, res) = compare(&env, &settings, comparison)?;
+        cells.extend(cmp_cells);
+        resources.push(res);
+    }
+    let instructions = if quick {
+        None
+    } else {
+        Some(count_instructions(&env)?)
+    };
+
+    let reload = reload_section(release, if quick { 2 } else { 10 })?;
+
+    let report = Report {
+        settings: &settings,
+        env: &env,
+        machine,
+        load_end: loadavg(),
+        cells,
+        resources,
+        instructions,
+        elapsed: started.elapsed(),
+    };
+    println!();
+    println!("{}", report.throughput_table());
+    println!("{}", report.resources_table());
+    if let Some(table) = report.instructions_table() {
+        println!("{table}");
+    }
+    println!("{}", report.targets());
+    println!("{reload}");
+    if quick {
+        println!(
+            "(--quick: a smoke run on the debug build, {} s; BENCHMARKS.md and benchmarks.svg are left as they are)",
+            report.elapsed.as_secs()
+        );
+        return Ok(());
+    }
+    let root = workspace();
+    write_file(
+        &root.join("BENCHMARKS.md"),
+        &format!("{}\n{reload}", report.markdown()),
+    )?;
+    write_file(&root.join("benchmarks.svg"), &report.svg())?;
+    println!(
+        "wrote BENCHMARKS.md and benchmarks.svg ({} min {} s)",
+        report.elapsed.as_secs() / 60,
+        report.elapsed.as_secs() % 60
+    );
+    Ok(())
+}
+
+/// `cargo xtask bench --instructions`: only the callgrind counts, on the release build. The
+/// callgrind files are kept in `target/bench-callgrind/` so that `callgrind_annotate` can say
+/// which functions a difference is in.
+pub fn instructions_only() -> Result {
+    let started = Instant::now();
+    let mut settings = Settings::new(false);
+    // The callgrind servers only: no python script, no disk image.
+    settings
+        .comparisons
+        .retain(|c| CALLGRIND_KINDS.contains(&c.shim) && CALLGRIND_KINDS.contains(&c.other));
+    deps::ensure()?;
+    build(true, &settings)?;
+    install_stop_handlers();
+    let env = Env::new(true, &settings)?;
+    let instructions = count_instructions(&env)?;
+    let kept = target_dir(true).with_file_name("bench-callgrind");
+    keep_files(&env, &kept)?;
+    let report = Report {
+        settings: &settings,
+        env: &env,
+        machine: Machine::probe(),
+        load_end: loadavg(),
+        cells: Vec::new(),
+        resources: Vec::new(),
+        instructions: Some(instructions),
+        elapsed: started.elapsed(),
+    };
+    if let Some(table) = report.instructions_table() {
+        println!("\n{table}");
+    }
+    println!(
+        "callgrind files (the dump of each counted run is *.out.1): {}",
+        kept.display()
+    );
+    Ok(())
+}
+
+/// `cargo xtask bench --reload`: only the reload latency, on the release build.
+pub fn reload_only(quick: bool) -> Result {
+    deps::ensure()?;
+    println!("{}", reload_section(!quick, 10)?);
+    Ok(())
+}
+
+/// Builds the shim and the plugins the comparisons use, and only those (the other members may
+/// be half-edited while someone measures).
+fn build(release: bool, settings: &Settings) -> Result {
+    let mut packages = vec!["nbdkit-rustshim-plugin"];
+    for (kind, package) in [
+        (Kind::ShimNull, "rustshim-null"),
+        (Kind::ShimMemory, "rustshim-memory"),
+        (Kind::ShimFile, "rustshim-file"),
+        (Kind::Crate, CRATE_PACKAGE),
+    ] {
+        if settings.uses(kind) {
+            packages.push(package);
+        }
+    }
+    let mut cmd = cargo();
+    cmd.arg("build");
+    if release {
+        cmd.arg("--release");
+    }
+    for package in &packages {
+        cmd.args(["-p", package]);
+    }
+    run(
+        &format!("cargo build -p {}", packages.join(" -p ")),
+        &mut cmd,
+    )
+}
+
+/// Writes a file of the report (or the python script), naming it in the error.
+pub fn write_file(path: &Path, text: &str) -> Result {
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// An error once a stop signal (Ctrl-C) has arrived: the loops check it between runs.
+pub fn interrupted() -> Result {
+    if stopped() {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}

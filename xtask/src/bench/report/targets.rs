@@ -1,0 +1,226 @@
+//! The targets in words: one line each, met or missed, then what has no target but explains
+//! the rest.
+
+use super::format::{signed_kib, with_ci};
+use super::Report;
+use crate::bench::matrix::{
+    Kind, Target, PYTHON_MIN, PYTHON_WORKLOAD, RANDREAD, RSS_OVERHEAD_MAX_KIB, TWIN_CPU_MAX,
+    TWIN_MIN,
+};
+use crate::bench::measure::{Cell, Sample};
+use crate::bench::stats::Stats;
+
+impl Report<'_> {
+    /// The targets, one line each, then what has no target but explains the rest.
+    pub fn targets(&self) -> String {
+        let mut lines = Vec::new();
+        let mut line = |met: bool, text: String| {
+            lines.push(format!(
+                "- {} {text}",
+                if met { "**met**:" } else { "**missed**:" }
+            ))
+        };
+        // The judged cells of one comparison.
+        let cells_of = |key: &str| -> Vec<&Cell> {
+            self.cells
+                .iter()
+                .filter(|c| c.comparison.key == key && self.judged(c.workload))
+                .collect()
+        };
+        // The cell whose median ratio is lowest (or highest), with that ratio.
+        let worst =
+            |cells: &[&Cell], f: &dyn Fn(&Cell) -> Stats, lowest: bool| -> (Stats, String) {
+                let mut found: Option<(Stats, String)> = None;
+                for c in cells {
+                    let r = f(c);
+                    let better = |old: &Stats| {
+                        if lowest {
+                            r.median < old.median
+                        } else {
+                            r.median > old.median
+                        }
+                    };
+                    if found.as_ref().is_none_or(|(old, _)| better(old)) {
+                        found = Some((r, c.workload.name.to_string()));
+                    }
+                }
+                found.unwrap_or((Stats::of(&[]), String::new()))
+            };
+        // Whether a miss is within what this many pairs on this machine can tell apart.
+        let unresolved = |r: Stats, bound: f64| {
+            if r.ci.0 <= bound && bound <= r.ci.1 {
+                "; the target lies inside that interval: the run cannot tell this ratio from the target"
+            } else {
+                ""
+            }
+        };
+        let judged = self
+            .settings
+            .workloads
+            .iter()
+            .filter(|w| self.judged(w))
+            .count();
+        let every = format!("every pinned workload ({judged})");
+        for key in ["null", "memory"] {
+            let cells = cells_of(key);
+            if cells.is_empty() {
+                continue;
+            }
+            let iops = worst(&cells, &|c| c.ratio(|s| s.iops), true);
+            let bw = worst(&cells, &|c| c.ratio(|s| s.bw), true);
+            line(
+                iops.0.median >= TWIN_MIN && bw.0.median >= TWIN_MIN,
+                format!(
+                    "rustshim {key} ≥ 0.99× C {key} in IOPS and bandwidth (median of per-pair ratios), {every}: lowest IOPS ratio {} ({}{}), lowest bandwidth ratio {} ({})",
+                    with_ci(iops.0),
+                    iops.1,
+                    if iops.0.median < TWIN_MIN { unresolved(iops.0, TWIN_MIN) } else { "" },
+                    with_ci(bw.0),
+                    bw.1
+                ),
+            );
+            let cpu = worst(&cells, &|c| c.ratio(Sample::cpu_per_mreq), false);
+            line(
+                cpu.0.median <= TWIN_CPU_MAX,
+                format!(
+                    "server CPU per request, rustshim {key} ≤ 1.03× C {key}, {every}: highest ratio {} ({}{})",
+                    with_ci(cpu.0),
+                    cpu.1,
+                    if cpu.0.median > TWIN_CPU_MAX { unresolved(cpu.0, TWIN_CPU_MAX) } else { "" },
+                ),
+            );
+        }
+        let crate_cells = cells_of("nbdkit crate");
+        if !crate_cells.is_empty() {
+            let iops = worst(&crate_cells, &|c| c.ratio(|s| s.iops), true);
+            let bw = worst(&crate_cells, &|c| c.ratio(|s| s.bw), true);
+            line(
+                iops.0.median >= 1.0 && bw.0.median >= 1.0,
+                format!(
+                    "rustshim memory at least as fast as the same RAM disk written with the `nbdkit` crate, {every}: lowest IOPS ratio {} ({}{}), lowest bandwidth ratio {} ({})",
+                    with_ci(iops.0),
+                    iops.1,
+                    if iops.0.median < 1.0 { unresolved(iops.0, 1.0) } else { "" },
+                    with_ci(bw.0),
+                    bw.1
+                ),
+            );
+        }
+        let python = |w: &str| {
+            self.cells
+                .iter()
+                .find(|c| c.comparison.target == Target::Python && c.workload.key == w)
+        };
+        if let Some(cell) = python(PYTHON_WORKLOAD) {
+            let r = cell.ratio(|s| s.iops);
+            let pinned = python(RANDREAD)
+                .map(|c| {
+                    let p = c.ratio(|s| s.iops);
+                    format!(
+                        "; pinned, with each server confined to one CPU, {:.2}× (95 % CI {:.2}–{:.2})",
+                        p.median, p.ci.0, p.ci.1
+                    )
+                })
+                .unwrap_or_default();
+            line(
+                r.median >= PYTHON_MIN,
+                format!(
+                    "rustshim memory ≥ 3.5× the python RAM disk's 4K random-read IOPS (QD32, client and server sharing the CPUs, as deployed): {:.2}× (95 % CI {:.2}–{:.2}){pinned}",
+                    r.median, r.ci.0, r.ci.1
+                ),
+            );
+        }
+        if let Some(r) = self.resources.iter().find(|r| r.comparison.key == "null") {
+            let overhead = r.rss.0 as i64 - r.rss.1 as i64;
+            line(
+                overhead < RSS_OVERHEAD_MAX_KIB,
+                format!(
+                    "shim RSS overhead under 4 MiB (peak RSS, rustshim null − C null, after all workloads): {}",
+                    signed_kib(overhead)
+                ),
+            );
+        }
+        let control = cells_of("control");
+        if !control.is_empty() {
+            let medians: Vec<f64> = control.iter().map(|c| c.ratio(|s| s.iops).median).collect();
+            let pairs: Vec<f64> = control
+                .iter()
+                .flat_map(|c| [c.ratio(|s| s.iops).min, c.ratio(|s| s.iops).max])
+                .collect();
+            let (m, p) = (Stats::of(&medians), Stats::of(&pairs));
+            let cpu: Vec<f64> = control
+                .iter()
+                .map(|c| c.ratio(Sample::cpu_per_mreq).median)
+                .collect();
+            let cpu = Stats::of(&cpu);
+            lines.push(format!(
+                "- (no target; the noise floor) the A/A control, C null against an identical C null, \
+                 pinned workloads: median IOPS ratios {:.3}–{:.3} (single pairs {:.3}–{:.3}), \
+                 median CPU ratios {:.3}–{:.3}. Differences of that size between rustshim and the \
+                 others are the machine's load, not the shim",
+                m.min, m.max, p.min, p.max, cpu.min, cpu.max
+            ));
+        }
+        // The unpinned workloads, comparison by comparison.
+        for &w in &self.settings.workloads {
+            if self.judged(w) {
+                continue;
+            }
+            let parts: Vec<String> = self
+                .cells
+                .iter()
+                .filter(|c| c.workload.key == w.key && c.comparison.target != Target::Python)
+                .map(|c| {
+                    let cmp = c.comparison;
+                    let r = c.ratio(|s| s.iops);
+                    let who = if cmp.key == "control" {
+                        "A/A control".to_string()
+                    } else {
+                        format!("{} ÷ {}", cmp.shim.label(), cmp.other.label())
+                    };
+                    format!(
+                        "{who} {} (single pairs {:.3}–{:.3}; context switches per request {:.1} vs {:.1})",
+                        with_ci(r),
+                        r.min,
+                        r.max,
+                        c.side(true, Sample::switches_per_req).median,
+                        c.side(false, Sample::switches_per_req).median
+                    )
+                })
+                .collect();
+            let why = if w.jobs > 1 {
+                format!(
+                    " Unpinned, fio and nbdkit's 64 worker threads share the {} CPUs. When this \
+                     was looked into (README, Performance), single runs settled either in a fast \
+                     mode or in a slow one with several times the context switches per request, \
+                     C null against C null included, and a plugin that serialises its requests (C \
+                     memory takes one mutex for every read and write) reached the fast mode more \
+                     often; rustshim memory locks per page, so that requests on different pages \
+                     run in parallel where there are CPUs to spare",
+                    self.machine.cores
+                )
+            } else {
+                String::new()
+            };
+            lines.push(format!(
+                "- (no target; client and server sharing the CPUs) {}, IOPS ratios: {}.{why}",
+                w.name,
+                parts.join("; ")
+            ));
+        }
+        if let Some(results) = &self.instructions {
+            let of = |kind: Kind| results.iter().map(|r| &r.0).find(|r| r.kind == kind);
+            if let (Some(shim), Some(c)) = (of(Kind::ShimNull), of(Kind::CNull)) {
+                lines.push(format!(
+                    "- (no target; deterministic) instructions per 4K read, rustshim null − C null: \
+                     {:+.0} ({:+.2} %), of which {:.0} in the shim and {:.0} in the Rust plugin",
+                    shim.total - c.total,
+                    (shim.total / c.total - 1.0) * 100.0,
+                    shim.parts[2],
+                    shim.parts[3]
+                ));
+            }
+        }
+        lines.join("\n")
+    }
+}
