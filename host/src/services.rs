@@ -84,6 +84,7 @@ pub fn host_services() -> HostServicesRef {
             nanosleep,
             version,
             api_version,
+            // Services added in later minor versions go here.
         }
         .leak_into_prefix()
     })
@@ -398,6 +399,8 @@ extern "C" fn version(out: &mut RString) -> i32 {
 extern "C" fn api_version() -> i32 {
     nbdkit_c::API_VERSION
 }
+
+// The functions of services added in later minor versions go here.
 
 /// The running nbdkit's version, read once from `nbdkit --dump-config` of the running binary
 /// (nbdkit offers plugins no other way to learn it).
