@@ -13,6 +13,7 @@ use rustshim_plugin_api::abi::{
     __PrefixTypeTrait, HostServices, HostServicesRef, RStr, RString, RVec,
 };
 
+use crate::failure::Failure;
 use crate::fallback;
 use crate::nbdkit_c::{self, server};
 
@@ -21,39 +22,31 @@ const ENOTSUP: i32 = libc::ENOTSUP;
 
 thread_local! {
     /// The error the plugin reported for the callback running on this thread.
-    static LAST_ERROR: RefCell<Option<(i32, String)>> = const { RefCell::new(None) };
+    static LAST_ERROR: RefCell<Option<Failure>> = const { RefCell::new(None) };
 }
 
-/// Takes the error the plugin recorded for the callback that just failed on this thread.
-pub fn take_error() -> (i32, String) {
+/// Takes the error the plugin recorded for the callback that just failed on this thread (`EIO`
+/// without a message if it recorded none).
+pub fn take_error() -> Failure {
     LAST_ERROR
         .with(|e| e.borrow_mut().take())
-        .unwrap_or_else(|| (libc::EIO, String::new()))
+        .unwrap_or_else(|| Failure::new(libc::EIO, ""))
 }
 
 /// Reports the failure of the plugin callback that just returned `-1`: its message to nbdkit's
 /// log (unless already logged), its errno to the client.
 pub fn report_failure() {
-    let (errno, msg) = take_error();
-    report(errno, &msg);
+    take_error().report();
 }
 
 /// Logs the error the plugin recorded in a callback that returns nothing (`close`, `cleanup`,
 /// `dump_plugin`, `unload`): its caught panic, which nothing else would report.
 pub fn log_recorded_error() {
-    if let Some((_, msg)) = LAST_ERROR.with(|e| e.borrow_mut().take()) {
-        if !msg.is_empty() {
-            nbdkit_c::error(&msg);
+    if let Some(failure) = LAST_ERROR.with(|e| e.borrow_mut().take()) {
+        if !failure.msg.is_empty() {
+            nbdkit_c::error(&failure.msg);
         }
     }
-}
-
-/// Reports an error with this errno and message (an empty message only sets the errno).
-pub fn report(errno: i32, msg: &str) {
-    if !msg.is_empty() {
-        nbdkit_c::error(msg);
-    }
-    nbdkit_c::set_errno(errno);
 }
 
 /// The table every instance receives (built once).
@@ -84,13 +77,14 @@ pub fn host_services() -> HostServicesRef {
             nanosleep,
             version,
             api_version,
+            // Services added in later minor versions go here.
         }
         .leak_into_prefix()
     })
 }
 
 extern "C" fn set_error(errno: i32, msg: RStr<'_>) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some((errno, msg.as_str().to_owned())));
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(Failure::new(errno, msg.as_str())));
 }
 
 extern "C" fn log(level: u32, msg: RStr<'_>) {
@@ -134,13 +128,23 @@ fn errno_or(default: i32) -> i32 {
         .unwrap_or(default)
 }
 
-extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
-    let (Some(f), Ok(c)) = (server().parse_size, c_arg("nbdkit_parse_size", s)) else {
-        return EINVAL;
+/// Calls nbdkit's parser `f` (named `function`) on `s`: its result, or `None` when the server
+/// lacks it or `s` has a NUL byte (logged).
+fn call_parser<R>(
+    function: &str,
+    f: Option<unsafe extern "C" fn(*const c_char) -> R>,
+    s: RStr<'_>,
+) -> Option<R> {
+    let (Some(f), Ok(c)) = (f, c_arg(function, s)) else {
+        return None;
     };
-    // SAFETY: NUL-terminated argument; nbdkit logs its own errors.
-    match unsafe { f(c.as_ptr()) } {
-        r if r >= 0 => {
+    // SAFETY: a NUL-terminated argument; nbdkit logs its own errors.
+    Some(unsafe { f(c.as_ptr()) })
+}
+
+extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
+    match call_parser("nbdkit_parse_size", server().parse_size, s) {
+        Some(r) if r >= 0 => {
             *out = r as u64;
             0
         }
@@ -149,12 +153,8 @@ extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
 }
 
 extern "C" fn parse_bool(s: RStr<'_>, out: &mut bool) -> i32 {
-    let (Some(f), Ok(c)) = (server().parse_bool, c_arg("nbdkit_parse_bool", s)) else {
-        return EINVAL;
-    };
-    // SAFETY: NUL-terminated argument; nbdkit logs its own errors.
-    match unsafe { f(c.as_ptr()) } {
-        r if r >= 0 => {
+    match call_parser("nbdkit_parse_bool", server().parse_bool, s) {
+        Some(r) if r >= 0 => {
             *out = r != 0;
             0
         }
@@ -162,19 +162,26 @@ extern "C" fn parse_bool(s: RStr<'_>, out: &mut bool) -> i32 {
     }
 }
 
+/// What the shim parsed itself on an nbdkit too old to have the function: stored, or its
+/// message logged and `EINVAL`.
+fn parsed_here<T>(parsed: Result<T, String>, store: impl FnOnce(T)) -> i32 {
+    match parsed {
+        Ok(value) => {
+            store(value);
+            0
+        }
+        Err(msg) => {
+            nbdkit_c::error(&msg);
+            EINVAL
+        }
+    }
+}
+
 extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i32 {
     let Some(f) = server().parse_probability else {
         // nbdkit < 1.36: same syntax, parsed here.
-        return match fallback::parse_probability(what.as_str(), s.as_str()) {
-            Ok(p) => {
-                *out = p;
-                0
-            }
-            Err(msg) => {
-                nbdkit_c::error(&msg);
-                EINVAL
-            }
-        };
+        let parsed = fallback::parse_probability(what.as_str(), s.as_str());
+        return parsed_here(parsed, |p| *out = p);
     };
     let (Ok(w), Ok(c)) = (
         c_arg("nbdkit_parse_probability", what),
@@ -192,16 +199,8 @@ extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i
 extern "C" fn parse_delay(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut u32) -> i32 {
     let Some(f) = server().parse_delay else {
         // nbdkit < 1.40: same syntax, parsed here.
-        return match fallback::parse_delay(what.as_str(), s.as_str()) {
-            Ok((s, ns)) => {
-                (*sec, *nsec) = (s, ns);
-                0
-            }
-            Err(msg) => {
-                nbdkit_c::error(&msg);
-                EINVAL
-            }
-        };
+        let parsed = fallback::parse_delay(what.as_str(), s.as_str());
+        return parsed_here(parsed, |(s, ns)| (*sec, *nsec) = (s, ns));
     };
     let (Ok(w), Ok(c)) = (
         c_arg("nbdkit_parse_delay", what),
@@ -398,6 +397,8 @@ extern "C" fn version(out: &mut RString) -> i32 {
 extern "C" fn api_version() -> i32 {
     nbdkit_c::API_VERSION
 }
+
+// The functions of services added in later minor versions go here.
 
 /// The running nbdkit's version, read once from `nbdkit --dump-config` of the running binary
 /// (nbdkit offers plugins no other way to learn it).

@@ -16,8 +16,8 @@ use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::abi::{HostServicesRef, RStr, RString, RVec};
-use crate::adapter::host;
 use crate::error::{Errno, Error, Result};
+use crate::host::host;
 
 fn with_host<R>(function: &str, f: impl FnOnce(HostServicesRef) -> (i32, R)) -> Result<R> {
     let Some(h) = host() else {
