@@ -119,6 +119,7 @@ pub fn config(key: &str, value: &str) -> Result<(), Failure> {
             Ok(())
         }
         BARE_ARGUMENT_KEY => {
+            refuse_unread_argument_file(value)?;
             if state().plugin_path.is_none() {
                 set_plugin(value, "the first bare argument")
             } else {
@@ -138,6 +139,23 @@ pub fn config(key: &str, value: &str) -> Result<(), Failure> {
             give(&*ensure_loaded()?, key, value)
         }
     }
+}
+
+/// nbdkit ≥ 1.46 reads `@PATH` (a path with a `/`) as a file of `key=value` lines; an older one
+/// passes it on as a bare argument, which would otherwise be taken for the plugin's file.
+fn refuse_unread_argument_file(value: &str) -> Result<(), Failure> {
+    let version = crate::services::server_version().unwrap_or("unknown");
+    let reads_files = version
+        .split('.')
+        .map(|n| n.parse::<u32>().unwrap_or(0))
+        .take(2)
+        .ge([1, 46]);
+    if value.starts_with('@') && value.contains('/') && !reads_files {
+        return Err(Failure::invalid(format!(
+            "'{value}': this nbdkit ({version}) does not read @PATH argument files (nbdkit 1.46 and later do): give the keys on the command line"
+        )));
+    }
+    Ok(())
 }
 
 fn parse_bool(value: &str) -> Option<bool> {

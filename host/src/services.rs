@@ -10,7 +10,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 
 use rustshim_plugin_api::abi::{
-    __PrefixTypeTrait, HostServices, HostServicesRef, RStr, RString, RVec,
+    __PrefixTypeTrait, HostServices, HostServicesRef, ROption, RSlice, RStr, RString, RVec,
 };
 
 use crate::failure::Failure;
@@ -77,6 +77,11 @@ pub fn host_services() -> HostServicesRef {
             nanosleep,
             version,
             api_version,
+            debug_hexdump,
+            debug_hexdiff,
+            name,
+            timestamp,
+            nbdkit_has,
             // Services added in later minor versions go here.
         }
         .leak_into_prefix()
@@ -178,7 +183,7 @@ fn parsed_here<T>(parsed: Result<T, String>, store: impl FnOnce(T)) -> i32 {
 }
 
 extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i32 {
-    let Some(f) = server().parse_probability else {
+    let Some(f) = fallback::native(server().parse_probability) else {
         // nbdkit < 1.36: same syntax, parsed here.
         let parsed = fallback::parse_probability(what.as_str(), s.as_str());
         return parsed_here(parsed, |p| *out = p);
@@ -197,7 +202,7 @@ extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i
 }
 
 extern "C" fn parse_delay(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut u32) -> i32 {
-    let Some(f) = server().parse_delay else {
+    let Some(f) = fallback::native(server().parse_delay) else {
         // nbdkit < 1.40: same syntax, parsed here.
         let parsed = fallback::parse_delay(what.as_str(), s.as_str());
         return parsed_here(parsed, |(s, ns)| (*sec, *nsec) = (s, ns));
@@ -363,7 +368,13 @@ fn peer_string(f: Option<unsafe extern "C" fn() -> *mut c_char>, out: &mut RStri
 }
 
 extern "C" fn peer_security_context(out: &mut RString) -> i32 {
-    peer_string(server().peer_security_context, out)
+    nix::errno::Errno::clear();
+    match peer_string(server().peer_security_context, out) {
+        // nbdkit returns NULL without an error when the socket has no label (getsockopt
+        // SO_PEERSEC fails with ENOPROTOOPT, "not really an error" to nbdkit): pass that on.
+        EINVAL if nix::errno::Errno::last() == nix::errno::Errno::ENOPROTOOPT => libc::ENOPROTOOPT,
+        status => status,
+    }
 }
 extern "C" fn peer_tls_dn(out: &mut RString) -> i32 {
     peer_string(server().peer_tls_dn, out)
@@ -396,6 +407,111 @@ extern "C" fn version(out: &mut RString) -> i32 {
 
 extern "C" fn api_version() -> i32 {
     nbdkit_c::API_VERSION
+}
+
+/// The prefix as nbdkit takes it: NULL for none.
+fn prefix_arg(function: &str, prefix: RStr<'_>) -> Result<Option<CString>, i32> {
+    match prefix.as_str() {
+        "" => Ok(None),
+        _ => c_arg(function, prefix).map(Some),
+    }
+}
+
+extern "C" fn debug_hexdump(buf: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32 {
+    let Some(f) = fallback::native(server().debug_hexdump) else {
+        // nbdkit < 1.46: the same lines, made here.
+        for line in fallback::hexdump(buf.as_slice(), prefix.as_str(), start) {
+            nbdkit_c::debug(&line);
+        }
+        return 0;
+    };
+    let prefix = match prefix_arg("nbdkit_debug_hexdump", prefix) {
+        Ok(prefix) => prefix,
+        Err(errno) => return errno,
+    };
+    let prefix = prefix.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
+    // SAFETY: `buf` is valid for its length; the prefix is NULL or NUL-terminated.
+    unsafe { f(buf.as_ptr().cast(), buf.len(), prefix, start) };
+    0
+}
+
+extern "C" fn debug_hexdiff(
+    a: RSlice<'_, u8>,
+    b: RSlice<'_, u8>,
+    prefix: RStr<'_>,
+    start: u64,
+) -> i32 {
+    if a.len() != b.len() {
+        nbdkit_c::error(&format!(
+            "nbdkit_debug_hexdiff: the buffers differ in length ({} and {} bytes)",
+            a.len(),
+            b.len()
+        ));
+        return EINVAL;
+    }
+    let Some(f) = fallback::native(server().debug_hexdiff) else {
+        // nbdkit < 1.48: the same lines, made here.
+        for line in fallback::hexdiff(a.as_slice(), b.as_slice(), prefix.as_str(), start) {
+            nbdkit_c::debug(&line);
+        }
+        return 0;
+    };
+    let prefix = match prefix_arg("nbdkit_debug_hexdiff", prefix) {
+        Ok(prefix) => prefix,
+        Err(errno) => return errno,
+    };
+    let prefix = prefix.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
+    // SAFETY: both buffers are valid for the (equal) length; the prefix is NULL or
+    // NUL-terminated.
+    unsafe { f(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), prefix, start) };
+    0
+}
+
+extern "C" fn name(out: &mut ROption<RString>) -> i32 {
+    let name = match fallback::native(server().name) {
+        // SAFETY: no arguments; the result is NULL or a string valid for the process.
+        Some(f) => match unsafe { f() } {
+            p if p.is_null() => None,
+            // SAFETY: non-NULL, NUL-terminated and constant (nbdkit_name(3)).
+            p => Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()),
+        },
+        // nbdkit < 1.48: nbdkit's own command line says.
+        None => {
+            let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .skip(1)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            fallback::name(&args)
+        }
+    };
+    *out = name.map(RString::from).into();
+    0
+}
+
+extern "C" fn timestamp(out: &mut RString) -> i32 {
+    *out = match fallback::native(server().timestamp) {
+        // SAFETY: no arguments; the result is never NULL and valid until the next call on this
+        // thread (nbdkit_timestamp(3)), and copied at once.
+        Some(f) => unsafe { CStr::from_ptr(f()) }
+            .to_string_lossy()
+            .as_ref()
+            .into(),
+        // nbdkit < 1.48: the same format, made here.
+        None => fallback::timestamp(std::time::SystemTime::now()).into(),
+    };
+    0
+}
+
+extern "C" fn nbdkit_has(function: RStr<'_>, out: &mut bool) -> i32 {
+    match server().has(function.as_str()) {
+        Some(has) => {
+            *out = has;
+            0
+        }
+        None => libc::ENOENT,
+    }
 }
 
 // The functions of services added in later minor versions go here.

@@ -33,6 +33,14 @@ macro_rules! server_api {
                 }
             }
 
+            /// Whether the running server has `nbdkit_<name>`; `None` for a name not in the list.
+            pub fn has(&self, name: &str) -> Option<bool> {
+                match name {
+                    $(stringify!($field) => Some(self.$field.is_some()),)*
+                    _ => None,
+                }
+            }
+
             /// The functions newer than nbdkit 1.32 the running server has, oldest first, for
             /// `--dump-plugin`.
             pub fn optional_features(&self) -> Vec<&'static str> {
@@ -77,6 +85,11 @@ server_api! {
     add_export: unsafe extern "C" fn(*mut NbdkitExports, *const c_char, *const c_char) -> c_int,
     use_default_export: unsafe extern "C" fn(*mut NbdkitExports) -> c_int,
     strdup_intern: unsafe extern "C" fn(*const c_char) -> *const c_char,
+    ["1.46"] debug_hexdump: unsafe extern "C" fn(*const c_void, usize, *const c_char, u64),
+    ["1.48"] debug_hexdiff:
+        unsafe extern "C" fn(*const c_void, *const c_void, usize, *const c_char, u64),
+    ["1.48"] name: unsafe extern "C" fn() -> *const c_char,
+    ["1.48"] timestamp: unsafe extern "C" fn() -> *const c_char,
 }
 
 /// `"1.36"` as `(1, 36)`.

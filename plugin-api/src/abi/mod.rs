@@ -223,6 +223,21 @@ pub struct HostServices {
     /// nbdkit's plugin API version the shim speaks (2).
     #[sabi(last_prefix_field)]
     pub api_version: extern "C" fn() -> i32,
+    /// `nbdkit_debug_hexdump` (nbdkit ≥ 1.46; the shim formats it itself on older ones). Added
+    /// in 1.1. An empty `prefix` means none.
+    pub debug_hexdump: extern "C" fn(buf: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32,
+    /// `nbdkit_debug_hexdiff` (nbdkit ≥ 1.48; the shim formats it itself on older ones): `a` and
+    /// `b` have the same length. Added in 1.1.
+    pub debug_hexdiff:
+        extern "C" fn(a: RSlice<'_, u8>, b: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32,
+    /// `nbdkit_name`: the `--name` of this nbdkit, if given (nbdkit ≥ 1.48; the shim reads its
+    /// command line on older ones). Added in 1.1.
+    pub name: extern "C" fn(out: &mut ROption<RString>) -> i32,
+    /// `nbdkit_timestamp` (nbdkit ≥ 1.48; the shim makes one itself on older ones). Added in 1.1.
+    pub timestamp: extern "C" fn(out: &mut RString) -> i32,
+    /// Whether the running nbdkit itself has the server function `nbdkit_<name>` (a name as in
+    /// `--dump-plugin`'s list); an unknown name is `ENOENT`. Added in 1.1.
+    pub nbdkit_has: extern "C" fn(name: RStr<'_>, out: &mut bool) -> i32,
     // Services added in later minor versions go here.
 }
 
