@@ -160,7 +160,7 @@ fn rows(buf: &[u8], start: u64) -> Vec<(u64, [Option<u8>; 16])> {
     for (i, &byte) in buf.iter().enumerate() {
         let at = start.wrapping_add(i as u64);
         let row = at & !15;
-        if rows.last().is_none_or(|(r, _)| *r != row) {
+        if rows.last().map_or(true, |(r, _)| *r != row) {
             rows.push((row, [None; 16]));
         }
         rows.last_mut().expect("pushed above").1[(at & 15) as usize] = Some(byte);
