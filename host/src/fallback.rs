@@ -108,7 +108,9 @@ pub fn parse_delay(what: &str, s: &str) -> Result<(u32, u32), String> {
 
 /// `(int64_t) d` as x86-64 computes it (`cvttsd2si`): out of range gives `i64::MIN`.
 fn truncate_like_c(d: f64) -> i64 {
-    if (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&d) {
+    // -2⁶³ and 2⁶³, both exact in an f64.
+    let min = i64::MIN as f64;
+    if (min..-min).contains(&d) {
         d as i64
     } else {
         i64::MIN
