@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::Instant;
 
-use crate::workspace::{cargo, run};
+use crate::workspace::{cargo, run, workspace};
 use crate::{deps, roots, Result};
 
 pub fn test(which: &str, args: &[OsString]) -> Result {
@@ -64,7 +64,7 @@ pub fn test(which: &str, args: &[OsString]) -> Result {
         legs.push((server.key, started.elapsed(), versions));
     }
     println!("==> all {steps} steps passed");
-    println!("\n| nbdkit | libnbd | qemu | suite time |\n|---|---|---|---|");
+    let mut table = String::from("| nbdkit | libnbd | qemu-img |\n|---|---|---|\n");
     for (key, took, versions) in &legs {
         let version = |package: &str| {
             versions
@@ -74,12 +74,39 @@ pub fn test(which: &str, args: &[OsString]) -> Result {
                 .to_string()
         };
         println!(
-            "| {} ({key}) | {} | {} | {:.0} s |",
+            "nbdkit {} ({key}): the suite took {:.0} s",
             version("nbdkit"),
-            version("libnbd-bin"),
-            version("qemu-utils"),
             took.as_secs_f64()
         );
+        table += &format!(
+            "| {} | {} | {} |\n",
+            version("nbdkit"),
+            version("libnbd-bin"),
+            version("qemu-utils")
+        );
+    }
+    println!("\n{table}");
+    if legs.len() == roots::SERVERS.len() {
+        record_tested_with(&table)?;
+    }
+    Ok(())
+}
+
+/// Writes the table of what the whole suite passed on into README.md, between its markers.
+fn record_tested_with(table: &str) -> Result {
+    const BEGIN: &str = "<!-- tested-with: written by `cargo xtask test --nbdkit all` -->\n";
+    const END: &str = "<!-- end of tested-with -->";
+    let path = workspace().join("README.md");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
+        return Err(format!("{} has no tested-with markers", path.display()));
+    };
+    let updated = format!("{}{BEGIN}{table}{}", &text[..begin], &text[end..]);
+    if updated != text {
+        std::fs::write(&path, updated)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("README.md: the tested-with table is updated");
     }
     Ok(())
 }
