@@ -3,11 +3,7 @@
 //! the client sees, and each injected error or panic reaches the client with nbdkit's errno and
 //! leaves nbdkit serving.
 
-#[path = "../fixtures/support.rs"]
-mod support;
-
 use rustshim_tests::*;
-use support::*;
 
 /// The callbacks nbdkit calls once per connection during the handshake (any order).
 const HANDSHAKE: [&str; 12] = [
@@ -135,79 +131,80 @@ fn config_pairs_arrive_in_order_including_early_and_magic_ones() {
     );
 }
 
+/// `can_fua` (nbdkit-plugin(3), "FUA SUPPORT") from both ends: what the client is told (and the
+/// log filter's `fua=`), what a FUA write, trim and zero get (libnbd's own checks off, so a flag
+/// that was not advertised still reaches nbdkit), and what the plugin is called with.
 #[test]
-fn fua_native_passes_the_flag_to_the_plugin() {
-    let t = Trace::new("fua-native");
-    let out = client(
-        &[test_plugin(), t.arg(), "can_fua=native".into()],
-        "print(h.can_fua())\n\
-         h.pwrite(b'a' * 4096, 0, nbd.CMD_FLAG_FUA)\n\
-         h.trim(4096, 8192, nbd.CMD_FLAG_FUA)\n\
-         h.zero(4096, 16384, nbd.CMD_FLAG_FUA)\n\
-         h.pwrite(b'b' * 512, 0)",
-    );
-    assert_eq!(out.trim(), "True");
-    assert_eq!(
-        data_calls(&t),
-        [
-            "pwrite count=4096 offset=0 flags=FUA",
-            "trim count=4096 offset=8192 flags=FUA",
-            "zero count=4096 offset=16384 flags=MAY_TRIM|FUA",
-            "pwrite count=512 offset=0 flags=(none)",
-        ]
-    );
-}
-
-#[test]
-fn fua_emulate_flushes_after_the_write_instead() {
-    let t = Trace::new("fua-emulate");
-    let out = client(
-        &[test_plugin(), t.arg(), "can_fua=emulate".into()],
-        "print(h.can_fua())\n\
-         h.pwrite(b'a' * 4096, 0, nbd.CMD_FLAG_FUA)\n\
-         h.trim(4096, 8192, nbd.CMD_FLAG_FUA)\n\
-         h.zero(4096, 16384, nbd.CMD_FLAG_FUA)\n\
-         h.pwrite(b'b' * 512, 0)",
-    );
-    assert_eq!(out.trim(), "True");
-    assert_eq!(
-        data_calls(&t),
-        [
-            "pwrite count=4096 offset=0 flags=(none)",
-            "flush flags=(none)",
-            "trim count=4096 offset=8192 flags=(none)",
-            "flush flags=(none)",
-            "zero count=4096 offset=16384 flags=MAY_TRIM",
-            "flush flags=(none)",
-            "pwrite count=512 offset=0 flags=(none)",
-        ]
-    );
-}
-
-#[test]
-fn fua_none_is_not_advertised_and_refused() {
-    let t = Trace::new("fua-none");
-    let log = t.file("log");
-    let out = session(
-        &["--filter=log"],
-        &[
-            test_plugin(),
-            t.arg(),
-            "can_fua=none".into(),
-            format!("logfile={}", log.display()),
-        ],
-        "h.set_strict_mode(0)",
-        "print(h.can_fua(), attempt(h.pwrite, b'a' * 512, 0, nbd.CMD_FLAG_FUA))\n\
-         h.pwrite(b'a' * 512, 0)",
-    )
-    .ok();
-    assert_eq!(out.stdout.trim(), "False EINVAL");
-    assert!(
-        connect_line(&log).contains(" fua=0 "),
-        "{}",
-        connect_line(&log)
-    );
-    assert_eq!(data_calls(&t), ["pwrite count=512 offset=0 flags=(none)"]);
+fn fua_native_emulate_and_none() {
+    struct Case {
+        can_fua: &'static str,
+        client_sees: &'static str,
+        connect: &'static str,
+        calls: &'static [&'static str],
+    }
+    let cases = [
+        // The flag is passed to the plugin.
+        Case {
+            can_fua: "native",
+            client_sees: "True ok ok ok",
+            connect: " fua=2 ",
+            calls: &[
+                "pwrite count=4096 offset=0 flags=FUA",
+                "trim count=4096 offset=8192 flags=FUA",
+                "zero count=4096 offset=16384 flags=MAY_TRIM|FUA",
+                "pwrite count=512 offset=0 flags=(none)",
+            ],
+        },
+        // nbdkit flushes after the request instead.
+        Case {
+            can_fua: "emulate",
+            client_sees: "True ok ok ok",
+            connect: " fua=1 ",
+            calls: &[
+                "pwrite count=4096 offset=0 flags=(none)",
+                "flush flags=(none)",
+                "trim count=4096 offset=8192 flags=(none)",
+                "flush flags=(none)",
+                "zero count=4096 offset=16384 flags=MAY_TRIM",
+                "flush flags=(none)",
+                "pwrite count=512 offset=0 flags=(none)",
+            ],
+        },
+        // Not advertised, and refused.
+        Case {
+            can_fua: "none",
+            client_sees: "False EINVAL EINVAL EINVAL",
+            connect: " fua=0 ",
+            calls: &["pwrite count=512 offset=0 flags=(none)"],
+        },
+    ];
+    for case in cases {
+        let t = Trace::new(&format!("fua-{}", case.can_fua));
+        let log = t.file("log");
+        let out = session(
+            &["--filter=log"],
+            &[
+                test_plugin(),
+                t.arg(),
+                format!("can_fua={}", case.can_fua),
+                format!("logfile={}", log.display()),
+            ],
+            "h.set_strict_mode(0)",
+            "print(h.can_fua(), attempt(h.pwrite, b'a' * 4096, 0, nbd.CMD_FLAG_FUA), \
+             attempt(h.trim, 4096, 8192, nbd.CMD_FLAG_FUA), \
+             attempt(h.zero, 4096, 16384, nbd.CMD_FLAG_FUA))\n\
+             h.pwrite(b'b' * 512, 0)",
+        )
+        .ok();
+        let what = format!("can_fua={}", case.can_fua);
+        assert_eq!(out.stdout.trim(), case.client_sees, "{what}");
+        assert!(
+            connect_line(&log).contains(case.connect),
+            "{what}: {}",
+            connect_line(&log)
+        );
+        assert_eq!(data_calls(&t), case.calls, "{what}");
+    }
 }
 
 #[test]
@@ -356,30 +353,34 @@ fn extents_are_clipped_to_the_request_and_gaps_refused() {
     );
 }
 
+/// `can_cache` (nbdkit-plugin(3), ".can_cache"): what the client is told, and what a cache
+/// request becomes.
 #[test]
 fn cache_native_emulate_and_none() {
     let body = "h.set_strict_mode(0)\nprint(h.can_cache(), attempt(h.cache, 4096, 8192))";
-    let t = Trace::new("cache-native");
-    let out = client(&[test_plugin(), t.arg(), "can_cache=native".into()], body);
-    assert_eq!(out.trim(), "True ok");
-    assert_eq!(
-        data_calls(&t),
-        ["cache count=4096 offset=8192 flags=(none)"]
-    );
-
-    // Emulated: nbdkit reads the range and throws the data away.
-    let t = Trace::new("cache-emulate");
-    let out = client(&[test_plugin(), t.arg(), "can_cache=emulate".into()], body);
-    assert_eq!(out.trim(), "True ok");
-    assert_eq!(
-        data_calls(&t),
-        ["pread count=4096 offset=8192 flags=(none)"]
-    );
-
-    let t = Trace::new("cache-none");
-    let out = client(&[test_plugin(), t.arg(), "can_cache=none".into()], body);
-    assert_eq!(out.trim(), "False EINVAL");
-    assert!(data_calls(&t).is_empty(), "{:#?}", data_calls(&t));
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "native",
+            "True ok",
+            &["cache count=4096 offset=8192 flags=(none)"],
+        ),
+        // Emulated: nbdkit reads the range and throws the data away.
+        (
+            "emulate",
+            "True ok",
+            &["pread count=4096 offset=8192 flags=(none)"],
+        ),
+        ("none", "False EINVAL", &[]),
+    ];
+    for (can_cache, client_sees, calls) in cases {
+        let t = Trace::new(&format!("cache-{can_cache}"));
+        let out = client(
+            &[test_plugin(), t.arg(), format!("can_cache={can_cache}")],
+            body,
+        );
+        assert_eq!(out.trim(), client_sees, "can_cache={can_cache}");
+        assert_eq!(data_calls(&t), calls, "can_cache={can_cache}");
+    }
 }
 
 /// Each capability key flipped alone changes exactly its own flag at the client and in the
@@ -538,7 +539,7 @@ fn read_only_connections_skip_the_write_capabilities() {
 
 #[test]
 fn data_round_trips_with_nbdcopy_and_qemu() {
-    let dir = TempDir::new("copy");
+    let dir = temp_dir("copy");
     let input = dir.join("in");
     let output = dir.join("out");
     let data = pattern(7, 16 << 20);
@@ -776,12 +777,12 @@ fn failures_in_connection_callbacks_refuse_the_client() {
 
     // The server survives a refused client: the next connection reaches open again.
     let t = Trace::new("open-panic");
-    let mut server = Server::start(&[], &[test_plugin(), t.arg(), "panic=open".into()]);
+    let server = serve(&[], &[test_plugin(), t.arg(), "panic=open".into()]);
     let out = server
-        .client("for i in range(2):\n    print(attempt(nbd.NBD().connect_unix, sock) != 'ok')")
+        .client("for i in range(2):\n    print(attempt(nbd.NBD().connect_unix, SOCKET) != 'ok')")
         .ok();
     assert_eq!(out.stdout.trim(), "True\nTrue");
-    assert!(server.running(), "{}", server.stderr());
+    assert!(server.is_running(), "{}", server.log());
     assert_eq!(t.count("open"), 2);
 }
 
@@ -887,11 +888,12 @@ fn failures_before_serving_stop_nbdkit() {
     );
 
     // load runs before any configuration: it reads the environment.
-    let argv = nbdkit_argv(&[test_plugin()]);
-    let out = run(command(&argv[0])
-        .args(&argv[1..])
-        .args(["-U", "-", "--run", "echo served"])
-        .env("RUSTSHIM_TEST_FAIL_LOAD", "panic"))
+    let out = run_nbdkit(
+        shim_nbdkit()
+            .arg(test_plugin())
+            .args(["-U", "-", "--run", "echo served"])
+            .env("RUSTSHIM_TEST_FAIL_LOAD", "panic"),
+    )
     .failed();
     assert!(
         out.stderr
@@ -906,7 +908,7 @@ fn failures_before_serving_stop_nbdkit() {
 #[test]
 fn panics_in_void_callbacks_are_logged_and_survived() {
     let t = Trace::new("void-panics");
-    let mut server = Server::start(
+    let server = serve(
         &[],
         &[
             test_plugin(),
@@ -920,7 +922,7 @@ fn panics_in_void_callbacks_are_logged_and_survived() {
         .client(
             "for i in range(2):\n    \
                  h = nbd.NBD()\n    \
-                 h.connect_unix(sock)\n    \
+                 h.connect_unix(SOCKET)\n    \
                  print(h.get_size())\n    \
                  h.shutdown()\n    \
                  del h",
@@ -933,21 +935,17 @@ fn panics_in_void_callbacks_are_logged_and_survived() {
         assert!(std::time::Instant::now() < deadline, "{:#?}", t.names());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let status = server.stop().expect("nbdkit stops on SIGTERM");
-    assert!(status.success(), "{status}: {}", server.stderr());
+    let status = server.terminate().expect("nbdkit stops on SIGTERM");
+    assert!(status.success(), "{status}: {}", server.log());
     let names = t.names();
     assert_eq!(names[names.len() - 2..], ["cleanup", "unload"]);
     for cb in ["close", "cleanup", "unload"] {
         let message = format!("test: panic in {cb}: test: injected panic in {cb}");
-        assert!(
-            server.stderr().contains(&message),
-            "{cb}: {}",
-            server.stderr()
-        );
+        assert!(server.log().contains(&message), "{cb}: {}", server.log());
     }
     assert_eq!(
         server
-            .stderr()
+            .log()
             .matches("test: panic in close: test: injected panic in close")
             .count(),
         2
@@ -1214,11 +1212,12 @@ fn log_messages_reach_nbdkit() {
     // Trace records need RUSTSHIM_LOG=trace as well (the default level is debug).
     let trace = "debug: test: log at TRACE\n";
     assert!(!out.stderr.contains(trace), "{}", out.stderr);
-    let argv = nbdkit_argv(&args);
-    let out = run(command(&argv[0])
-        .args(&argv[1..])
-        .args(["-U", "-", "--run", "true"])
-        .env("RUSTSHIM_LOG", "trace"))
+    let out = run_nbdkit(
+        shim_nbdkit()
+            .args(&args)
+            .args(["-U", "-", "--run", "true"])
+            .env("RUSTSHIM_LOG", "trace"),
+    )
     .ok();
     assert!(out.stderr.contains(trace), "{}", out.stderr);
 }
@@ -1228,11 +1227,11 @@ fn log_messages_reach_nbdkit() {
 /// same configuration replayed) and before its `get_ready`.
 #[test]
 fn hot_reload_hands_state_from_one_build_to_the_next() {
-    let dir = TempDir::new("handover");
+    let dir = temp_dir("handover");
     let watched = dir.join("libtest.so");
     std::fs::copy(plugin("test"), &watched).unwrap();
     let t = Trace::new("handover");
-    let server = Server::start(
+    let server = serve(
         &[],
         &[
             format!("plugin={}", watched.display()),
@@ -1241,7 +1240,7 @@ fn hot_reload_hands_state_from_one_build_to_the_next() {
             "size=2M".into(),
         ],
     );
-    let get_size = "h.connect_unix(sock)\nprint(h.get_size())\nh.shutdown()";
+    let get_size = "h.connect_unix(SOCKET)\nprint(h.get_size())\nh.shutdown()";
     assert_eq!(server.client(get_size).ok().stdout.trim(), "2097152");
 
     // Another build: the same code with bytes appended, renamed over the watched file.
@@ -1257,7 +1256,7 @@ fn hot_reload_hands_state_from_one_build_to_the_next() {
             std::time::Instant::now() < deadline,
             "no reload: {:#?}\n{}",
             t.lines(),
-            server.stderr()
+            server.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
