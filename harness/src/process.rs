@@ -247,10 +247,19 @@ pub(crate) fn wait_until(
     child: &mut Child,
     deadline: Instant,
 ) -> std::io::Result<Option<ExitStatus>> {
+    poll_until(deadline, || child.try_wait())
+}
+
+/// Asks `check` until it has an answer or `deadline` passes (then `Ok(None)`), pausing 1 ms,
+/// then longer, up to 20 ms, in between.
+pub(crate) fn poll_until<T, E>(
+    deadline: Instant,
+    mut check: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
     let mut pause = Duration::from_millis(1);
     loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+        if let Some(answer) = check()? {
+            return Ok(Some(answer));
         }
         let now = Instant::now();
         if now >= deadline {

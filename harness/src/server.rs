@@ -190,19 +190,7 @@ impl Server {
     /// Waits up to `limit` for nbdkit to exit by itself: its exit status, or `None` if it is
     /// still running.
     pub fn wait_timeout(&self, limit: Duration) -> Result<Option<ExitStatus>> {
-        let deadline = Instant::now() + limit;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            if let Some(status) = self.try_wait()? {
-                return Ok(Some(status));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
+        process::poll_until(Instant::now() + limit, || self.try_wait())
     }
 
     /// Everything nbdkit has written to stdout and stderr so far: the plugin's errors and
