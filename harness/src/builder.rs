@@ -176,8 +176,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Sets an environment variable for nbdkit (and so for the plugin). A background server
-    /// gets `TMPDIR` set to a directory of its own ([`Server::tmpdir`]) unless it is set here.
+    /// Sets an environment variable for nbdkit (and so for the plugin). nbdkit gets `TMPDIR`
+    /// set to a directory of its own ([`Server::tmpdir`], or one for [`run`](Self::run))
+    /// unless it is set here.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.envs
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
@@ -265,12 +266,17 @@ impl ServerBuilder {
     /// whatever the status: for `--dump-plugin`, `--help`, `--run CMD` (with `-U -` among the
     /// [`nbdkit_args`](Self::nbdkit_args)), or parameters the plugin should refuse. Nothing is
     /// added to the command line ([`argv`](Self::argv)), so nbdkit that would serve must be
-    /// told `--run` or `-f`. Killed after the [`timeout`](Self::timeout):
+    /// told `--run` or `-f`. `TMPDIR` is a directory of its own, removed afterwards, unless set
+    /// with [`env`](Self::env). Killed after the [`timeout`](Self::timeout):
     /// [`HarnessError::TimedOut`].
     pub fn run(self) -> Result<Output> {
         let (nbdkit, shim) = self.programs()?;
         let mut cmd = self.command(&self.words(&nbdkit, shim.as_deref(), None));
-        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        // As for a server: the shim's private copies of the plugin go with this directory, even
+        // when nbdkit exits without removing them (a plugin it refused, a kill at the limit).
+        let tmpdir = TempDir::new()?;
+        cmd.env("TMPDIR", tmpdir.path())
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
         process::run(&mut cmd, self.timeout).map_err(|e| match e {
             HarnessError::NotFound(why) if self.prefix.is_empty() => {
                 not_found(&nbdkit, &std::io::Error::other(why))
