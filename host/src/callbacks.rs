@@ -1,4 +1,4 @@
-//! The callbacks the shim registers with nbdkit, in nbdkit's lifecycle order.
+//! The callbacks the shim registers with nbdkit ([`PLUGIN`]), in nbdkit's lifecycle order.
 //!
 //! nbdkit copies `struct nbdkit_plugin` once, before the Rust plugin is known, so every slot is
 //! installed and each one reproduces, from the plugin's vtable, what nbdkit does for a C plugin
@@ -6,25 +6,93 @@
 //! are deliberately not left to nbdkit: `can_fua` (nbdkit would advertise FUA and call `flush`
 //! even when `can_flush` said no) and `zero` failing with `ENOTSUP` (nbdkit < 1.42.6 then
 //! zeroes only the first 64 MiB), so the shim writes the zeroes itself.
+//!
+//! # The two contracts behind the `unsafe` here
+//! * nbdkit's: a callback that takes a handle gets one that `open` returned and that has not
+//!   been given to `close` ([`Connection::from_handle`]); pointers it passes (strings, buffers,
+//!   lists, out parameters) are valid for the call.
+//! * The plugin's (`rustshim_plugin_api::abi`): it gets back its own instance and, with it, a
+//!   handle that instance opened, and buffers valid for the call. A [`Connection`] pairs a
+//!   handle with the generation that opened it, so every `f(c.instance(), c.handle, …)` keeps
+//!   that promise; the other callbacks pass a generation's instance to its own module.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use rustshim_plugin_api::abi::{
-    DumpSink, ExportSink, ExtentSink, HandlePtr, ROption, RStr, RString, ABI_VERSION,
+    DumpSink, HandlePtr, InstancePtr, PluginModuleRef, ROption, RStr, RString, ABI_VERSION,
 };
 
-use crate::config::{self, ReloadMode, BARE_ARGUMENT_KEY};
+use crate::config::{self, ReloadMode, CONFIG_HELP, MAGIC_CONFIG_KEY};
+use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
+use crate::failure::Failure;
 use crate::generation::{self, Generation, Lifecycle};
 use crate::nbdkit_c::{
-    self, server, NbdkitExports, NbdkitExtents, CACHE_NATIVE, CACHE_NONE, FLAG_FAST_ZERO, FLAG_FUA,
-    FUA_EMULATE, FUA_NONE, MAX_REQUEST_SIZE, THREAD_MODEL_PARALLEL,
+    self, server, Handle, NbdkitExports, NbdkitExtents, NbdkitPlugin, Registration, API_VERSION,
+    CACHE_NATIVE, CACHE_NONE, FLAG_FAST_ZERO, FLAG_FUA, FUA_EMULATE, FUA_NONE, MAX_REQUEST_SIZE,
+    THREAD_MODEL_PARALLEL,
 };
 use crate::reload;
-use crate::services::{self, report, report_failure};
+use crate::services::{self, report_failure};
+use crate::serving;
+
+/// What nbdkit copies at start-up (`plugin_init`): every callback is installed.
+pub static PLUGIN: Registration = Registration(NbdkitPlugin {
+    _struct_size: std::mem::size_of::<NbdkitPlugin>() as u64,
+    _api_version: API_VERSION,
+    // The loosest model; the plugin's own model is returned by `.thread_model`.
+    _thread_model: THREAD_MODEL_PARALLEL,
+    name: c"rustshim".as_ptr(),
+    longname: c"nbdkit Rust plugin shim".as_ptr(),
+    version: concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast(),
+    description: c"Loads a Rust plugin built with rustshim-plugin-api (plugin=PATH) and forwards every nbdkit callback to it over a stable ABI.".as_ptr(),
+    load: Some(load),
+    unload: Some(unload),
+    config: Some(config),
+    config_complete: Some(config_complete),
+    config_help: CONFIG_HELP.as_ptr(),
+    open: Some(open),
+    close: Some(close),
+    get_size: Some(get_size),
+    can_write: Some(can_write),
+    can_flush: Some(can_flush),
+    is_rotational: Some(is_rotational),
+    can_trim: Some(can_trim),
+    _pread_v1: ptr::null(),
+    _pwrite_v1: ptr::null(),
+    _flush_v1: ptr::null(),
+    _trim_v1: ptr::null(),
+    _zero_v1: ptr::null(),
+    // Errors always go through nbdkit_set_error: Rust code may clobber errno before returning.
+    errno_is_preserved: 0,
+    dump_plugin: Some(dump_plugin),
+    can_zero: Some(can_zero),
+    can_fua: Some(can_fua),
+    pread: Some(pread),
+    pwrite: Some(pwrite),
+    flush: Some(flush),
+    trim: Some(trim),
+    zero: Some(zero),
+    magic_config_key: MAGIC_CONFIG_KEY.as_ptr(),
+    can_multi_conn: Some(can_multi_conn),
+    can_extents: Some(can_extents),
+    extents: Some(extents),
+    can_cache: Some(can_cache),
+    cache: Some(cache),
+    thread_model: Some(thread_model),
+    can_fast_zero: Some(can_fast_zero),
+    preconnect: Some(preconnect),
+    get_ready: Some(get_ready),
+    after_fork: Some(after_fork),
+    list_exports: Some(list_exports),
+    default_export: Some(default_export),
+    export_description: Some(export_description),
+    cleanup: Some(cleanup),
+    block_size: Some(block_size),
+});
 
 /// Runs a cold callback body, turning a panic in the shim itself into an error instead of an
 /// abort (the plugin's own panics are already caught on its side).
@@ -35,23 +103,36 @@ fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        report(
+        Failure::new(
             libc::EIO,
-            &format!("rustshim: internal error in {callback}: {text}"),
-        );
+            format!("rustshim: internal error in {callback}: {text}"),
+        )
+        .report();
         on_panic
     })
 }
 
-/// `Ok` → 0; `Err(msg)` → the message logged, -1.
-fn status(result: Result<(), String>) -> c_int {
+/// `Ok` → 0; `Err` → reported, -1.
+fn status(result: Result<(), Failure>) -> c_int {
     match result {
         Ok(()) => 0,
-        Err(msg) => {
-            report(libc::EINVAL, &format!("rustshim: {msg}"));
+        Err(failure) => {
+            failure.report();
             -1
         }
     }
+}
+
+/// Like [`status`], for the steps that configure and load the plugin: their messages are the
+/// shim's (`rustshim: …`).
+fn shim_status(result: Result<(), Failure>) -> c_int {
+    status(result.map_err(Failure::from_shim))
+}
+
+/// Fails with this errno and no message, as nbdkit does for a callback a plugin lacks.
+fn fail(errno: i32) -> c_int {
+    nbdkit_c::set_errno(errno);
+    -1
 }
 
 /// Converts a plugin status (0 / -1 with the error recorded) into nbdkit's.
@@ -67,15 +148,15 @@ fn forward(r: i32) -> c_int {
 
 // ---- Loading and configuration ----
 
-pub(crate) unsafe extern "C" fn load() {
+extern "C" fn load() {
     // The Rust plugin is not known yet (it arrives with `plugin=` in `config`); resolve nbdkit's
     // functions now so that later callbacks find them ready.
     let _ = server();
 }
 
-pub(crate) unsafe extern "C" fn unload() {
+extern "C" fn unload() {
     guarded("unload", (), || {
-        if let Some(generation) = config::state().current.take() {
+        if let Some(generation) = serving::retire() {
             generation.destroy();
         }
         generation::remove_private_dir();
@@ -83,86 +164,83 @@ pub(crate) unsafe extern "C" fn unload() {
 }
 
 /// A C string from nbdkit as UTF-8, or a one-line error naming it.
-fn utf8<'a>(what: &str, s: *const c_char) -> Result<&'a str, String> {
+///
+/// # Safety
+/// `s` is NULL or a NUL-terminated string that lives as long as the plugin (as nbdkit's
+/// `config` arguments do).
+unsafe fn utf8<'a>(what: &str, s: *const c_char) -> Result<&'a str, Failure> {
     if s.is_null() {
-        return Err(format!("{what} is missing"));
+        return Err(Failure::invalid(format!("{what} is missing")));
     }
-    // SAFETY: nbdkit passes NUL-terminated strings that live as long as the plugin.
+    // SAFETY: the caller's contract.
     let s = unsafe { CStr::from_ptr(s) };
-    s.to_str()
-        .map_err(|_| format!("{what} '{}' is not valid UTF-8", s.to_string_lossy()))
+    s.to_str().map_err(|_| {
+        Failure::invalid(format!(
+            "{what} '{}' is not valid UTF-8",
+            s.to_string_lossy()
+        ))
+    })
 }
 
-pub(crate) unsafe extern "C" fn config(key: *const c_char, value: *const c_char) -> c_int {
+unsafe extern "C" fn config(key: *const c_char, value: *const c_char) -> c_int {
     guarded("config", -1, || {
-        status(utf8("parameter key", key).and_then(|k| {
-            let v = utf8(&format!("value of parameter '{k}'"), value)?;
-            config::config(k, v)
-        }))
+        // SAFETY: nbdkit's `config` arguments are such strings.
+        let pair = unsafe { utf8("parameter key", key) }.and_then(|k| {
+            // SAFETY: as above.
+            let v = unsafe { utf8(&format!("value of parameter '{k}'"), value) }?;
+            Ok((k, v))
+        });
+        shim_status(pair.and_then(|(k, v)| config::config(k, v)))
     })
 }
 
-pub(crate) unsafe extern "C" fn config_complete() -> c_int {
+extern "C" fn config_complete() -> c_int {
     guarded("config_complete", -1, || match config::ensure_loaded() {
-        Ok(generation) => lifecycle_status(generation.lifecycle(Lifecycle::ConfigComplete)),
-        Err(msg) => status(Err(msg)),
+        Ok(generation) => status(generation.lifecycle(Lifecycle::ConfigComplete)),
+        Err(failure) => shim_status(Err(failure)),
     })
 }
 
-/// Reports a failed lifecycle callback.
-fn lifecycle_status(result: Result<(), (i32, String)>) -> c_int {
-    match result {
-        Ok(()) => 0,
-        Err((errno, msg)) => {
-            report(errno, &msg);
-            -1
-        }
-    }
-}
-
-pub(crate) unsafe extern "C" fn thread_model() -> c_int {
+extern "C" fn thread_model() -> c_int {
     guarded("thread_model", -1, || match config::plugin_if_given() {
-        Err(msg) => status(Err(msg)),
+        Err(failure) => shim_status(Err(failure)),
         Ok(Some(generation)) => match generation.thread_model() {
             Ok(model) => {
                 reload::announce_thread_model(model);
                 model as c_int
             }
-            Err((errno, msg)) => {
-                report(errno, &msg);
-                -1
-            }
+            Err(failure) => status(Err(failure)),
         },
         // `--dump-plugin` without a plugin.
         Ok(None) => THREAD_MODEL_PARALLEL,
     })
 }
 
-pub(crate) unsafe extern "C" fn get_ready() -> c_int {
-    guarded("get_ready", -1, || match config::current() {
-        Some(generation) => lifecycle_status(generation.lifecycle(Lifecycle::GetReady)),
+extern "C" fn get_ready() -> c_int {
+    guarded("get_ready", -1, || match serving::current() {
+        Some(generation) => status(generation.lifecycle(Lifecycle::GetReady)),
         None => 0,
     })
 }
 
-pub(crate) unsafe extern "C" fn after_fork() -> c_int {
+extern "C" fn after_fork() -> c_int {
     guarded("after_fork", -1, || {
-        let Some(generation) = config::current() else {
+        let Some(generation) = serving::current() else {
             return 0;
         };
-        if lifecycle_status(generation.lifecycle(Lifecycle::AfterFork)) < 0 {
+        if status(generation.lifecycle(Lifecycle::AfterFork)) < 0 {
             return -1;
         }
         if config::state().reload == ReloadMode::Watch {
-            return status(reload::start_watcher());
+            return shim_status(reload::start_watcher());
         }
         0
     })
 }
 
-pub(crate) unsafe extern "C" fn cleanup() {
+extern "C" fn cleanup() {
     guarded("cleanup", (), || {
-        if let Some(generation) = config::current() {
+        if let Some(generation) = serving::current() {
             generation.cleanup();
         }
     })
@@ -179,7 +257,7 @@ extern "C" fn dump_line(_ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>) {
     print_line(key.as_str(), value.as_str());
 }
 
-pub(crate) unsafe extern "C" fn dump_plugin() {
+extern "C" fn dump_plugin() {
     guarded("dump_plugin", (), || {
         print_line("rustshim_version", env!("CARGO_PKG_VERSION"));
         print_line("rustshim_api_version", ABI_VERSION);
@@ -197,8 +275,8 @@ pub(crate) unsafe extern "C" fn dump_plugin() {
                 print_line("rustshim_plugin", "(none: add plugin=PATH)");
                 return;
             }
-            Err(msg) => {
-                report(libc::EINVAL, &format!("rustshim: {msg}"));
+            Err(failure) => {
+                shim_status(Err(failure));
                 return;
             }
         };
@@ -233,16 +311,12 @@ pub(crate) unsafe extern "C" fn dump_plugin() {
             print_line(&format!("rustshim_has_{name}"), "1");
         }
         if let Some(f) = m.dump_plugin() {
-            // SAFETY: the instance belongs to this module.
-            unsafe {
-                f(
-                    g.instance,
-                    DumpSink {
-                        ctx: ptr::null_mut(),
-                        line: dump_line,
-                    },
-                )
+            let sink = DumpSink {
+                ctx: ptr::null_mut(),
+                line: dump_line,
             };
+            // SAFETY: the generation's own instance.
+            unsafe { f(g.instance, sink) };
             services::log_recorded_error();
         }
     })
@@ -250,142 +324,73 @@ pub(crate) unsafe extern "C" fn dump_plugin() {
 
 // ---- Before a connection is opened ----
 
-pub(crate) unsafe extern "C" fn preconnect(readonly: c_int) -> c_int {
+extern "C" fn preconnect(readonly: c_int) -> c_int {
     guarded("preconnect", -1, || {
-        let Some(g) = config::current() else { return 0 };
+        let Some(g) = serving::current() else {
+            return 0;
+        };
         match g.module.preconnect() {
-            // SAFETY: the instance belongs to this module.
+            // SAFETY: the generation's own instance.
             Some(f) => forward(unsafe { f(g.instance, readonly != 0) }),
             None => 0,
         }
     })
 }
 
-extern "C" fn add_export(ctx: *mut c_void, name: RStr<'_>, description: ROption<RStr<'_>>) -> i32 {
-    let Some(add) = server().add_export else {
-        return libc::ENOTSUP;
-    };
-    let Ok(name_c) = CString::new(name.as_str()) else {
-        nbdkit_c::error(&format!(
-            "list_exports: export name '{}' contains a NUL byte",
-            name.as_str().escape_debug()
-        ));
-        return libc::EINVAL;
-    };
-    let description_c = match description.into_option().map(|d| CString::new(d.as_str())) {
-        None => None,
-        Some(Ok(d)) => Some(d),
-        Some(Err(_)) => {
-            nbdkit_c::error(&format!(
-                "list_exports: description of '{}' contains a NUL byte",
-                name.as_str()
-            ));
-            return libc::EINVAL;
-        }
-    };
-    let description_p = description_c.as_ref().map_or(ptr::null(), |d| d.as_ptr());
-    // SAFETY: `ctx` is the `nbdkit_exports` list of this call; nbdkit copies both strings.
-    match unsafe { add(ctx.cast(), name_c.as_ptr(), description_p) } {
-        0 => 0,
-        _ => libc::EINVAL,
-    }
-}
-
-extern "C" fn use_default_export(ctx: *mut c_void) -> i32 {
-    let Some(f) = server().use_default_export else {
-        return libc::ENOTSUP;
-    };
-    // SAFETY: `ctx` is the `nbdkit_exports` list of this call.
-    match unsafe { f(ctx.cast()) } {
-        0 => 0,
-        _ => libc::EINVAL,
-    }
-}
-
-pub(crate) unsafe extern "C" fn list_exports(
+unsafe extern "C" fn list_exports(
     readonly: c_int,
     is_tls: c_int,
     exports: *mut NbdkitExports,
 ) -> c_int {
     guarded("list_exports", -1, || {
-        let f = config::current().and_then(|g| g.module.list_exports().map(|f| (g, f)));
+        let f = serving::current().and_then(|g| g.module.list_exports().map(|f| (g, f)));
         match f {
             Some((g, f)) => {
-                let sink = ExportSink {
-                    ctx: exports.cast(),
-                    add: add_export,
-                    use_default: use_default_export,
-                };
-                // SAFETY: the instance belongs to this module; the sink lives for the call.
+                let sink = containment::export_sink(exports);
+                // SAFETY: the generation's own instance; the sink adds to nbdkit's list of
+                // this call.
                 forward(unsafe { f(g.instance, readonly != 0, is_tls != 0, sink) })
             }
-            None => match use_default_export(exports.cast()) {
+            None => match containment::add_default_export(exports) {
                 0 => 0,
-                errno => {
-                    report(errno, "");
-                    -1
-                }
+                errno => fail(errno),
             },
         }
     })
 }
 
-/// The longest export name or description nbdkit accepts (longer ones it ignores).
-const MAX_STRING: usize = 4096;
-
-/// Hands a plugin string to nbdkit: interned (nbdkit frees it at the right time), or NULL with
-/// an error if it cannot be a C string.
-fn intern(callback: &str, s: &str) -> *const c_char {
-    let Ok(c) = CString::new(s) else {
-        report(
-            libc::EINVAL,
-            &format!(
-                "{callback}: the plugin returned a string with a NUL byte: '{}'",
-                s.escape_debug()
-            ),
-        );
-        return ptr::null();
-    };
-    match server().strdup_intern {
-        // SAFETY: a NUL-terminated string; nbdkit copies it and owns the copy.
-        Some(f) => unsafe { f(c.as_ptr()) },
-        // Only nbdkit < 1.24 lacks interning (and calls neither callback): keep it forever.
-        None => c.into_raw(),
-    }
-}
-
-pub(crate) unsafe extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
+extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
     guarded("default_export", ptr::null(), || {
-        let Some(g) = config::current() else {
+        let Some(g) = serving::current() else {
             return c"".as_ptr();
         };
         let Some(f) = g.module.default_export() else {
             return c"".as_ptr();
         };
         let mut name = RString::new();
-        // SAFETY: the instance belongs to this module.
+        // SAFETY: the generation's own instance.
         if unsafe { f(g.instance, readonly != 0, is_tls != 0, &mut name) } < 0 {
             report_failure();
             return ptr::null();
         }
         if name.len() > MAX_STRING {
-            let msg = format!(
+            Failure::invalid(format!(
                 "{}: default_export returned a name of {} bytes, longer than NBD allows ({MAX_STRING})",
                 g.name(),
                 name.len()
-            );
-            report(libc::EINVAL, &msg);
+            ))
+            .report();
             return ptr::null();
         }
-        intern("default_export", name.as_str())
+        containment::intern("default_export", name.as_str())
     })
 }
 
 // ---- A connection ----
 
-/// What nbdkit holds as the handle of one open connection.
+/// What nbdkit holds as the handle of one open connection: the plugin's handle and the
+/// generation whose instance opened it, kept alive until the connection closes.
 pub struct Connection {
-    /// The generation that opened it, kept until it closes.
     generation: Arc<Generation>,
     /// The plugin's own handle.
     handle: HandlePtr,
@@ -395,24 +400,38 @@ pub struct Connection {
 
 const UNKNOWN: i32 = i32::MIN;
 
-/// The connection behind an nbdkit handle.
-///
-/// # Safety
-/// `h` must be a handle returned by [`open`] and not yet passed to [`close`].
-#[inline(always)]
-unsafe fn conn<'a>(h: *mut c_void) -> &'a Connection {
-    // SAFETY: the caller's contract; `open` leaked a `Box<Connection>`.
-    unsafe { &*(h as *const Connection) }
+impl Connection {
+    /// The connection behind nbdkit's handle: how every callback that takes a handle starts.
+    ///
+    /// # Safety
+    /// nbdkit's contract with those callbacks: `h` is what [`open`] returned (a leaked
+    /// `Box<Connection>`), and nbdkit uses it in no callback after [`close`].
+    #[inline(always)]
+    unsafe fn from_handle<'a>(h: Handle) -> &'a Connection {
+        // SAFETY: the caller's contract.
+        unsafe { &*(h as *const Connection) }
+    }
+
+    #[inline(always)]
+    fn module(&self) -> &PluginModuleRef {
+        &self.generation.module
+    }
+
+    /// The instance that opened [`Connection::handle`].
+    #[inline(always)]
+    fn instance(&self) -> InstancePtr {
+        self.generation.instance
+    }
 }
 
-pub(crate) unsafe extern "C" fn open(readonly: c_int) -> *mut c_void {
+extern "C" fn open(readonly: c_int) -> Handle {
     guarded("open", ptr::null_mut(), || {
-        let Some(generation) = config::current() else {
-            report(libc::EIO, "rustshim: open without a loaded plugin");
+        let Some(generation) = serving::current() else {
+            Failure::new(libc::EIO, "rustshim: open without a loaded plugin").report();
             return ptr::null_mut();
         };
         let mut handle = HandlePtr(ptr::null_mut());
-        // SAFETY: the instance belongs to this module.
+        // SAFETY: the generation's own instance.
         if unsafe { (generation.module.open())(generation.instance, readonly != 0, &mut handle) }
             < 0
         {
@@ -428,166 +447,121 @@ pub(crate) unsafe extern "C" fn open(readonly: c_int) -> *mut c_void {
     })
 }
 
-pub(crate) unsafe extern "C" fn close(h: *mut c_void) {
+unsafe extern "C" fn close(h: Handle) {
     guarded("close", (), || {
-        // SAFETY: nbdkit passes a handle from `open` exactly once to `close`.
+        // SAFETY: nbdkit passes a handle from `open` exactly once to `close`, its last use.
         let c = unsafe { Box::from_raw(h as *mut Connection) };
-        // SAFETY: the handle belongs to this generation's instance and is not used again.
-        unsafe { (c.generation.module.close())(c.generation.instance, c.handle) };
+        unsafe { (c.module().close())(c.instance(), c.handle) };
         services::log_recorded_error();
     })
 }
 
-pub(crate) unsafe extern "C" fn get_size(h: *mut c_void) -> i64 {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
+unsafe extern "C" fn get_size(h: Handle) -> i64 {
+    let c = unsafe { Connection::from_handle(h) };
     let mut size = 0u64;
-    // SAFETY: the handle belongs to this generation's instance.
-    if unsafe { (c.generation.module.get_size())(c.generation.instance, c.handle, &mut size) } < 0 {
+    if unsafe { (c.module().get_size())(c.instance(), c.handle, &mut size) } < 0 {
         report_failure();
         return -1;
     }
     match i64::try_from(size) {
         Ok(size) => size,
         Err(_) => {
-            report(
-                libc::EINVAL,
-                &format!(
-                    "{}: get_size returned {size}, larger than nbdkit allows ({})",
-                    c.generation.name(),
-                    i64::MAX
-                ),
-            );
+            Failure::invalid(format!(
+                "{}: get_size returned {size}, larger than nbdkit allows ({})",
+                c.generation.name(),
+                i64::MAX
+            ))
+            .report();
             -1
         }
     }
 }
 
-pub(crate) unsafe extern "C" fn export_description(h: *mut c_void) -> *const c_char {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let Some(f) = c.generation.module.export_description() else {
+unsafe extern "C" fn export_description(h: Handle) -> *const c_char {
+    let c = unsafe { Connection::from_handle(h) };
+    let Some(f) = c.module().export_description() else {
         return ptr::null();
     };
     guarded("export_description", ptr::null(), || {
         let mut description = RString::new();
-        // SAFETY: the handle belongs to this generation's instance.
-        if unsafe { f(c.generation.instance, c.handle, &mut description) } < 0 {
+        if unsafe { f(c.instance(), c.handle, &mut description) } < 0 {
             report_failure();
             return ptr::null();
         }
-        // A description is only informative: cut it to what NBD carries (on a character
-        // boundary) rather than lose it.
-        let mut text = description.as_str();
-        if text.len() > MAX_STRING {
-            let mut end = MAX_STRING;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            nbdkit_c::debug(&format!(
-                "rustshim: {}: export description of {} bytes cut to {end}",
-                c.generation.name(),
-                text.len()
-            ));
-            text = &text[..end];
-        }
-        intern("export_description", text)
+        let text = containment::cut_description(c.generation.name(), description.as_str());
+        containment::intern("export_description", text)
     })
 }
 
-pub(crate) unsafe extern "C" fn block_size(
-    h: *mut c_void,
+unsafe extern "C" fn block_size(
+    h: Handle,
     minimum: *mut u32,
     preferred: *mut u32,
     maximum: *mut u32,
 ) -> c_int {
-    // SAFETY: nbdkit passes a live handle and valid out pointers.
-    let (c, minimum, preferred, maximum) =
-        unsafe { (conn(h), &mut *minimum, &mut *preferred, &mut *maximum) };
-    let Some(f) = c.generation.module.block_size() else {
+    // SAFETY: nbdkit's out pointers are valid for the call.
+    let (c, minimum, preferred, maximum) = unsafe {
+        (
+            Connection::from_handle(h),
+            &mut *minimum,
+            &mut *preferred,
+            &mut *maximum,
+        )
+    };
+    let Some(f) = c.module().block_size() else {
         (*minimum, *preferred, *maximum) = (0, 0, 0);
         return 0;
     };
-    // SAFETY: the handle belongs to this generation's instance.
-    if forward(unsafe { f(c.generation.instance, c.handle, minimum, preferred, maximum) }) < 0 {
+    if forward(unsafe { f(c.instance(), c.handle, minimum, preferred, maximum) }) < 0 {
         return -1;
     }
     match check_block_size(*minimum, *preferred, *maximum) {
         Ok(()) => 0,
-        Err(why) => {
-            let msg = format!(
-                "{}: block_size returned minimum {} preferred {} maximum {}: {why}",
-                c.generation.name(),
-                *minimum,
-                *preferred,
-                *maximum
-            );
-            report(libc::EINVAL, &msg);
-            -1
-        }
+        Err(why) => status(Err(Failure::invalid(format!(
+            "{}: block_size returned minimum {} preferred {} maximum {}: {why}",
+            c.generation.name(),
+            *minimum,
+            *preferred,
+            *maximum
+        )))),
     }
-}
-
-/// nbdkit's rules for block size constraints (all zero: none), checked before nbdkit sees them
-/// so the message can name the plugin and the values.
-pub fn check_block_size(minimum: u32, preferred: u32, maximum: u32) -> Result<(), &'static str> {
-    if (minimum, preferred, maximum) == (0, 0, 0) {
-        return Ok(());
-    }
-    if !(1..=65536).contains(&minimum) || !minimum.is_power_of_two() {
-        return Err("the minimum must be a power of 2 from 1 to 64K");
-    }
-    if !(512..=32 << 20).contains(&preferred) || !preferred.is_power_of_two() {
-        return Err("the preferred size must be a power of 2 from 512 to 32M");
-    }
-    if maximum != u32::MAX && maximum % minimum != 0 {
-        return Err("the maximum must be a multiple of the minimum, or u32::MAX for no limit");
-    }
-    if minimum > preferred || preferred > maximum {
-        return Err("they must be ordered minimum <= preferred <= maximum");
-    }
-    Ok(())
 }
 
 /// Calls an optional `can_*` callback, or answers `default` as nbdkit would without it.
 #[inline(always)]
 fn ask(
     c: &Connection,
-    slot: Option<unsafe extern "C" fn(rustshim_plugin_api::abi::InstancePtr, HandlePtr) -> i32>,
+    slot: Option<unsafe extern "C" fn(InstancePtr, HandlePtr) -> i32>,
     default: impl FnOnce() -> c_int,
 ) -> c_int {
     match slot {
-        // SAFETY: the handle belongs to this generation's instance.
-        Some(f) => forward(unsafe { f(c.generation.instance, c.handle) }),
+        Some(f) => forward(unsafe { f(c.instance(), c.handle) }),
         None => default(),
     }
 }
 
-pub(crate) unsafe extern "C" fn can_write(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let m = &c.generation.module;
-    ask(c, m.can_write(), || m.pwrite().is_some() as c_int)
+/// The `can_*` callbacks: the plugin's answer, or without its callback nbdkit's default,
+/// computed from the module `$m` (nbdkit-plugin(3)).
+macro_rules! queries {
+    ($($name:ident: |$m:ident| $default:expr;)*) => {$(
+        unsafe extern "C" fn $name(h: Handle) -> c_int {
+            let c = unsafe { Connection::from_handle(h) };
+            let $m = c.module();
+            ask(c, $m.$name(), || $default)
+        }
+    )*};
 }
 
-pub(crate) unsafe extern "C" fn can_flush(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let m = &c.generation.module;
-    ask(c, m.can_flush(), || m.flush().is_some() as c_int)
-}
-
-pub(crate) unsafe extern "C" fn is_rotational(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    ask(c, c.generation.module.is_rotational(), || 0)
-}
-
-pub(crate) unsafe extern "C" fn can_trim(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let m = &c.generation.module;
-    ask(c, m.can_trim(), || m.trim().is_some() as c_int)
+queries! {
+    can_write: |m| m.pwrite().is_some() as c_int;
+    can_flush: |m| m.flush().is_some() as c_int;
+    is_rotational: |_m| 0;
+    can_trim: |m| m.trim().is_some() as c_int;
+    can_multi_conn: |_m| 0;
+    can_extents: |m| m.extents().is_some() as c_int;
+    // Unlike nbdkit, which would advertise FUA even when `can_flush` said no.
+    can_fua: |m| if m.flush().is_some() { FUA_EMULATE } else { FUA_NONE };
+    can_cache: |m| if m.cache().is_some() { CACHE_NATIVE } else { CACHE_NONE };
 }
 
 /// The plugin's `can_zero` answer, asked at most once per connection as nbdkit does.
@@ -596,7 +570,7 @@ fn plugin_can_zero(c: &Connection) -> c_int {
     if cached != UNKNOWN {
         return cached;
     }
-    let m = &c.generation.module;
+    let m = c.module();
     // Without `zero`, answering 0 makes nbdkit emulate zeroing with `pwrite` in its backend,
     // which is correct on every version (unlike its fallback after a failed `zero`).
     let answer = ask(c, m.can_zero(), || m.zero().is_some() as c_int);
@@ -606,15 +580,13 @@ fn plugin_can_zero(c: &Connection) -> c_int {
     answer
 }
 
-pub(crate) unsafe extern "C" fn can_zero(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    plugin_can_zero(unsafe { conn(h) })
+unsafe extern "C" fn can_zero(h: Handle) -> c_int {
+    plugin_can_zero(unsafe { Connection::from_handle(h) })
 }
 
-pub(crate) unsafe extern "C" fn can_fast_zero(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let m = &c.generation.module;
+unsafe extern "C" fn can_fast_zero(h: Handle) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    let m = c.module();
     // nbdkit's default: fast zero is "supported" when zeroing would be emulated anyway (it then
     // fails fast), otherwise not.
     ask(c, m.can_fast_zero(), || {
@@ -628,121 +600,48 @@ pub(crate) unsafe extern "C" fn can_fast_zero(h: *mut c_void) -> c_int {
     })
 }
 
-pub(crate) unsafe extern "C" fn can_fua(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let m = &c.generation.module;
-    ask(c, m.can_fua(), || {
-        if m.flush().is_some() {
-            FUA_EMULATE
-        } else {
-            FUA_NONE
-        }
-    })
-}
-
-pub(crate) unsafe extern "C" fn can_multi_conn(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    ask(c, c.generation.module.can_multi_conn(), || 0)
-}
-
-pub(crate) unsafe extern "C" fn can_extents(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let m = &c.generation.module;
-    ask(c, m.can_extents(), || m.extents().is_some() as c_int)
-}
-
-pub(crate) unsafe extern "C" fn can_cache(h: *mut c_void) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let m = &c.generation.module;
-    ask(c, m.can_cache(), || {
-        if m.cache().is_some() {
-            CACHE_NATIVE
-        } else {
-            CACHE_NONE
-        }
-    })
-}
-
 // ---- Serving data ----
 
-pub(crate) unsafe extern "C" fn pread(
-    h: *mut c_void,
+unsafe extern "C" fn pread(
+    h: Handle,
     buf: *mut c_void,
     count: u32,
     offset: u64,
     flags: u32,
 ) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    // SAFETY: the handle belongs to this generation's instance; nbdkit's buffer holds `count`
-    // bytes for the duration of the call.
+    let c = unsafe { Connection::from_handle(h) };
     forward(unsafe {
-        (c.generation.module.pread())(
-            c.generation.instance,
-            c.handle,
-            buf.cast(),
-            count,
-            offset,
-            flags,
-        )
+        (c.module().pread())(c.instance(), c.handle, buf.cast(), count, offset, flags)
     })
 }
 
-pub(crate) unsafe extern "C" fn pwrite(
-    h: *mut c_void,
+unsafe extern "C" fn pwrite(
+    h: Handle,
     buf: *const c_void,
     count: u32,
     offset: u64,
     flags: u32,
 ) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    match c.generation.module.pwrite() {
-        // SAFETY: as for pread.
-        Some(f) => forward(unsafe {
-            f(
-                c.generation.instance,
-                c.handle,
-                buf.cast(),
-                count,
-                offset,
-                flags,
-            )
-        }),
-        None => {
-            report(libc::EROFS, "");
-            -1
-        }
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().pwrite() {
+        Some(f) => forward(unsafe { f(c.instance(), c.handle, buf.cast(), count, offset, flags) }),
+        None => fail(libc::EROFS),
     }
 }
 
-pub(crate) unsafe extern "C" fn flush(h: *mut c_void, flags: u32) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    match c.generation.module.flush() {
-        // SAFETY: the handle belongs to this generation's instance.
-        Some(f) => forward(unsafe { f(c.generation.instance, c.handle, flags) }),
-        None => {
-            report(libc::EINVAL, "");
-            -1
-        }
+unsafe extern "C" fn flush(h: Handle, flags: u32) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().flush() {
+        Some(f) => forward(unsafe { f(c.instance(), c.handle, flags) }),
+        None => fail(libc::EINVAL),
     }
 }
 
-pub(crate) unsafe extern "C" fn trim(h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    match c.generation.module.trim() {
-        // SAFETY: the handle belongs to this generation's instance.
-        Some(f) => forward(unsafe { f(c.generation.instance, c.handle, count, offset, flags) }),
-        None => {
-            report(libc::EINVAL, "");
-            -1
-        }
+unsafe extern "C" fn trim(h: Handle, count: u32, offset: u64, flags: u32) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().trim() {
+        Some(f) => forward(unsafe { f(c.instance(), c.handle, count, offset, flags) }),
+        None => fail(libc::EINVAL),
     }
 }
 
@@ -751,28 +650,17 @@ static ZEROES: [u8; 1 << 20] = [0; 1 << 20];
 
 /// Writes zeroes with the plugin's `pwrite`, as nbdkit does when `zero` is missing or declines.
 fn write_zeroes(c: &Connection, mut count: u32, mut offset: u64, flags: u32) -> c_int {
-    let Some(pwrite) = c.generation.module.pwrite() else {
-        report(libc::EROFS, "");
-        return -1;
+    let Some(pwrite) = c.module().pwrite() else {
+        return fail(libc::EROFS);
     };
     const _: () = assert!(ZEROES.len() <= MAX_REQUEST_SIZE);
     while count > 0 {
         let n = count.min(ZEROES.len() as u32);
         // FUA applies to every chunk: the whole range must be durable when this returns.
         let chunk_flags = flags & FLAG_FUA;
-        // SAFETY: the handle belongs to this generation's instance; ZEROES holds `n` bytes and
-        // is never written.
-        if unsafe {
-            pwrite(
-                c.generation.instance,
-                c.handle,
-                ZEROES.as_ptr(),
-                n,
-                offset,
-                chunk_flags,
-            )
-        } < 0
-        {
+        // ZEROES holds `n` bytes and is never written.
+        let buf = ZEROES.as_ptr();
+        if unsafe { pwrite(c.instance(), c.handle, buf, n, offset, chunk_flags) } < 0 {
             report_failure();
             return -1;
         }
@@ -782,284 +670,73 @@ fn write_zeroes(c: &Connection, mut count: u32, mut offset: u64, flags: u32) -> 
     0
 }
 
-pub(crate) unsafe extern "C" fn zero(h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
+unsafe extern "C" fn zero(h: Handle, count: u32, offset: u64, flags: u32) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
     let fast = flags & FLAG_FAST_ZERO != 0;
-    let Some(f) = c.generation.module.zero() else {
+    let Some(f) = c.module().zero() else {
         if fast {
-            report(libc::ENOTSUP, "");
-            return -1;
+            return fail(libc::ENOTSUP);
         }
         return write_zeroes(c, count, offset, flags);
     };
-    // SAFETY: the handle belongs to this generation's instance.
-    if unsafe { f(c.generation.instance, c.handle, count, offset, flags) } == 0 {
+    if unsafe { f(c.instance(), c.handle, count, offset, flags) } == 0 {
         return 0;
     }
-    let (errno, msg) = services::take_error();
-    if !fast && (errno == libc::ENOTSUP || errno == libc::EOPNOTSUPP) {
+    let failure = services::take_error();
+    if !fast && (failure.errno == libc::ENOTSUP || failure.errno == libc::EOPNOTSUPP) {
         return write_zeroes(c, count, offset, flags);
     }
-    report(errno, &msg);
-    -1
+    status(Err(failure))
 }
 
-pub(crate) unsafe extern "C" fn cache(
-    h: *mut c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    match c.generation.module.cache() {
-        // SAFETY: the handle belongs to this generation's instance.
-        Some(f) => forward(unsafe { f(c.generation.instance, c.handle, count, offset, flags) }),
+unsafe extern "C" fn cache(h: Handle, count: u32, offset: u64, flags: u32) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().cache() {
+        Some(f) => forward(unsafe { f(c.instance(), c.handle, count, offset, flags) }),
         None => 0,
     }
 }
 
-/// The state of one `extents` call: nbdkit's list and the range still to be covered.
-struct ExtentClip {
-    list: *mut NbdkitExtents,
-    /// Where the next extent must start.
-    next: u64,
-    /// End of the requested range.
-    end: u64,
-}
-
-/// Adds one plugin extent, clipped to the requested range and to what is already covered:
-/// nbdkit never sees an extent outside the request (nbdkit < 1.44 can assert on one, CVE-2025-47711)
-/// or overlapping a previous one. A gap is refused.
-extern "C" fn add_extent(ctx: *mut c_void, offset: u64, length: u64, kind: u32) -> i32 {
-    // SAFETY: `ctx` is the `ExtentClip` of the running `extents` call.
-    let clip = unsafe { &mut *(ctx as *mut ExtentClip) };
-    let (start, stop) = match clip_extent(clip.next, clip.end, offset, length) {
-        Clipped::Skip => return 0,
-        Clipped::Gap => {
-            nbdkit_c::error(&format!(
-                "extents: the plugin left a gap: extent at {offset} but the previous one ended at {}",
-                clip.next
-            ));
-            return libc::ERANGE;
-        }
-        Clipped::Add { start, stop } => (start, stop),
-    };
-    let Some(add) = server().add_extent else {
-        return libc::ENOTSUP;
-    };
-    // SAFETY: `list` is nbdkit's extents list for this call; nbdkit validates again.
-    if unsafe { add(clip.list, start, stop - start, kind & 3) } != 0 {
-        return libc::ERANGE;
-    }
-    clip.next = stop;
-    0
-}
-
-/// What becomes of one extent a plugin reports.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Clipped {
-    /// Nothing of it is new (zero length, already covered, or past the end).
-    Skip,
-    /// It starts after the covered part ends.
-    Gap,
-    /// Pass `[start, stop)` on.
-    Add { start: u64, stop: u64 },
-}
-
-/// Clips the extent `[offset, offset + length)` to the part after `next` (the end of what is
-/// covered so far) and before `end` (the end of the request).
-pub fn clip_extent(next: u64, end: u64, offset: u64, length: u64) -> Clipped {
-    let stop = offset.saturating_add(length).min(end);
-    if stop <= next {
-        Clipped::Skip
-    } else if offset > next {
-        Clipped::Gap
-    } else {
-        Clipped::Add { start: next, stop }
-    }
-}
-
-pub(crate) unsafe extern "C" fn extents(
-    h: *mut c_void,
+unsafe extern "C" fn extents(
+    h: Handle,
     count: u32,
     offset: u64,
     flags: u32,
     list: *mut NbdkitExtents,
 ) -> c_int {
-    // SAFETY: nbdkit passes a live handle.
-    let c = unsafe { conn(h) };
-    let mut clip = ExtentClip {
-        list,
-        next: offset,
-        end: offset.saturating_add(count.into()),
-    };
-    let Some(f) = c.generation.module.extents() else {
+    let c = unsafe { Connection::from_handle(h) };
+    let mut clip = ExtentClip::new(list, count, offset);
+    let Some(f) = c.module().extents() else {
         // nbdkit's default: the whole range is allocated data.
-        return match add_extent(
-            (&mut clip as *mut ExtentClip).cast(),
-            offset,
-            count.into(),
-            0,
-        ) {
+        return match clip.add(offset, count.into(), 0) {
             0 => 0,
-            errno => {
-                report(errno, "");
-                -1
-            }
+            errno => fail(errno),
         };
     };
-    let sink = ExtentSink {
-        ctx: (&mut clip as *mut ExtentClip).cast(),
-        add: add_extent,
-    };
-    // SAFETY: the handle belongs to this generation's instance; the sink outlives the call.
-    forward(unsafe { f(c.generation.instance, c.handle, count, offset, flags, sink) })
+    // The sink outlives the call.
+    forward(unsafe { f(c.instance(), c.handle, count, offset, flags, clip.sink()) })
 }
-
-/// The text of `nbdkit rustshim --help`.
-pub const CONFIG_HELP: &CStr =
-    c"plugin=PATH|NAME       (required) The Rust plugin to load: a .so built with
-                       rustshim-plugin-api. A NAME (no '/' or '.') is looked up as
-                       librustshim_NAME.so or libNAME.so in $RUSTSHIM_PLUGIN_PATH,
-                       then in rustshim/ beside this shim. The first bare argument
-                       is the same; later bare arguments go to the plugin's magic key.
-allow-insecure-plugin=true
-                       Load the plugin even if others could write to it or to a
-                       directory above it (refused by default).
-reload=watch           Load each new build of the plugin file while serving:
-                       new connections get the new build, open ones keep theirs
-                       (default: reload=off).
-[KEY=VALUE ...]        Anything else is the plugin's own configuration:
-                       see nbdkit rustshim plugin=PATH --dump-plugin.";
-
-/// The shim's magic key as a C string.
-pub const MAGIC_CONFIG_KEY: &CStr = c"rustshim-bare-argument";
-const _: () = assert!(MAGIC_CONFIG_KEY.to_bytes().len() == BARE_ARGUMENT_KEY.len());
 
 #[cfg(test)]
 mod tests {
+    use rustshim_plugin_api::abi::CALLBACK_NAMES;
+
     use super::*;
 
-    /// A small deterministic generator (xorshift64*), so the properties need no extra crate.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    /// The plugin callbacks that are the shim's own (hot reload), not nbdkit's.
+    const RUSTSHIM_ONLY: [&str; 2] = ["hand_over", "take_over"];
 
-    /// Whatever a plugin reports, what reaches nbdkit is ascending, contiguous, starts at the
-    /// request's offset, stays inside the request, and covers every byte the plugin covered
-    /// contiguously from the start.
     #[test]
-    fn clipped_extents_are_always_valid() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
-        for _ in 0..20_000 {
-            let offset = match rng.below(3) {
-                0 => rng.below(1 << 20),
-                1 => u64::MAX - rng.below(1 << 20),
-                _ => rng.next(),
+    fn every_nbdkit_callback_of_the_abi_is_registered() {
+        for name in CALLBACK_NAMES.iter().filter(|n| !RUSTSHIM_ONLY.contains(n)) {
+            let Some(&(_, offset)) = NbdkitPlugin::FIELDS.iter().find(|(f, _)| f == name) else {
+                panic!("struct nbdkit_plugin has no field '{name}': add it to nbdkit_c/plugin_struct.rs, or to RUSTSHIM_ONLY if nbdkit has no such callback");
             };
-            let end = offset.saturating_add(rng.below(1 << 20) + 1);
-            let mut next = offset;
-            let mut passed: Vec<(u64, u64)> = Vec::new();
-            let mut gap = false;
-            for _ in 0..rng.below(8) {
-                // Extents near the request, some sane, some not.
-                let start = match rng.below(4) {
-                    0 => next,
-                    1 => next.saturating_sub(rng.below(4096)),
-                    2 => next.saturating_add(rng.below(4096)),
-                    _ => rng.next(),
-                };
-                let length = match rng.below(4) {
-                    0 => 0,
-                    1 => u64::MAX - rng.below(10),
-                    _ => rng.below(1 << 19),
-                };
-                match clip_extent(next, end, start, length) {
-                    Clipped::Skip => assert!(start.saturating_add(length).min(end) <= next),
-                    Clipped::Gap => {
-                        assert!(start > next);
-                        gap = true;
-                        break;
-                    }
-                    Clipped::Add { start: s, stop } => {
-                        assert_eq!(s, next, "contiguous");
-                        assert!(s < stop && stop <= end, "inside the request");
-                        assert!(
-                            start <= s && stop <= start.saturating_add(length),
-                            "part of what the plugin said"
-                        );
-                        passed.push((s, stop));
-                        next = stop;
-                    }
-                }
-            }
-            if let Some(first) = passed.first() {
-                assert_eq!(first.0, offset, "the first extent covers the offset");
-            }
-            assert!(gap || passed.windows(2).all(|w| w[0].1 == w[1].0));
-        }
-    }
-
-    #[test]
-    fn sane_extents_pass_unchanged() {
-        assert_eq!(
-            clip_extent(100, 200, 100, 50),
-            Clipped::Add {
-                start: 100,
-                stop: 150
-            }
-        );
-        assert_eq!(
-            clip_extent(150, 200, 150, 500),
-            Clipped::Add {
-                start: 150,
-                stop: 200
-            }
-        );
-        assert_eq!(clip_extent(100, 200, 100, 0), Clipped::Skip);
-        assert_eq!(clip_extent(100, 200, 120, 10), Clipped::Gap);
-    }
-
-    #[test]
-    fn block_size_rules_match_nbdkits() {
-        assert_eq!(check_block_size(0, 0, 0), Ok(()));
-        assert_eq!(check_block_size(1, 512, u32::MAX), Ok(()));
-        assert_eq!(check_block_size(512, 4096, 32 << 20), Ok(()));
-        assert!(check_block_size(0, 512, 4096).is_err());
-        assert!(check_block_size(1 << 17, 1 << 17, 1 << 17).is_err());
-        assert!(check_block_size(512, 1000, 4096).is_err());
-        assert!(check_block_size(512, 64 << 20, u32::MAX).is_err());
-        assert!(check_block_size(512, 4096, 4097).is_err());
-        assert!(check_block_size(4096, 512, 4096).is_err());
-        // Random triples never panic, and accepted ones satisfy every rule.
-        let mut rng = Rng(42);
-        for _ in 0..100_000 {
-            let pick = |rng: &mut Rng| match rng.below(3) {
-                0 => 1u32 << rng.below(32),
-                1 => rng.next() as u32,
-                _ => u32::MAX,
+            // SAFETY: `offset` is that of a function pointer field of `PLUGIN`.
+            let slot = unsafe {
+                *(ptr::from_ref(&PLUGIN.0).cast::<u8>().add(offset) as *const *const c_void)
             };
-            let (a, b, c) = (pick(&mut rng), pick(&mut rng), pick(&mut rng));
-            if check_block_size(a, b, c).is_ok() && (a, b, c) != (0, 0, 0) {
-                assert!(
-                    a.is_power_of_two()
-                        && a <= 65536
-                        && b.is_power_of_two()
-                        && (512..=32 << 20).contains(&b)
-                );
-                assert!(a <= b && b <= c && (c == u32::MAX || c % a == 0));
-            }
+            assert!(!slot.is_null(), "'{name}' is not registered in PLUGIN");
         }
     }
 }

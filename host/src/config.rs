@@ -6,20 +6,42 @@
 //! * Any other `key=value`: the plugin's `config`, in command-line order. Pairs given before
 //!   `plugin=` wait and are replayed right after the plugin loads.
 //!
-//! Every pair given to the plugin is recorded, so a later generation can be configured the same
-//! way.
+//! Every pair given to the plugin is recorded ([`serving::record`]), so a later generation can be
+//! configured the same way.
 
+use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustshim_plugin_api::abi::RStr;
 
+use crate::failure::Failure;
 use crate::generation::Generation;
 use crate::locate::{self, Trust};
 use crate::services;
+use crate::serving;
 
 /// The shim's `magic_config_key`: nbdkit passes every bare argument under this key.
+pub const MAGIC_CONFIG_KEY: &CStr = c"rustshim-bare-argument";
+/// [`MAGIC_CONFIG_KEY`] as the key `config` sees.
 pub const BARE_ARGUMENT_KEY: &str = "rustshim-bare-argument";
+const _: () = assert!(MAGIC_CONFIG_KEY.to_bytes().len() == BARE_ARGUMENT_KEY.len());
+
+/// The text of `nbdkit rustshim --help`.
+pub const CONFIG_HELP: &CStr =
+    c"plugin=PATH|NAME       (required) The Rust plugin to load: a .so built with
+                       rustshim-plugin-api. A NAME (no '/' or '.') is looked up as
+                       librustshim_NAME.so or libNAME.so in $RUSTSHIM_PLUGIN_PATH,
+                       then in rustshim/ beside this shim. The first bare argument
+                       is the same; later bare arguments go to the plugin's magic key.
+allow-insecure-plugin=true
+                       Load the plugin even if others could write to it or to a
+                       directory above it (refused by default).
+reload=watch           Load each new build of the plugin file while serving:
+                       new connections get the new build, open ones keep theirs
+                       (default: reload=off).
+[KEY=VALUE ...]        Anything else is the plugin's own configuration:
+                       see nbdkit rustshim plugin=PATH --dump-plugin.";
 
 /// What `reload=` asked for.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
@@ -34,7 +56,7 @@ pub enum ReloadMode {
 /// The shim's key that turns off the permission check of the plugin file.
 pub const ALLOW_INSECURE_KEY: &str = "allow-insecure-plugin";
 
-/// The shim's state, shared by all callbacks.
+/// The shim's options and the plugin file, as the command line gave them.
 #[derive(Default)]
 pub struct ShimState {
     /// `reload=`.
@@ -45,10 +67,6 @@ pub struct ShimState {
     pub plugin_path: Option<PathBuf>,
     /// Pairs given before `plugin=`.
     pending: Vec<(String, String)>,
-    /// Every pair given to the plugin, in order.
-    pub recorded: Vec<(String, String)>,
-    /// The generation new connections go to.
-    pub current: Option<Arc<Generation>>,
 }
 
 impl ShimState {
@@ -67,24 +85,17 @@ static STATE: Mutex<ShimState> = Mutex::new(ShimState {
     allow_insecure: false,
     plugin_path: None,
     pending: Vec::new(),
-    recorded: Vec::new(),
-    current: None,
 });
 
-/// Locks the shim's state (never held across a plugin callback that could re-enter it).
+/// Locks the shim's options (never held across a plugin callback that could re-enter it).
 pub fn state() -> MutexGuard<'static, ShimState> {
     STATE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The generation new connections go to, if a plugin is loaded.
-pub fn current() -> Option<Arc<Generation>> {
-    state().current.clone()
-}
-
 /// Handles one `key=value` from nbdkit's `.config`. Errors are one line, not yet reported.
-pub fn config(key: &str, value: &str) -> Result<(), String> {
+pub fn config(key: &str, value: &str) -> Result<(), Failure> {
     match key {
         "plugin" => set_plugin(value, "plugin="),
         "reload" => {
@@ -92,28 +103,32 @@ pub fn config(key: &str, value: &str) -> Result<(), String> {
                 "watch" => ReloadMode::Watch,
                 "off" => ReloadMode::Off,
                 _ => {
-                    return Err(format!(
+                    return Err(Failure::invalid(format!(
                         "reload={value}: expected reload=watch or reload=off"
-                    ))
+                    )))
                 }
             };
             Ok(())
         }
         ALLOW_INSECURE_KEY => {
-            state().allow_insecure = parse_bool(value)
-                .ok_or_else(|| format!("{ALLOW_INSECURE_KEY}={value}: expected true or false"))?;
+            state().allow_insecure = parse_bool(value).ok_or_else(|| {
+                Failure::invalid(format!(
+                    "{ALLOW_INSECURE_KEY}={value}: expected true or false"
+                ))
+            })?;
             Ok(())
         }
         BARE_ARGUMENT_KEY => {
+            refuse_unread_argument_file(value)?;
             if state().plugin_path.is_none() {
                 set_plugin(value, "the first bare argument")
             } else {
                 give_bare_argument(&*ensure_loaded()?, value)
             }
         }
-        _ if key.starts_with("rustshim") => Err(format!(
+        _ if key.starts_with("rustshim") => Err(Failure::invalid(format!(
             "unknown shim key '{key}': the shim's keys are plugin, reload and {ALLOW_INSECURE_KEY} (keys starting with 'rustshim' are reserved for it)"
-        )),
+        ))),
         _ => {
             let mut st = state();
             if st.plugin_path.is_none() {
@@ -126,6 +141,23 @@ pub fn config(key: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// nbdkit ≥ 1.46 reads `@PATH` (a path with a `/`) as a file of `key=value` lines; an older one
+/// passes it on as a bare argument, which would otherwise be taken for the plugin's file.
+fn refuse_unread_argument_file(value: &str) -> Result<(), Failure> {
+    let version = crate::services::server_version().unwrap_or("unknown");
+    let reads_files = version
+        .split('.')
+        .map(|n| n.parse::<u32>().unwrap_or(0))
+        .take(2)
+        .ge([1, 46]);
+    if value.starts_with('@') && value.contains('/') && !reads_files {
+        return Err(Failure::invalid(format!(
+            "'{value}': this nbdkit ({version}) does not read @PATH argument files (nbdkit 1.46 and later do): give the keys on the command line"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_bool(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
@@ -136,13 +168,13 @@ fn parse_bool(value: &str) -> Option<bool> {
 
 /// Records the plugin file; it is loaded when first needed (see [`ensure_loaded`]), so that shim
 /// keys such as `allow-insecure-plugin=` may follow it.
-fn set_plugin(given: &str, how: &str) -> Result<(), String> {
+fn set_plugin(given: &str, how: &str) -> Result<(), Failure> {
     let mut st = state();
     if let Some(first) = &st.plugin_path {
-        return Err(format!(
+        return Err(Failure::invalid(format!(
             "plugin given twice: '{}' and then '{given}' (as {how}); the shim loads one plugin",
             first.display()
-        ));
+        )));
     }
     st.plugin_path = Some(PathBuf::from(given));
     Ok(())
@@ -151,8 +183,8 @@ fn set_plugin(given: &str, how: &str) -> Result<(), String> {
 /// The loaded plugin, loading it now if a plugin was given but not loaded yet: at its first
 /// parameter, or at `config_complete` (or `--dump-plugin`). Pairs that came before `plugin=`
 /// are given to it right after loading.
-pub fn ensure_loaded() -> Result<Arc<Generation>, String> {
-    if let Some(generation) = current() {
+pub fn ensure_loaded() -> Result<Arc<Generation>, Failure> {
+    if let Some(generation) = serving::current() {
         return Ok(generation);
     }
     let (given, trust) = {
@@ -161,11 +193,8 @@ pub fn ensure_loaded() -> Result<Arc<Generation>, String> {
     };
     let path = locate::resolve(&given)?;
     let generation = Arc::new(Generation::load(1, &path, trust)?);
-    let pending = {
-        let mut st = state();
-        st.current = Some(Arc::clone(&generation));
-        std::mem::take(&mut st.pending)
-    };
+    serving::replace(Arc::clone(&generation));
+    let pending = std::mem::take(&mut state().pending);
     for (key, value) in pending {
         give(&generation, &key, &value)?;
     }
@@ -173,41 +202,40 @@ pub fn ensure_loaded() -> Result<Arc<Generation>, String> {
 }
 
 /// The plugin, loaded if one was given; `None` if none was (`--dump-plugin` alone).
-pub fn plugin_if_given() -> Result<Option<Arc<Generation>>, String> {
+pub fn plugin_if_given() -> Result<Option<Arc<Generation>>, Failure> {
     if state().plugin_path.is_none() {
         return Ok(None);
     }
     ensure_loaded().map(Some)
 }
 
-fn no_plugin() -> String {
-    "no plugin given: add plugin=PATH (a Rust plugin .so built with rustshim-plugin-api); see nbdkit rustshim --help"
-        .to_owned()
+fn no_plugin() -> Failure {
+    Failure::invalid("no plugin given: add plugin=PATH (a Rust plugin .so built with rustshim-plugin-api); see nbdkit rustshim --help")
 }
 
-fn give_bare_argument(generation: &Generation, value: &str) -> Result<(), String> {
+fn give_bare_argument(generation: &Generation, value: &str) -> Result<(), Failure> {
     match generation.module.magic_config_key().into_option() {
         Some(key) => give(generation, key.as_str(), value),
-        None => Err(format!(
+        None => Err(Failure::invalid(format!(
             "plugin '{}' has no magic config key, so the bare argument '{value}' means nothing: write it as key=value",
             generation.name()
-        )),
+        ))),
     }
 }
 
 /// Gives one pair to the plugin and records it.
-fn give(generation: &Generation, key: &str, value: &str) -> Result<(), String> {
-    state().recorded.push((key.to_owned(), value.to_owned()));
+fn give(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> {
+    serving::record(key, value);
     configure(generation, key, value)
 }
 
-/// Calls `config` of one generation. Errors are one line, not yet reported.
-pub fn configure(generation: &Generation, key: &str, value: &str) -> Result<(), String> {
+/// Calls `config` of one generation. Errors are one line (`EINVAL`), not yet reported.
+pub fn configure(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> {
     let Some(f) = generation.module.config() else {
-        return Err(format!(
+        return Err(Failure::invalid(format!(
             "plugin '{}' takes no parameters, but was given '{key}={value}'",
             generation.name()
-        ));
+        )));
     };
     // SAFETY: configuration runs single-threaded before serving (the threading contract).
     if unsafe {
@@ -218,12 +246,12 @@ pub fn configure(generation: &Generation, key: &str, value: &str) -> Result<(), 
         )
     } != 0
     {
-        let (_, msg) = services::take_error();
-        return Err(if msg.is_empty() {
+        let msg = services::take_error().msg;
+        return Err(Failure::invalid(if msg.is_empty() {
             format!("plugin '{}': {key}={value} was refused", generation.name())
         } else {
             msg
-        });
+        }));
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use rustshim_plugin_api::abi::{
 };
 use rustshim_plugin_api::ThreadModel;
 
+use crate::failure::Failure;
 use crate::locate::{check_permissions, Trust};
 use crate::nbdkit_c;
 use crate::services::{self, host_services};
@@ -52,7 +53,7 @@ unsafe impl Sync for Generation {}
 impl Generation {
     /// Loads `source` as generation `number` and makes its instance (the plugin's `load`).
     /// Errors are one line naming the file and the cause.
-    pub fn load(number: u32, source: &Path, trust: Trust) -> Result<Generation, String> {
+    pub fn load(number: u32, source: &Path, trust: Trust) -> Result<Generation, Failure> {
         let source = absolute(source)?;
         let shown = source.display();
         precheck(&source)?;
@@ -63,14 +64,16 @@ impl Generation {
 
         let checked = match load_checked(&copy) {
             Ok(checked) => checked,
-            Err(LoadError::NoRootModule) => return Err(explain_foreign_object(&source, &copy)),
+            Err(LoadError::NoRootModule) => {
+                return Err(explain_foreign_object(&source, &copy).into())
+            }
             Err(e) => {
                 if let Some(detail) = e.detail() {
                     nbdkit_c::debug(&format!(
                         "rustshim: full ABI report for '{shown}':\n{detail}"
                     ));
                 }
-                return Err(format!("plugin file '{shown}' {e}"));
+                return Err(format!("plugin file '{shown}' {e}").into());
             }
         };
         let module = checked.module;
@@ -85,11 +88,11 @@ impl Generation {
 
         let mut instance = InstancePtr(std::ptr::null_mut());
         if (module.create())(host_services(), &mut instance) != 0 {
-            let (_, msg) = services::take_error();
-            return Err(format!(
+            let msg = services::take_error().msg;
+            return Err(Failure::invalid(format!(
                 "plugin '{}' ({shown}) failed to load: {msg}",
                 module.name()
-            ));
+            )));
         }
         nbdkit_c::debug(&format!(
             "rustshim: loaded generation {number}: plugin '{}' version {} from {shown} (private copy {}, built against rustshim-plugin-api {})",
@@ -128,7 +131,7 @@ impl Generation {
 
     /// The plugin's thread model (its `thread_model` callback, or parallel without one). On
     /// failure returns the plugin's errno and message, not yet reported.
-    pub fn thread_model(&self) -> Result<ThreadModel, (i32, String)> {
+    pub fn thread_model(&self) -> Result<ThreadModel, Failure> {
         let Some(f) = self.module.thread_model() else {
             return Ok(ThreadModel::Parallel);
         };
@@ -138,18 +141,17 @@ impl Generation {
             return Err(services::take_error());
         }
         ThreadModel::from_raw(raw).ok_or_else(|| {
-            let msg = format!(
+            Failure::invalid(format!(
                 "plugin '{}': thread_model returned invalid value {raw}",
                 self.name()
-            );
-            (libc::EINVAL, msg)
+            ))
         })
     }
 
     /// Runs one of the plugin's single-threaded lifecycle callbacks (`config_complete`,
     /// `get_ready`, `after_fork`), if it has it. On failure returns the plugin's errno and
     /// message, not yet reported.
-    pub fn lifecycle(&self, callback: Lifecycle) -> Result<(), (i32, String)> {
+    pub fn lifecycle(&self, callback: Lifecycle) -> Result<(), Failure> {
         let m = &self.module;
         let slot = match callback {
             Lifecycle::ConfigComplete => m.config_complete(),

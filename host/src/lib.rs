@@ -5,132 +5,32 @@
 //! callback to it. See ARCHITECTURE.md for the path of one request.
 //!
 //! * [`nbdkit_c`]: nbdkit's C ABI (the plugin struct, server functions looked up at run time).
-//! * [`callbacks`]: what nbdkit calls, with nbdkit's defaults for callbacks the plugin omits.
+//! * [`callbacks`]: what nbdkit calls ([`callbacks::PLUGIN`]), with nbdkit's defaults for
+//!   callbacks the plugin omits.
+//! * [`containment`]: what the shim checks, clips or refuses before nbdkit sees a plugin's answer.
 //! * [`config`]: the shim's keys and the routing of the plugin's.
+//! * [`serving`]: the generation new connections go to, and the recorded configuration.
 //! * [`generation`]: loading one copy of a plugin file into an instance.
 //! * [`locate`]: finding the plugin file by name, and its permission check.
 //! * [`services`]: the server functions as the plugin sees them.
 //! * [`reload`]: hot reload (`reload=watch`).
 //! * [`fallback`]: server functions done by the shim on old nbdkit.
+//! * [`failure`]: the one error type.
 
 pub mod callbacks;
 pub mod config;
+pub mod containment;
+pub mod failure;
 pub mod fallback;
 pub mod generation;
 pub mod locate;
 pub mod nbdkit_c;
 pub mod reload;
 pub mod services;
-
-use std::ptr;
-
-use nbdkit_c::{NbdkitPlugin, Registration, API_VERSION, THREAD_MODEL_PARALLEL};
-
-static PLUGIN: Registration = Registration(NbdkitPlugin {
-    struct_size: std::mem::size_of::<NbdkitPlugin>() as u64,
-    api_version: API_VERSION,
-    // The loosest model; the plugin's own model is returned by `.thread_model`.
-    thread_model: THREAD_MODEL_PARALLEL,
-    name: c"rustshim".as_ptr(),
-    longname: c"nbdkit Rust plugin shim".as_ptr(),
-    version: concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast(),
-    description: c"Loads a Rust plugin built with rustshim-plugin-api (plugin=PATH) and forwards every nbdkit callback to it over a stable ABI.".as_ptr(),
-    load: Some(callbacks::load),
-    unload: Some(callbacks::unload),
-    config: Some(callbacks::config),
-    config_complete: Some(callbacks::config_complete),
-    config_help: callbacks::CONFIG_HELP.as_ptr(),
-    open: Some(callbacks::open),
-    close: Some(callbacks::close),
-    get_size: Some(callbacks::get_size),
-    can_write: Some(callbacks::can_write),
-    can_flush: Some(callbacks::can_flush),
-    is_rotational: Some(callbacks::is_rotational),
-    can_trim: Some(callbacks::can_trim),
-    pread_v1: ptr::null(),
-    pwrite_v1: ptr::null(),
-    flush_v1: ptr::null(),
-    trim_v1: ptr::null(),
-    zero_v1: ptr::null(),
-    // Errors always go through nbdkit_set_error: Rust code may clobber errno before returning.
-    errno_is_preserved: 0,
-    dump_plugin: Some(callbacks::dump_plugin),
-    can_zero: Some(callbacks::can_zero),
-    can_fua: Some(callbacks::can_fua),
-    pread: Some(callbacks::pread),
-    pwrite: Some(callbacks::pwrite),
-    flush: Some(callbacks::flush),
-    trim: Some(callbacks::trim),
-    zero: Some(callbacks::zero),
-    magic_config_key: callbacks::MAGIC_CONFIG_KEY.as_ptr(),
-    can_multi_conn: Some(callbacks::can_multi_conn),
-    can_extents: Some(callbacks::can_extents),
-    extents: Some(callbacks::extents),
-    can_cache: Some(callbacks::can_cache),
-    cache: Some(callbacks::cache),
-    thread_model_fn: Some(callbacks::thread_model),
-    can_fast_zero: Some(callbacks::can_fast_zero),
-    preconnect: Some(callbacks::preconnect),
-    get_ready: Some(callbacks::get_ready),
-    after_fork: Some(callbacks::after_fork),
-    list_exports: Some(callbacks::list_exports),
-    default_export: Some(callbacks::default_export),
-    export_description: Some(callbacks::export_description),
-    cleanup: Some(callbacks::cleanup),
-    block_size: Some(callbacks::block_size),
-});
+pub mod serving;
 
 /// nbdkit's entry point: returns the plugin struct, which nbdkit copies once.
 #[no_mangle]
-pub extern "C" fn plugin_init() -> *const NbdkitPlugin {
-    &PLUGIN.0
-}
-
-#[cfg(test)]
-mod layout_tests {
-    use crate::nbdkit_c::{field_offsets, NbdkitPlugin};
-
-    #[cfg(rustshim_nbdkit_header)]
-    #[test]
-    fn plugin_struct_matches_the_installed_header() {
-        use std::ffi::{c_char, CStr};
-        #[repr(C)]
-        struct CField {
-            name: *const c_char,
-            offset: usize,
-        }
-        extern "C" {
-            static rustshim_c_plugin_size: usize;
-            static rustshim_c_plugin_fields: [CField; 49];
-            static rustshim_c_plugin_field_count: usize;
-        }
-        // SAFETY: constant data compiled from c/layout.c against <nbdkit-plugin.h>.
-        let (size, fields, count) = unsafe {
-            (
-                rustshim_c_plugin_size,
-                &rustshim_c_plugin_fields,
-                rustshim_c_plugin_field_count,
-            )
-        };
-        assert_eq!(count, fields.len(), "c/layout.c lists every field");
-        assert_eq!(
-            std::mem::size_of::<NbdkitPlugin>(),
-            size,
-            "sizeof(struct nbdkit_plugin)"
-        );
-        let ours = field_offsets();
-        assert_eq!(ours.len(), count);
-        for ((name, offset), c) in ours.iter().zip(fields) {
-            // SAFETY: the names are C string literals.
-            let c_name = unsafe { CStr::from_ptr(c.name) }.to_string_lossy();
-            assert_eq!(*offset, c.offset, "offset of {name} (C field {c_name})");
-        }
-    }
-
-    #[cfg(not(rustshim_nbdkit_header))]
-    #[test]
-    fn plugin_struct_matches_the_installed_header() {
-        let _ = (field_offsets, std::mem::size_of::<NbdkitPlugin>);
-        panic!("/usr/include/nbdkit-plugin.h was not found when building: install nbdkit-plugin-dev (cargo xtask test does)");
-    }
+pub extern "C" fn plugin_init() -> *const nbdkit_c::NbdkitPlugin {
+    &callbacks::PLUGIN.0
 }

@@ -1,13 +1,12 @@
 //! nbdkit's C ABI as the shim sees it: a `#[repr(C)]` mirror of `struct nbdkit_plugin`
-//! (`<nbdkit-plugin.h>`, API version 2; checked against the installed header by a test) and a
-//! table of nbdkit's server functions, looked up in the running server at load time.
-//!
-//! Every server function is resolved with `dlsym(RTLD_DEFAULT, …)` rather than linked: the
-//! functions newer than the running nbdkit are then simply absent (the shim still loads on
-//! nbdkit 1.32), and the shim's own unit tests link without an nbdkit binary.
+//! (`<nbdkit-plugin.h>`, API version 2; checked against the installed header by a unit test)
+//! and nbdkit's server functions, looked up in the running server ([`server`]).
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use std::sync::OnceLock;
+use std::ffi::{c_char, c_int, c_void};
+
+mod server;
+
+pub use server::{cstring_lossy, debug, error, server, set_errno, ServerApi};
 
 /// `NBDKIT_API_VERSION`.
 pub const API_VERSION: c_int = 2;
@@ -38,270 +37,105 @@ pub struct NbdkitExports {
     _private: [u8; 0],
 }
 
-type Handle = *mut c_void;
+/// A connection's `void *handle`: whatever the plugin's `open` returned.
+pub type Handle = *mut c_void;
+/// `void (*) (void)`: `load`, `unload`, `dump_plugin`, `cleanup`.
+pub type VoidFn = unsafe extern "C" fn();
+/// `int (*) (void)`: `config_complete`, `thread_model`, `get_ready`, `after_fork`.
+pub type StatusFn = unsafe extern "C" fn() -> c_int;
+/// `int (*) (void *handle)`: the `can_*` callbacks and `is_rotational`.
+pub type QueryFn = unsafe extern "C" fn(Handle) -> c_int;
+/// `int (*) (void *handle, uint32_t count, uint64_t offset, uint32_t flags)`: `trim`, `zero`,
+/// `cache`.
+pub type RangeFn = unsafe extern "C" fn(Handle, u32, u64, u32) -> c_int;
 
-/// `struct nbdkit_plugin` for `NBDKIT_API_VERSION 2`, field for field.
-#[repr(C)]
-pub struct NbdkitPlugin {
-    pub struct_size: u64,
-    pub api_version: c_int,
-    pub thread_model: c_int,
-    pub name: *const c_char,
-    pub longname: *const c_char,
-    pub version: *const c_char,
-    pub description: *const c_char,
-    pub load: Option<unsafe extern "C" fn()>,
-    pub unload: Option<unsafe extern "C" fn()>,
-    pub config: Option<unsafe extern "C" fn(*const c_char, *const c_char) -> c_int>,
-    pub config_complete: Option<unsafe extern "C" fn() -> c_int>,
-    pub config_help: *const c_char,
-    pub open: Option<unsafe extern "C" fn(c_int) -> Handle>,
-    pub close: Option<unsafe extern "C" fn(Handle)>,
-    pub get_size: Option<unsafe extern "C" fn(Handle) -> i64>,
-    pub can_write: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub can_flush: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub is_rotational: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub can_trim: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    /// The five API v1 data callbacks: always NULL here.
-    pub pread_v1: *const c_void,
-    pub pwrite_v1: *const c_void,
-    pub flush_v1: *const c_void,
-    pub trim_v1: *const c_void,
-    pub zero_v1: *const c_void,
-    pub errno_is_preserved: c_int,
-    pub dump_plugin: Option<unsafe extern "C" fn()>,
-    pub can_zero: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub can_fua: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub pread: Option<unsafe extern "C" fn(Handle, *mut c_void, u32, u64, u32) -> c_int>,
-    pub pwrite: Option<unsafe extern "C" fn(Handle, *const c_void, u32, u64, u32) -> c_int>,
-    pub flush: Option<unsafe extern "C" fn(Handle, u32) -> c_int>,
-    pub trim: Option<unsafe extern "C" fn(Handle, u32, u64, u32) -> c_int>,
-    pub zero: Option<unsafe extern "C" fn(Handle, u32, u64, u32) -> c_int>,
-    pub magic_config_key: *const c_char,
-    pub can_multi_conn: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub can_extents: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub extents: Option<unsafe extern "C" fn(Handle, u32, u64, u32, *mut NbdkitExtents) -> c_int>,
-    pub can_cache: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub cache: Option<unsafe extern "C" fn(Handle, u32, u64, u32) -> c_int>,
-    pub thread_model_fn: Option<unsafe extern "C" fn() -> c_int>,
-    pub can_fast_zero: Option<unsafe extern "C" fn(Handle) -> c_int>,
-    pub preconnect: Option<unsafe extern "C" fn(c_int) -> c_int>,
-    pub get_ready: Option<unsafe extern "C" fn() -> c_int>,
-    pub after_fork: Option<unsafe extern "C" fn() -> c_int>,
-    pub list_exports: Option<unsafe extern "C" fn(c_int, c_int, *mut NbdkitExports) -> c_int>,
-    pub default_export: Option<unsafe extern "C" fn(c_int, c_int) -> *const c_char>,
-    pub export_description: Option<unsafe extern "C" fn(Handle) -> *const c_char>,
-    pub cleanup: Option<unsafe extern "C" fn()>,
-    pub block_size: Option<unsafe extern "C" fn(Handle, *mut u32, *mut u32, *mut u32) -> c_int>,
+/// Declares a `#[repr(C)]` mirror of a C struct, its fields named as in the C header, and
+/// `FIELDS`: each field's name and offset, for the unit test that compares them with what the C
+/// compiler measures in the real header. `build.rs` reads the same declaration (see
+/// `plugin_struct.rs`).
+macro_rules! c_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident = $c_name:ident {
+            $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// Every field's name (as in the C header) and offset.
+            pub const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($field), std::mem::offset_of!($name, $field))),*];
+        }
+    };
 }
 
-// The header's layout on x86-64 and other LP64 targets (see tests for the check against C).
-const _: () = assert!(std::mem::size_of::<NbdkitPlugin>() == 384);
-const _: () = assert!(std::mem::offset_of!(NbdkitPlugin, errno_is_preserved) == 184);
-const _: () = assert!(std::mem::offset_of!(NbdkitPlugin, block_size) == 376);
+include!("nbdkit_c/plugin_struct.rs");
 
 /// The registered struct: nbdkit reads it once from `plugin_init` and never frees it.
 pub struct Registration(pub NbdkitPlugin);
 // SAFETY: the struct is immutable after construction and its pointers refer to static data.
 unsafe impl Sync for Registration {}
 
-/// `(field name, offset)` of every field, for the layout test against the C header.
-pub fn field_offsets() -> Vec<(&'static str, usize)> {
-    macro_rules! offsets {
-        ($($field:ident),*) => { vec![$((stringify!($field), std::mem::offset_of!(NbdkitPlugin, $field))),*] };
-    }
-    offsets!(
-        struct_size,
-        api_version,
-        thread_model,
-        name,
-        longname,
-        version,
-        description,
-        load,
-        unload,
-        config,
-        config_complete,
-        config_help,
-        open,
-        close,
-        get_size,
-        can_write,
-        can_flush,
-        is_rotational,
-        can_trim,
-        pread_v1,
-        pwrite_v1,
-        flush_v1,
-        trim_v1,
-        zero_v1,
-        errno_is_preserved,
-        dump_plugin,
-        can_zero,
-        can_fua,
-        pread,
-        pwrite,
-        flush,
-        trim,
-        zero,
-        magic_config_key,
-        can_multi_conn,
-        can_extents,
-        extents,
-        can_cache,
-        cache,
-        thread_model_fn,
-        can_fast_zero,
-        preconnect,
-        get_ready,
-        after_fork,
-        list_exports,
-        default_export,
-        export_description,
-        cleanup,
-        block_size
-    )
-}
+#[cfg(test)]
+mod layout_tests {
+    use super::NbdkitPlugin;
 
-/// nbdkit's server functions, each `None` when the running nbdkit lacks it.
-pub struct ServerApi {
-    pub error: Option<unsafe extern "C" fn(*const c_char, ...)>,
-    pub debug: Option<unsafe extern "C" fn(*const c_char, ...)>,
-    pub set_error: Option<unsafe extern "C" fn(c_int)>,
-    pub parse_size: Option<unsafe extern "C" fn(*const c_char) -> i64>,
-    pub parse_bool: Option<unsafe extern "C" fn(*const c_char) -> c_int>,
-    pub parse_probability:
-        Option<unsafe extern "C" fn(*const c_char, *const c_char, *mut f64) -> c_int>,
-    pub parse_delay: Option<
-        unsafe extern "C" fn(*const c_char, *const c_char, *mut c_uint, *mut c_uint) -> c_int,
-    >,
-    pub read_password: Option<unsafe extern "C" fn(*const c_char, *mut *mut c_char) -> c_int>,
-    pub realpath: Option<unsafe extern "C" fn(*const c_char) -> *mut c_char>,
-    pub stdio_safe: Option<unsafe extern "C" fn() -> c_int>,
-    pub shutdown: Option<unsafe extern "C" fn()>,
-    pub disconnect: Option<unsafe extern "C" fn(c_int)>,
-    pub export_name: Option<unsafe extern "C" fn() -> *const c_char>,
-    pub is_tls: Option<unsafe extern "C" fn() -> c_int>,
-    pub peer_name: Option<unsafe extern "C" fn(*mut libc::sockaddr, *mut libc::socklen_t) -> c_int>,
-    pub peer_pid: Option<unsafe extern "C" fn() -> i64>,
-    pub peer_uid: Option<unsafe extern "C" fn() -> i64>,
-    pub peer_gid: Option<unsafe extern "C" fn() -> i64>,
-    pub peer_security_context: Option<unsafe extern "C" fn() -> *mut c_char>,
-    pub peer_tls_dn: Option<unsafe extern "C" fn() -> *mut c_char>,
-    pub peer_tls_issuer_dn: Option<unsafe extern "C" fn() -> *mut c_char>,
-    pub nanosleep: Option<unsafe extern "C" fn(c_uint, c_uint) -> c_int>,
-    pub add_extent: Option<unsafe extern "C" fn(*mut NbdkitExtents, u64, u64, u32) -> c_int>,
-    pub add_export:
-        Option<unsafe extern "C" fn(*mut NbdkitExports, *const c_char, *const c_char) -> c_int>,
-    pub use_default_export: Option<unsafe extern "C" fn(*mut NbdkitExports) -> c_int>,
-    pub strdup_intern: Option<unsafe extern "C" fn(*const c_char) -> *const c_char>,
-}
-
-fn lookup(name: &CStr) -> *mut c_void {
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads the global symbol
-    // tables; it returns NULL when the symbol is absent.
-    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
-}
-
-macro_rules! resolve {
-    ($name:literal) => {{
-        let p = lookup($name);
-        // SAFETY: a non-NULL `nbdkit_*` symbol is the nbdkit function of that name, whose C
-        // signature (from <nbdkit-common.h>) is the field's type; `Option<fn>` is NULL-niched.
-        unsafe { std::mem::transmute::<*mut c_void, Option<_>>(p) }
-    }};
-}
-
-impl ServerApi {
-    fn resolve() -> ServerApi {
-        ServerApi {
-            error: resolve!(c"nbdkit_error"),
-            debug: resolve!(c"nbdkit_debug"),
-            set_error: resolve!(c"nbdkit_set_error"),
-            parse_size: resolve!(c"nbdkit_parse_size"),
-            parse_bool: resolve!(c"nbdkit_parse_bool"),
-            parse_probability: resolve!(c"nbdkit_parse_probability"),
-            parse_delay: resolve!(c"nbdkit_parse_delay"),
-            read_password: resolve!(c"nbdkit_read_password"),
-            realpath: resolve!(c"nbdkit_realpath"),
-            stdio_safe: resolve!(c"nbdkit_stdio_safe"),
-            shutdown: resolve!(c"nbdkit_shutdown"),
-            disconnect: resolve!(c"nbdkit_disconnect"),
-            export_name: resolve!(c"nbdkit_export_name"),
-            is_tls: resolve!(c"nbdkit_is_tls"),
-            peer_name: resolve!(c"nbdkit_peer_name"),
-            peer_pid: resolve!(c"nbdkit_peer_pid"),
-            peer_uid: resolve!(c"nbdkit_peer_uid"),
-            peer_gid: resolve!(c"nbdkit_peer_gid"),
-            peer_security_context: resolve!(c"nbdkit_peer_security_context"),
-            peer_tls_dn: resolve!(c"nbdkit_peer_tls_dn"),
-            peer_tls_issuer_dn: resolve!(c"nbdkit_peer_tls_issuer_dn"),
-            nanosleep: resolve!(c"nbdkit_nanosleep"),
-            add_extent: resolve!(c"nbdkit_add_extent"),
-            add_export: resolve!(c"nbdkit_add_export"),
-            use_default_export: resolve!(c"nbdkit_use_default_export"),
-            strdup_intern: resolve!(c"nbdkit_strdup_intern"),
+    /// What `build.rs` compiled from `plugin_struct.rs` against `<nbdkit-plugin.h>`.
+    #[cfg(rustshim_nbdkit_header)]
+    fn c_layout() -> (usize, Vec<(String, usize)>) {
+        use std::ffi::{c_char, CStr};
+        #[repr(C)]
+        struct CField {
+            name: *const c_char,
+            offset: usize,
+        }
+        extern "C" {
+            static rustshim_c_plugin_size: usize;
+            static rustshim_c_plugin_fields: CField;
+            static rustshim_c_plugin_field_count: usize;
+        }
+        // SAFETY: constant data compiled by build.rs: an array of `rustshim_c_plugin_field_count`
+        // fields whose names are string literals.
+        unsafe {
+            let fields = std::slice::from_raw_parts(
+                &rustshim_c_plugin_fields as *const CField,
+                rustshim_c_plugin_field_count,
+            );
+            let fields = fields
+                .iter()
+                .map(|f| {
+                    let name = CStr::from_ptr(f.name).to_string_lossy().into_owned();
+                    (name, f.offset)
+                })
+                .collect();
+            (rustshim_c_plugin_size, fields)
         }
     }
 
-    /// Which of the functions newer than nbdkit 1.32 the running server has, for
-    /// `--dump-plugin`.
-    pub fn optional_features(&self) -> Vec<&'static str> {
-        let mut have = Vec::new();
-        for (name, present) in [
-            ("disconnect", self.disconnect.is_some()),
-            ("parse_probability", self.parse_probability.is_some()),
-            (
-                "peer_security_context",
-                self.peer_security_context.is_some(),
-            ),
-            ("parse_delay", self.parse_delay.is_some()),
-            ("peer_tls_dn", self.peer_tls_dn.is_some()),
-            ("peer_tls_issuer_dn", self.peer_tls_issuer_dn.is_some()),
-        ] {
-            if present {
-                have.push(name);
-            }
+    #[cfg(rustshim_nbdkit_header)]
+    #[test]
+    fn plugin_struct_matches_the_installed_header() {
+        let (c_size, c_fields) = c_layout();
+        for (name, offset) in NbdkitPlugin::FIELDS {
+            let c_offset = c_fields.iter().find(|(n, _)| n == name).map(|f| f.1);
+            assert_eq!(Some(*offset), c_offset, "offset of {name}");
         }
-        have
+        assert_eq!(
+            std::mem::size_of::<NbdkitPlugin>(),
+            c_size,
+            "sizeof(struct nbdkit_plugin): a field at the end is missing or extra"
+        );
     }
-}
 
-static SERVER: OnceLock<ServerApi> = OnceLock::new();
-
-/// The running server's functions (resolved on first use).
-pub fn server() -> &'static ServerApi {
-    SERVER.get_or_init(ServerApi::resolve)
-}
-
-/// `nbdkit_error("%s", msg)`; stderr outside nbdkit.
-pub fn error(msg: &str) {
-    let c = cstring_lossy(msg);
-    match server().error {
-        // SAFETY: "%s" with one NUL-terminated string argument.
-        Some(f) => unsafe { f(c"%s".as_ptr(), c.as_ptr()) },
-        None => eprintln!("rustshim: error: {msg}"),
+    #[cfg(not(rustshim_nbdkit_header))]
+    #[test]
+    fn plugin_struct_matches_the_installed_header() {
+        let _ = NbdkitPlugin::FIELDS;
+        panic!("/usr/include/nbdkit-plugin.h was not found when building: install nbdkit-plugin-dev (cargo xtask test does)");
     }
-}
-
-/// `nbdkit_debug("%s", msg)`; nothing outside nbdkit.
-pub fn debug(msg: &str) {
-    if let Some(f) = server().debug {
-        let c = cstring_lossy(msg);
-        // SAFETY: "%s" with one NUL-terminated string argument.
-        unsafe { f(c"%s".as_ptr(), c.as_ptr()) }
-    }
-}
-
-/// `nbdkit_set_error(errno)`.
-pub fn set_errno(errno: i32) {
-    if let Some(f) = server().set_error {
-        // SAFETY: plain int argument; sets nbdkit's thread-local error for this request.
-        unsafe { f(errno) }
-    }
-}
-
-/// A C string of `s`, with any NUL bytes shown as `\0` (for messages only).
-pub fn cstring_lossy(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s.replace('\0', "\\0")).expect("NULs were replaced")
 }

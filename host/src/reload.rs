@@ -23,9 +23,11 @@ use rustshim_plugin_api::abi::ROption;
 use rustshim_plugin_api::ThreadModel;
 
 use crate::config;
+use crate::failure::Failure;
 use crate::generation::{Generation, Lifecycle};
 use crate::nbdkit_c;
 use crate::services;
+use crate::serving;
 
 /// How long the plugin's directory must be quiet before a reload starts.
 pub const QUIET: Duration = Duration::from_millis(150);
@@ -54,13 +56,18 @@ fn say(msg: &str) {
 
 /// Starts watching the current plugin's file (from `.after_fork`: threads do not survive
 /// nbdkit's fork).
-pub fn start_watcher() -> Result<(), String> {
-    let source = config::current()
+pub fn start_watcher() -> Result<(), Failure> {
+    let source = serving::current()
         .map(|g| g.source.clone())
-        .ok_or("reload=watch needs a plugin")?;
+        .ok_or_else(|| Failure::invalid("reload=watch needs a plugin"))?;
     let (dir, name) = match (source.parent(), source.file_name()) {
         (Some(dir), Some(name)) => (dir.to_path_buf(), name.to_os_string()),
-        _ => return Err(format!("reload=watch: cannot watch '{}'", source.display())),
+        _ => {
+            return Err(Failure::invalid(format!(
+                "reload=watch: cannot watch '{}'",
+                source.display()
+            )))
+        }
     };
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(|e| format!("reload=watch: inotify: {e}"))?;
@@ -119,7 +126,7 @@ fn watch(inotify: Inotify, source: PathBuf, name: OsString) {
 /// the current generation keeps serving and one line says why. Returns whether it swapped.
 pub fn reload(source: &Path) -> bool {
     let _one_at_a_time = RELOADING.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(old) = config::current() else {
+    let Some(old) = serving::current() else {
         return false;
     };
     // Reloads are serialised, so the number is only taken when the swap happens.
@@ -141,10 +148,7 @@ pub fn reload(source: &Path) -> bool {
     let what_changed = describe_change(&old, &new);
     drop(old);
     let new = Arc::new(new);
-    let replaced = config::state()
-        .current
-        .replace(new)
-        .expect("a current generation");
+    let replaced = serving::replace(new).expect("a current generation");
     // Connections of the old generation still hold it (the state's reference is `replaced`).
     let still_open = Arc::strong_count(&replaced) - 1;
     say(&format!(
@@ -160,14 +164,14 @@ pub fn reload(source: &Path) -> bool {
 
 /// Loads and configures a new generation like the current one, with what became of the old
 /// one's state. `Ok(None)`: the file did not change. On error the new generation is unloaded
-/// again.
+/// again, and the error is the reason for the one line that says the reload was refused.
 fn prepare(
     number: u32,
     source: &Path,
     old: &Generation,
 ) -> Result<Option<(Generation, String)>, String> {
     let trust = config::state().trust();
-    let new = Generation::load(number, source, trust)?;
+    let new = Generation::load(number, source, trust).map_err(|f| f.msg)?;
     if new.same_build_as(old) {
         nbdkit_c::debug(&format!(
             "rustshim: {} changed on disk but not in content: no reload",
@@ -178,8 +182,7 @@ fn prepare(
     }
     // From here on a failure must unload the instance we made.
     let configured = (|| {
-        let recorded = config::state().recorded.clone();
-        for (key, value) in &recorded {
+        for (key, value) in &serving::recorded() {
             config::configure(&new, key, value)
                 .map_err(|e| format!("config {key}={value}: {e}"))?;
         }
@@ -188,7 +191,7 @@ fn prepare(
         let announced = ANNOUNCED_MODEL.load(Ordering::Acquire);
         let model = new
             .thread_model()
-            .map_err(|(_, msg)| format!("thread_model failed: {msg}"))?;
+            .map_err(|f| format!("thread_model failed: {f}"))?;
         if announced >= 0 && (model as i32) < announced {
             return Err(format!(
                 "it asks for thread model {}, stricter than the {} nbdkit already runs with",
@@ -220,7 +223,7 @@ fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
         return Err(format!(
             "hand_over of generation {} failed: {}",
             old.number,
-            services::take_error().1
+            services::take_error()
         ));
     }
     let ROption::RSome(state) = out else {
@@ -239,19 +242,19 @@ fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
         0 => Ok(format!(
             "starts with fresh state: it did not take state '{kind}'"
         )),
-        _ => Err(format!("take_over failed: {}", services::take_error().1)),
+        _ => Err(format!("take_over failed: {}", services::take_error())),
     }
 }
 
 /// Runs one lifecycle callback, with the plugin's own message on failure.
 fn step(generation: &Generation, callback: Lifecycle) -> Result<(), String> {
-    generation.lifecycle(callback).map_err(|(_, msg)| {
+    generation.lifecycle(callback).map_err(|f| {
         format!(
             "{callback:?} failed{}",
-            if msg.is_empty() {
+            if f.msg.is_empty() {
                 String::new()
             } else {
-                format!(": {msg}")
+                format!(": {}", f.msg)
             }
         )
     })

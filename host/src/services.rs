@@ -10,9 +10,10 @@ use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 
 use rustshim_plugin_api::abi::{
-    __PrefixTypeTrait, HostServices, HostServicesRef, RStr, RString, RVec,
+    __PrefixTypeTrait, HostServices, HostServicesRef, ROption, RSlice, RStr, RString, RVec,
 };
 
+use crate::failure::Failure;
 use crate::fallback;
 use crate::nbdkit_c::{self, server};
 
@@ -21,39 +22,31 @@ const ENOTSUP: i32 = libc::ENOTSUP;
 
 thread_local! {
     /// The error the plugin reported for the callback running on this thread.
-    static LAST_ERROR: RefCell<Option<(i32, String)>> = const { RefCell::new(None) };
+    static LAST_ERROR: RefCell<Option<Failure>> = const { RefCell::new(None) };
 }
 
-/// Takes the error the plugin recorded for the callback that just failed on this thread.
-pub fn take_error() -> (i32, String) {
+/// Takes the error the plugin recorded for the callback that just failed on this thread (`EIO`
+/// without a message if it recorded none).
+pub fn take_error() -> Failure {
     LAST_ERROR
         .with(|e| e.borrow_mut().take())
-        .unwrap_or_else(|| (libc::EIO, String::new()))
+        .unwrap_or_else(|| Failure::new(libc::EIO, ""))
 }
 
 /// Reports the failure of the plugin callback that just returned `-1`: its message to nbdkit's
 /// log (unless already logged), its errno to the client.
 pub fn report_failure() {
-    let (errno, msg) = take_error();
-    report(errno, &msg);
+    take_error().report();
 }
 
 /// Logs the error the plugin recorded in a callback that returns nothing (`close`, `cleanup`,
 /// `dump_plugin`, `unload`): its caught panic, which nothing else would report.
 pub fn log_recorded_error() {
-    if let Some((_, msg)) = LAST_ERROR.with(|e| e.borrow_mut().take()) {
-        if !msg.is_empty() {
-            nbdkit_c::error(&msg);
+    if let Some(failure) = LAST_ERROR.with(|e| e.borrow_mut().take()) {
+        if !failure.msg.is_empty() {
+            nbdkit_c::error(&failure.msg);
         }
     }
-}
-
-/// Reports an error with this errno and message (an empty message only sets the errno).
-pub fn report(errno: i32, msg: &str) {
-    if !msg.is_empty() {
-        nbdkit_c::error(msg);
-    }
-    nbdkit_c::set_errno(errno);
 }
 
 /// The table every instance receives (built once).
@@ -84,13 +77,19 @@ pub fn host_services() -> HostServicesRef {
             nanosleep,
             version,
             api_version,
+            debug_hexdump,
+            debug_hexdiff,
+            name,
+            timestamp,
+            nbdkit_has,
+            // Services added in later minor versions go here.
         }
         .leak_into_prefix()
     })
 }
 
 extern "C" fn set_error(errno: i32, msg: RStr<'_>) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some((errno, msg.as_str().to_owned())));
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(Failure::new(errno, msg.as_str())));
 }
 
 extern "C" fn log(level: u32, msg: RStr<'_>) {
@@ -134,13 +133,23 @@ fn errno_or(default: i32) -> i32 {
         .unwrap_or(default)
 }
 
-extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
-    let (Some(f), Ok(c)) = (server().parse_size, c_arg("nbdkit_parse_size", s)) else {
-        return EINVAL;
+/// Calls nbdkit's parser `f` (named `function`) on `s`: its result, or `None` when the server
+/// lacks it or `s` has a NUL byte (logged).
+fn call_parser<R>(
+    function: &str,
+    f: Option<unsafe extern "C" fn(*const c_char) -> R>,
+    s: RStr<'_>,
+) -> Option<R> {
+    let (Some(f), Ok(c)) = (f, c_arg(function, s)) else {
+        return None;
     };
-    // SAFETY: NUL-terminated argument; nbdkit logs its own errors.
-    match unsafe { f(c.as_ptr()) } {
-        r if r >= 0 => {
+    // SAFETY: a NUL-terminated argument; nbdkit logs its own errors.
+    Some(unsafe { f(c.as_ptr()) })
+}
+
+extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
+    match call_parser("nbdkit_parse_size", server().parse_size, s) {
+        Some(r) if r >= 0 => {
             *out = r as u64;
             0
         }
@@ -149,12 +158,8 @@ extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
 }
 
 extern "C" fn parse_bool(s: RStr<'_>, out: &mut bool) -> i32 {
-    let (Some(f), Ok(c)) = (server().parse_bool, c_arg("nbdkit_parse_bool", s)) else {
-        return EINVAL;
-    };
-    // SAFETY: NUL-terminated argument; nbdkit logs its own errors.
-    match unsafe { f(c.as_ptr()) } {
-        r if r >= 0 => {
+    match call_parser("nbdkit_parse_bool", server().parse_bool, s) {
+        Some(r) if r >= 0 => {
             *out = r != 0;
             0
         }
@@ -162,19 +167,26 @@ extern "C" fn parse_bool(s: RStr<'_>, out: &mut bool) -> i32 {
     }
 }
 
+/// What the shim parsed itself on an nbdkit too old to have the function: stored, or its
+/// message logged and `EINVAL`.
+fn parsed_here<T>(parsed: Result<T, String>, store: impl FnOnce(T)) -> i32 {
+    match parsed {
+        Ok(value) => {
+            store(value);
+            0
+        }
+        Err(msg) => {
+            nbdkit_c::error(&msg);
+            EINVAL
+        }
+    }
+}
+
 extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i32 {
-    let Some(f) = server().parse_probability else {
+    let Some(f) = fallback::native(server().parse_probability) else {
         // nbdkit < 1.36: same syntax, parsed here.
-        return match fallback::parse_probability(what.as_str(), s.as_str()) {
-            Ok(p) => {
-                *out = p;
-                0
-            }
-            Err(msg) => {
-                nbdkit_c::error(&msg);
-                EINVAL
-            }
-        };
+        let parsed = fallback::parse_probability(what.as_str(), s.as_str());
+        return parsed_here(parsed, |p| *out = p);
     };
     let (Ok(w), Ok(c)) = (
         c_arg("nbdkit_parse_probability", what),
@@ -190,18 +202,10 @@ extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i
 }
 
 extern "C" fn parse_delay(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut u32) -> i32 {
-    let Some(f) = server().parse_delay else {
+    let Some(f) = fallback::native(server().parse_delay) else {
         // nbdkit < 1.40: same syntax, parsed here.
-        return match fallback::parse_delay(what.as_str(), s.as_str()) {
-            Ok((s, ns)) => {
-                (*sec, *nsec) = (s, ns);
-                0
-            }
-            Err(msg) => {
-                nbdkit_c::error(&msg);
-                EINVAL
-            }
-        };
+        let parsed = fallback::parse_delay(what.as_str(), s.as_str());
+        return parsed_here(parsed, |(s, ns)| (*sec, *nsec) = (s, ns));
     };
     let (Ok(w), Ok(c)) = (
         c_arg("nbdkit_parse_delay", what),
@@ -364,7 +368,13 @@ fn peer_string(f: Option<unsafe extern "C" fn() -> *mut c_char>, out: &mut RStri
 }
 
 extern "C" fn peer_security_context(out: &mut RString) -> i32 {
-    peer_string(server().peer_security_context, out)
+    nix::errno::Errno::clear();
+    match peer_string(server().peer_security_context, out) {
+        // nbdkit returns NULL without an error when the socket has no label (getsockopt
+        // SO_PEERSEC fails with ENOPROTOOPT, "not really an error" to nbdkit): pass that on.
+        EINVAL if nix::errno::Errno::last() == nix::errno::Errno::ENOPROTOOPT => libc::ENOPROTOOPT,
+        status => status,
+    }
 }
 extern "C" fn peer_tls_dn(out: &mut RString) -> i32 {
     peer_string(server().peer_tls_dn, out)
@@ -398,6 +408,113 @@ extern "C" fn version(out: &mut RString) -> i32 {
 extern "C" fn api_version() -> i32 {
     nbdkit_c::API_VERSION
 }
+
+/// The prefix as nbdkit takes it: NULL for none.
+fn prefix_arg(function: &str, prefix: RStr<'_>) -> Result<Option<CString>, i32> {
+    match prefix.as_str() {
+        "" => Ok(None),
+        _ => c_arg(function, prefix).map(Some),
+    }
+}
+
+extern "C" fn debug_hexdump(buf: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32 {
+    let Some(f) = fallback::native(server().debug_hexdump) else {
+        // nbdkit < 1.46: the same lines, made here.
+        for line in fallback::hexdump(buf.as_slice(), prefix.as_str(), start) {
+            nbdkit_c::debug(&line);
+        }
+        return 0;
+    };
+    let prefix = match prefix_arg("nbdkit_debug_hexdump", prefix) {
+        Ok(prefix) => prefix,
+        Err(errno) => return errno,
+    };
+    let prefix = prefix.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
+    // SAFETY: `buf` is valid for its length; the prefix is NULL or NUL-terminated.
+    unsafe { f(buf.as_ptr().cast(), buf.len(), prefix, start) };
+    0
+}
+
+extern "C" fn debug_hexdiff(
+    a: RSlice<'_, u8>,
+    b: RSlice<'_, u8>,
+    prefix: RStr<'_>,
+    start: u64,
+) -> i32 {
+    if a.len() != b.len() {
+        nbdkit_c::error(&format!(
+            "nbdkit_debug_hexdiff: the buffers differ in length ({} and {} bytes)",
+            a.len(),
+            b.len()
+        ));
+        return EINVAL;
+    }
+    let Some(f) = fallback::native(server().debug_hexdiff) else {
+        // nbdkit < 1.48: the same lines, made here.
+        for line in fallback::hexdiff(a.as_slice(), b.as_slice(), prefix.as_str(), start) {
+            nbdkit_c::debug(&line);
+        }
+        return 0;
+    };
+    let prefix = match prefix_arg("nbdkit_debug_hexdiff", prefix) {
+        Ok(prefix) => prefix,
+        Err(errno) => return errno,
+    };
+    let prefix = prefix.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
+    // SAFETY: both buffers are valid for the (equal) length; the prefix is NULL or
+    // NUL-terminated.
+    unsafe { f(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), prefix, start) };
+    0
+}
+
+extern "C" fn name(out: &mut ROption<RString>) -> i32 {
+    let name = match fallback::native(server().name) {
+        // SAFETY: no arguments; the result is NULL or a string valid for the process.
+        Some(f) => match unsafe { f() } {
+            p if p.is_null() => None,
+            // SAFETY: non-NULL, NUL-terminated and constant (nbdkit_name(3)).
+            p => Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()),
+        },
+        // nbdkit < 1.48: nbdkit's own command line says.
+        None => {
+            let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .skip(1)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            fallback::name(&args)
+        }
+    };
+    *out = name.map(RString::from).into();
+    0
+}
+
+extern "C" fn timestamp(out: &mut RString) -> i32 {
+    *out = match fallback::native(server().timestamp) {
+        // SAFETY: no arguments; the result is never NULL and valid until the next call on this
+        // thread (nbdkit_timestamp(3)), and copied at once.
+        Some(f) => unsafe { CStr::from_ptr(f()) }
+            .to_string_lossy()
+            .as_ref()
+            .into(),
+        // nbdkit < 1.48: the same format, made here.
+        None => fallback::timestamp(std::time::SystemTime::now()).into(),
+    };
+    0
+}
+
+extern "C" fn nbdkit_has(function: RStr<'_>, out: &mut bool) -> i32 {
+    match server().has(function.as_str()) {
+        Some(has) => {
+            *out = has;
+            0
+        }
+        None => libc::ENOENT,
+    }
+}
+
+// The functions of services added in later minor versions go here.
 
 /// The running nbdkit's version, read once from `nbdkit --dump-config` of the running binary
 /// (nbdkit offers plugins no other way to learn it).

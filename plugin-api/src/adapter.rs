@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 use crate::abi::{self, __PrefixTypeTrait, ROption, RSlice};
 use crate::abi::{
@@ -22,75 +22,43 @@ use crate::types::{Dump, Exports, Extents, Flags};
 /// as the plugin, since cargo builds them together).
 const BUILD_INFO: &str = env!("RUSTSHIM_BUILD_INFO");
 
-/// The host services of the shim that loaded this copy of the plugin. Each loaded copy of a
-/// plugin file has its own statics, so this is set once per copy.
-static HOST: OnceLock<HostServicesRef> = OnceLock::new();
-
-pub(crate) fn host() -> Option<HostServicesRef> {
-    HOST.get().copied()
-}
-
 /// Builds the root module for plugin type `T`. Called once per load by the symbol that
 /// [`crate::export_plugin!`] emits.
 pub fn module<T: Plugin>() -> PluginModuleRef {
+    /// The function of each callback field: its adapter, or `None` for an optional callback
+    /// the impl does not define.
+    #[rustfmt::skip]
     macro_rules! slot {
+        // Every plugin has these: `load`/`unload` make and free the instance, and `open`,
+        // `get_size` and `pread` are required trait methods; `close` must free the handle.
+        (create) => { create::<T> };
+        (destroy) => { destroy::<T> };
+        (open) => { open::<T> };
+        (close) => { close::<T> };
+        (get_size) => { get_size::<T> };
+        (pread) => { pread::<T> };
         ($name:ident) => {
-            if T::CALLBACKS.has(stringify!($name)) {
-                Some($name::<T>)
-            } else {
-                None
+            if T::CALLBACKS.has(stringify!($name)) { Some($name::<T>) } else { None }
+        };
+    }
+    macro_rules! with_callbacks {
+        ($($field:ident),*) => {
+            PluginModule {
+                name: RStr::from_str(T::NAME),
+                longname: opt_str(T::LONGNAME),
+                version: opt_str(T::VERSION),
+                description: opt_str(T::DESCRIPTION),
+                config_help: opt_str(T::CONFIG_HELP),
+                magic_config_key: opt_str(T::MAGIC_CONFIG_KEY),
+                implemented: T::CALLBACKS.bits(),
+                callback_names: RSlice::from_slice(&abi::CALLBACK_NAME_STRS),
+                panic_unwinds: cfg!(panic = "unwind"),
+                build_info: RStr::from_str(BUILD_INFO),
+                $($field: slot!($field),)*
             }
         };
     }
-    PluginModule {
-        name: RStr::from_str(T::NAME),
-        longname: opt_str(T::LONGNAME),
-        version: opt_str(T::VERSION),
-        description: opt_str(T::DESCRIPTION),
-        config_help: opt_str(T::CONFIG_HELP),
-        magic_config_key: opt_str(T::MAGIC_CONFIG_KEY),
-        implemented: T::CALLBACKS.bits(),
-        callback_names: RSlice::from_slice(&abi::CALLBACK_NAME_STRS),
-        panic_unwinds: cfg!(panic = "unwind"),
-        build_info: RStr::from_str(BUILD_INFO),
-        create: create::<T>,
-        destroy: destroy::<T>,
-        config: slot!(config),
-        config_complete: slot!(config_complete),
-        thread_model: slot!(thread_model),
-        get_ready: slot!(get_ready),
-        after_fork: slot!(after_fork),
-        cleanup: slot!(cleanup),
-        dump_plugin: slot!(dump_plugin),
-        preconnect: slot!(preconnect),
-        list_exports: slot!(list_exports),
-        default_export: slot!(default_export),
-        open: open::<T>,
-        close: close::<T>,
-        get_size: get_size::<T>,
-        export_description: slot!(export_description),
-        block_size: slot!(block_size),
-        can_write: slot!(can_write),
-        can_flush: slot!(can_flush),
-        is_rotational: slot!(is_rotational),
-        can_trim: slot!(can_trim),
-        can_zero: slot!(can_zero),
-        can_fua: slot!(can_fua),
-        can_multi_conn: slot!(can_multi_conn),
-        can_extents: slot!(can_extents),
-        can_cache: slot!(can_cache),
-        can_fast_zero: slot!(can_fast_zero),
-        pread: pread::<T>,
-        pwrite: slot!(pwrite),
-        flush: slot!(flush),
-        trim: slot!(trim),
-        zero: slot!(zero),
-        cache: slot!(cache),
-        hand_over: slot!(hand_over),
-        take_over: slot!(take_over),
-        extents: slot!(extents),
-    }
-    .leak_into_prefix()
+    abi::plugin_module!(each with_callbacks).leak_into_prefix()
 }
 
 fn opt_str(s: Option<&'static str>) -> ROption<RStr<'static>> {
@@ -106,7 +74,7 @@ thread_local! {
 }
 
 fn report(e: &crate::Error) {
-    if let Some(host) = host() {
+    if let Some(host) = crate::host::host() {
         let msg = if e.is_logged() { "" } else { e.message() };
         (host.set_error())(e.errno() as i32, RStr::from_str(msg));
     }
@@ -139,8 +107,7 @@ fn guard<T: Plugin, R>(callback: &'static str, body: impl FnOnce() -> Result<R>)
 }
 
 // The failure paths are kept out of line, so that the success path of every callback (inlined
-// into each `extern "C"` function) is not laid out around them: 12 fewer instructions per 4 KiB
-// read of the memory plugin (callgrind).
+// into each `extern "C"` function) is not laid out around them.
 
 #[cold]
 #[inline(never)]
@@ -168,19 +135,11 @@ fn status(done: Option<()>) -> i32 {
     }
 }
 
-#[inline(always)]
-fn bool_status(answer: Option<bool>) -> i32 {
-    match answer {
-        Some(b) => b as i32,
-        None => ERROR,
-    }
-}
-
 /// Once per loaded copy: remember the host, route `log` records and panics to nbdkit.
 fn init_copy(host: HostServicesRef) {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let _ = HOST.set(host);
+        crate::host::set(host);
         crate::logger::install();
         std::panic::set_hook(Box::new(|info| {
             let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
@@ -201,27 +160,41 @@ fn init_copy(host: HostServicesRef) {
 
 // ---- The callbacks ----
 //
-// SAFETY (for every function below): the shim passes back exactly the `InstancePtr` made by
-// `create` (a leaked `Box<T>`) and the `HandlePtr` made by `open` (a leaked `Box<T::Handle>`),
-// never after `destroy` or `close`. Functions taking `&mut T` are called only while no other
-// callback of that instance runs (the threading contract in `crate::abi`).
+// Each is `unsafe` for one reason, the shim's side of the ABI contract: it passes back exactly
+// the `InstancePtr` that `create` made (a leaked `Box<T>`) and a `HandlePtr` that `open` made (a
+// leaked `Box<T::Handle>`), never after `destroy` or `close`; the callbacks that take `&mut T`
+// run only while no other callback of the instance runs (the threading contract in
+// `crate::abi`). The three functions below turn the pointers back into references under that
+// contract; the only other `unsafe` is where a callback consumes a box or wraps nbdkit's buffer.
 
+/// The plugin value behind `i`.
+///
+/// # Safety
+/// `i` was made by `create::<T>` and not yet passed to `destroy`.
 #[inline(always)]
 unsafe fn instance<'a, T>(i: InstancePtr) -> &'a T {
-    // SAFETY: see the comment above.
+    // SAFETY: the caller's contract.
     unsafe { &*(i.0 as *const T) }
 }
 
+/// The plugin value behind `i`, exclusively.
+///
+/// # Safety
+/// As [`instance`], and no other callback of the instance runs (a lifecycle callback).
 #[inline(always)]
 unsafe fn instance_mut<'a, T>(i: InstancePtr) -> &'a mut T {
-    // SAFETY: see the comment above; exclusive by the threading contract.
+    // SAFETY: the caller's contract.
     unsafe { &mut *(i.0 as *mut T) }
 }
 
+/// The plugin value and the connection's handle.
+///
+/// # Safety
+/// As [`instance`], and `h` was made by `open::<T>` of that instance and not yet closed.
 #[inline(always)]
-unsafe fn handle<'a, T: Plugin>(h: HandlePtr) -> &'a T::Handle {
-    // SAFETY: see the comment above.
-    unsafe { &*(h.0 as *const T::Handle) }
+unsafe fn with_handle<'a, T: Plugin>(i: InstancePtr, h: HandlePtr) -> (&'a T, &'a T::Handle) {
+    // SAFETY: the caller's contract.
+    unsafe { (instance::<T>(i), &*(h.0 as *const T::Handle)) }
 }
 
 extern "C" fn create<T: Plugin>(host: HostServicesRef, out: &mut InstancePtr) -> i32 {
@@ -251,21 +224,24 @@ unsafe extern "C" fn destroy<T: Plugin>(i: InstancePtr) {
 }
 
 unsafe extern "C" fn config<T: Plugin>(i: InstancePtr, key: RStr<'_>, value: RStr<'_>) -> i32 {
-    // SAFETY: lifecycle callback, exclusive (see above).
     let p = unsafe { instance_mut::<T>(i) };
     status(guard::<T, _>("config", || {
         p.config(key.as_str(), value.as_str())
     }))
 }
 
-unsafe extern "C" fn config_complete<T: Plugin>(i: InstancePtr) -> i32 {
-    // SAFETY: lifecycle callback, exclusive (see above).
-    let p = unsafe { instance_mut::<T>(i) };
-    status(guard::<T, _>("config_complete", || p.config_complete()))
+/// The lifecycle callbacks that take `&mut self` and return `Result<()>`.
+macro_rules! lifecycle_callbacks {
+    ($($name:ident),*) => {$(
+        unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr) -> i32 {
+            let p = unsafe { instance_mut::<T>(i) };
+            status(guard::<T, _>(stringify!($name), || p.$name()))
+        }
+    )*};
 }
+lifecycle_callbacks!(config_complete, get_ready, after_fork);
 
 unsafe extern "C" fn thread_model<T: Plugin>(i: InstancePtr) -> i32 {
-    // SAFETY: see above.
     let p = unsafe { instance::<T>(i) };
     match guard::<T, _>("thread_model", || p.thread_model()) {
         Some(model) => model as i32,
@@ -273,20 +249,7 @@ unsafe extern "C" fn thread_model<T: Plugin>(i: InstancePtr) -> i32 {
     }
 }
 
-unsafe extern "C" fn get_ready<T: Plugin>(i: InstancePtr) -> i32 {
-    // SAFETY: lifecycle callback, exclusive (see above).
-    let p = unsafe { instance_mut::<T>(i) };
-    status(guard::<T, _>("get_ready", || p.get_ready()))
-}
-
-unsafe extern "C" fn after_fork<T: Plugin>(i: InstancePtr) -> i32 {
-    // SAFETY: lifecycle callback, exclusive (see above).
-    let p = unsafe { instance_mut::<T>(i) };
-    status(guard::<T, _>("after_fork", || p.after_fork()))
-}
-
 unsafe extern "C" fn cleanup<T: Plugin>(i: InstancePtr) {
-    // SAFETY: lifecycle callback, exclusive (see above).
     let p = unsafe { instance_mut::<T>(i) };
     guard::<T, _>("cleanup", || {
         p.cleanup();
@@ -295,7 +258,6 @@ unsafe extern "C" fn cleanup<T: Plugin>(i: InstancePtr) {
 }
 
 unsafe extern "C" fn dump_plugin<T: Plugin>(i: InstancePtr, sink: DumpSink) {
-    // SAFETY: see above.
     let p = unsafe { instance::<T>(i) };
     guard::<T, _>("dump_plugin", || {
         p.dump_plugin(&mut Dump::new(sink));
@@ -304,7 +266,6 @@ unsafe extern "C" fn dump_plugin<T: Plugin>(i: InstancePtr, sink: DumpSink) {
 }
 
 unsafe extern "C" fn preconnect<T: Plugin>(i: InstancePtr, readonly: bool) -> i32 {
-    // SAFETY: see above.
     let p = unsafe { instance::<T>(i) };
     status(guard::<T, _>("preconnect", || p.preconnect(readonly)))
 }
@@ -315,7 +276,6 @@ unsafe extern "C" fn list_exports<T: Plugin>(
     is_tls: bool,
     sink: ExportSink,
 ) -> i32 {
-    // SAFETY: see above.
     let p = unsafe { instance::<T>(i) };
     status(guard::<T, _>("list_exports", || {
         p.list_exports(readonly, is_tls, &mut Exports::new(sink))
@@ -328,7 +288,6 @@ unsafe extern "C" fn default_export<T: Plugin>(
     is_tls: bool,
     out: &mut RString,
 ) -> i32 {
-    // SAFETY: see above.
     let p = unsafe { instance::<T>(i) };
     match guard::<T, _>("default_export", || p.default_export(readonly, is_tls)) {
         Some(name) => {
@@ -340,7 +299,6 @@ unsafe extern "C" fn default_export<T: Plugin>(
 }
 
 unsafe extern "C" fn open<T: Plugin>(i: InstancePtr, readonly: bool, out: &mut HandlePtr) -> i32 {
-    // SAFETY: see above.
     let p = unsafe { instance::<T>(i) };
     match guard::<T, _>("open", || p.open(readonly)) {
         Some(h) => {
@@ -352,7 +310,8 @@ unsafe extern "C" fn open<T: Plugin>(i: InstancePtr, readonly: bool, out: &mut H
 }
 
 unsafe extern "C" fn close<T: Plugin>(i: InstancePtr, h: HandlePtr) {
-    // SAFETY: see above; `h` is the `Box<T::Handle>` leaked by `open`, and this is its last use.
+    // SAFETY: the contract above; `h` is the `Box<T::Handle>` leaked by `open`, and this is its
+    // last use.
     let (p, h) = unsafe { (instance::<T>(i), Box::from_raw(h.0 as *mut T::Handle)) };
     guard::<T, _>("close", || {
         p.close(*h);
@@ -361,8 +320,7 @@ unsafe extern "C" fn close<T: Plugin>(i: InstancePtr, h: HandlePtr) {
 }
 
 unsafe extern "C" fn get_size<T: Plugin>(i: InstancePtr, h: HandlePtr, out: &mut u64) -> i32 {
-    // SAFETY: see above.
-    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    let (p, h) = unsafe { with_handle::<T>(i, h) };
     match guard::<T, _>("get_size", || p.get_size(h)) {
         Some(size) => {
             *out = size;
@@ -377,8 +335,7 @@ unsafe extern "C" fn export_description<T: Plugin>(
     h: HandlePtr,
     out: &mut RString,
 ) -> i32 {
-    // SAFETY: see above.
-    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    let (p, h) = unsafe { with_handle::<T>(i, h) };
     match guard::<T, _>("export_description", || p.export_description(h)) {
         Some(d) => {
             *out = d.into();
@@ -395,8 +352,7 @@ unsafe extern "C" fn block_size<T: Plugin>(
     preferred: &mut u32,
     maximum: &mut u32,
 ) -> i32 {
-    // SAFETY: see above.
-    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    let (p, h) = unsafe { with_handle::<T>(i, h) };
     match guard::<T, _>("block_size", || p.block_size(h)) {
         Some(b) => {
             (*minimum, *preferred, *maximum) = (b.minimum, b.preferred, b.maximum);
@@ -406,37 +362,28 @@ unsafe extern "C" fn block_size<T: Plugin>(
     }
 }
 
-macro_rules! bool_callbacks {
+/// The `can_*` callbacks: a question about the connection, answered as an `i32` (a bool, or a
+/// mode's number).
+macro_rules! query_callbacks {
     ($($name:ident),*) => {$(
         unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr, h: HandlePtr) -> i32 {
-            // SAFETY: see above.
-            let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
-            bool_status(guard::<T, _>(stringify!($name), || p.$name(h)))
+            let (p, h) = unsafe { with_handle::<T>(i, h) };
+            guard::<T, _>(stringify!($name), || p.$name(h)).map_or(ERROR, |answer| answer as i32)
         }
     )*};
 }
-bool_callbacks!(
+query_callbacks!(
     can_write,
     can_flush,
     is_rotational,
     can_trim,
     can_zero,
+    can_fua,
     can_multi_conn,
     can_extents,
+    can_cache,
     can_fast_zero
 );
-
-unsafe extern "C" fn can_fua<T: Plugin>(i: InstancePtr, h: HandlePtr) -> i32 {
-    // SAFETY: see above.
-    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
-    guard::<T, _>("can_fua", || p.can_fua(h)).map_or(ERROR, |m| m as i32)
-}
-
-unsafe extern "C" fn can_cache<T: Plugin>(i: InstancePtr, h: HandlePtr) -> i32 {
-    // SAFETY: see above.
-    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
-    guard::<T, _>("can_cache", || p.can_cache(h)).map_or(ERROR, |m| m as i32)
-}
 
 unsafe extern "C" fn pread<T: Plugin>(
     i: InstancePtr,
@@ -446,15 +393,9 @@ unsafe extern "C" fn pread<T: Plugin>(
     offset: u64,
     flags: u32,
 ) -> i32 {
-    // SAFETY: see above; nbdkit's buffer is valid for `count` bytes and not aliased for the
-    // duration of the call.
-    let (p, h, buf) = unsafe {
-        (
-            instance::<T>(i),
-            handle::<T>(h),
-            std::slice::from_raw_parts_mut(buf, count as usize),
-        )
-    };
+    let (p, h) = unsafe { with_handle::<T>(i, h) };
+    // SAFETY: nbdkit's buffer holds `count` bytes, not aliased, for the duration of the call.
+    let buf = unsafe { std::slice::from_raw_parts_mut(buf, count as usize) };
     status(guard::<T, _>("pread", || {
         p.pread(h, buf, offset, Flags::from_bits(flags))
     }))
@@ -468,32 +409,26 @@ unsafe extern "C" fn pwrite<T: Plugin>(
     offset: u64,
     flags: u32,
 ) -> i32 {
-    // SAFETY: see above; nbdkit's buffer is valid for `count` bytes for the duration of the call.
-    let (p, h, buf) = unsafe {
-        (
-            instance::<T>(i),
-            handle::<T>(h),
-            std::slice::from_raw_parts(buf, count as usize),
-        )
-    };
+    let (p, h) = unsafe { with_handle::<T>(i, h) };
+    // SAFETY: nbdkit's buffer holds `count` bytes for the duration of the call.
+    let buf = unsafe { std::slice::from_raw_parts(buf, count as usize) };
     status(guard::<T, _>("pwrite", || {
         p.pwrite(h, buf, offset, Flags::from_bits(flags))
     }))
 }
 
 unsafe extern "C" fn flush<T: Plugin>(i: InstancePtr, h: HandlePtr, flags: u32) -> i32 {
-    // SAFETY: see above.
-    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    let (p, h) = unsafe { with_handle::<T>(i, h) };
     status(guard::<T, _>("flush", || {
         p.flush(h, Flags::from_bits(flags))
     }))
 }
 
+/// The callbacks on a range of the export: `(count, offset, flags)`.
 macro_rules! range_callbacks {
     ($($name:ident),*) => {$(
         unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr, h: HandlePtr, count: u32, offset: u64, flags: u32) -> i32 {
-            // SAFETY: see above.
-            let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+            let (p, h) = unsafe { with_handle::<T>(i, h) };
             status(guard::<T, _>(stringify!($name), || p.$name(h, count, offset, Flags::from_bits(flags))))
         }
     )*};
@@ -508,8 +443,7 @@ unsafe extern "C" fn extents<T: Plugin>(
     flags: u32,
     sink: ExtentSink,
 ) -> i32 {
-    // SAFETY: see above.
-    let (p, h) = unsafe { (instance::<T>(i), handle::<T>(h)) };
+    let (p, h) = unsafe { with_handle::<T>(i, h) };
     status(guard::<T, _>("extents", || {
         p.extents(
             h,
@@ -522,7 +456,6 @@ unsafe extern "C" fn extents<T: Plugin>(
 }
 
 unsafe extern "C" fn hand_over<T: Plugin>(i: InstancePtr, out: &mut ROption<abi::Handover>) -> i32 {
-    // SAFETY: see above.
     let p = unsafe { instance::<T>(i) };
     match guard::<T, _>("hand_over", || Ok(p.hand_over())) {
         Some(Some(state)) => {
@@ -535,7 +468,7 @@ unsafe extern "C" fn hand_over<T: Plugin>(i: InstancePtr, out: &mut ROption<abi:
 }
 
 unsafe extern "C" fn take_over<T: Plugin>(i: InstancePtr, state: abi::Handover) -> i32 {
-    // SAFETY: lifecycle callback of a generation that is not serving yet: exclusive.
+    // A generation that is not serving yet: nothing else uses the instance.
     let p = unsafe { instance_mut::<T>(i) };
     let state = Handover::from_raw(state);
     match guard::<T, _>("take_over", || p.take_over(state)) {
@@ -543,6 +476,8 @@ unsafe extern "C" fn take_over<T: Plugin>(i: InstancePtr, state: abi::Handover) 
         None => ERROR,
     }
 }
+
+// Callbacks added in later minor versions go here.
 
 /// Exports plugin type `T` from this cdylib as a rustshim plugin. Use once per plugin crate:
 ///

@@ -58,16 +58,19 @@ pub mod abi;
 pub mod adapter;
 mod error;
 mod handover;
+mod host;
 mod logger;
 mod page_lock;
 mod plugin;
 pub mod server;
+mod shared_pages;
 mod types;
 
 pub use error::{Errno, Error, Result};
-pub use handover::{Handover, SharedPages};
+pub use handover::Handover;
 pub use plugin::Plugin;
 pub use rustshim_plugin_api_macros::plugin;
+pub use shared_pages::SharedPages;
 pub use types::{
     BlockSize, CacheMode, Callbacks, Dump, Exports, ExtentType, Extents, Flags, FuaMode,
     ThreadModel,

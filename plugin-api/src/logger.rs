@@ -23,7 +23,7 @@ impl Log for HostLogger {
             return;
         }
         let msg = record.args().to_string();
-        match crate::adapter::host() {
+        match crate::host::host() {
             Some(host) => (host.log())(record.level() as u32, RStr::from_str(&msg)),
             None => eprintln!("{}: {msg}", record.level()),
         }

@@ -2,10 +2,9 @@
 //! sleeping on Linux's futex.
 //!
 //! Why not `pthread_rwlock_t` (the store's locks until layout version 2): every request took and
-//! released it through two calls into libc, about 60 instructions of the ~2300 a 4 KiB read costs
-//! in user space (counted by `cargo xtask bench --instructions`), which made rustshim's memory
-//! plugin dearer than the same RAM disk written with the `nbdkit` crate. The uncontended path
-//! here is one compare-and-swap to lock and one atomic subtraction to unlock, inlined.
+//! released it through two calls into libc, which made rustshim's memory plugin dearer than the
+//! same RAM disk written with the `nbdkit` crate (BENCHMARKS.md). The uncontended path here is
+//! one compare-and-swap to lock and one atomic subtraction to unlock, inlined.
 //!
 //! Why not std's `RwLock`: its layout and protocol belong to the compiler and the standard
 //! library that built each generation, and the generations of a plugin, built by any compiler,

@@ -16,8 +16,8 @@ use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::abi::{HostServicesRef, RStr, RString, RVec};
-use crate::adapter::host;
 use crate::error::{Errno, Error, Result};
+use crate::host::host;
 
 fn with_host<R>(function: &str, f: impl FnOnce(HostServicesRef) -> (i32, R)) -> Result<R> {
     let Some(h) = host() else {
@@ -209,10 +209,22 @@ fn string_service(
 }
 
 /// The client's security context, e.g. an SELinux label ([`nbdkit_peer_security_context`](https://libguestfs.org/nbdkit_peer_security_context.3.html),
-/// nbdkit ≥ 1.36).
+/// nbdkit ≥ 1.36). A connection without one (no SELinux, IPSEC or NetLabel label on the socket)
+/// is `ENOPROTOOPT`.
 pub fn peer_security_context() -> Result<String> {
-    string_service("nbdkit_peer_security_context", |h| {
-        h.peer_security_context()
+    let function = "nbdkit_peer_security_context";
+    string_service(function, |h| h.peer_security_context()).map_err(|e| {
+        if e.errno() == Errno::ENOPROTOOPT {
+            Error::new(
+                Errno::ENOPROTOOPT,
+                format!(
+                    "{function}: this connection has no security label (getsockopt SO_PEERSEC: \
+                     Protocol not available)"
+                ),
+            )
+        } else {
+            e
+        }
     })
 }
 
@@ -249,6 +261,92 @@ pub fn version() -> Result<String> {
             "the nbdkit version could not be read",
         )),
     }
+}
+
+/// A service the shim added in a later minor version of this crate than the running shim was
+/// built with: `ENOTSUP` naming the function.
+fn newer_than_the_shim(function: &str) -> Error {
+    Error::new(
+        Errno::ENOTSUP,
+        format!(
+            "{function} is not supported by this rustshim (it predates rustshim-plugin-api 1.1)"
+        ),
+    )
+}
+
+/// Logs `buf` as a canonical hexdump at debug level, each line starting with `prefix` and the
+/// offsets starting at `start` ([`nbdkit_debug_hexdump`](https://libguestfs.org/nbdkit_debug_hexdump.3.html),
+/// nbdkit ≥ 1.46; on older ones the shim writes the same lines through `nbdkit_debug`).
+pub fn debug_hexdump(buf: &[u8], prefix: &str, start: u64) -> Result<()> {
+    let function = "nbdkit_debug_hexdump";
+    with_host(function, |h| match h.debug_hexdump() {
+        Some(f) => (f(buf.into(), RStr::from_str(prefix), start), Ok(())),
+        None => (0, Err(newer_than_the_shim(function))),
+    })?
+}
+
+/// Logs the differences between `a` and `b` (of the same length) as a hexdump at debug level
+/// ([`nbdkit_debug_hexdiff`](https://libguestfs.org/nbdkit_debug_hexdiff.3.html), nbdkit ≥ 1.48;
+/// on older ones the shim writes the same lines). Buffers of different lengths are `EINVAL`.
+pub fn debug_hexdiff(a: &[u8], b: &[u8], prefix: &str, start: u64) -> Result<()> {
+    let function = "nbdkit_debug_hexdiff";
+    with_host(function, |h| match h.debug_hexdiff() {
+        Some(f) => (f(a.into(), b.into(), RStr::from_str(prefix), start), Ok(())),
+        None => (0, Err(newer_than_the_shim(function))),
+    })?
+}
+
+/// The name given with `nbdkit --name`, if any ([`nbdkit_name`](https://libguestfs.org/nbdkit_name.3.html),
+/// nbdkit ≥ 1.48; on older ones the shim reads nbdkit's command line, and before 1.46 nbdkit has
+/// no `--name`).
+pub fn name() -> Result<Option<String>> {
+    let function = "nbdkit_name";
+    with_host(function, |h| match h.name() {
+        Some(f) => {
+            let mut out = crate::abi::ROption::RNone;
+            let status = f(&mut out);
+            (status, Ok(out.into_option().map(RString::into_string)))
+        }
+        None => (0, Err(newer_than_the_shim(function))),
+    })?
+}
+
+/// A timestamp for messages, `2026-01-01 12:00:00.000333` in UTC ([`nbdkit_timestamp`](https://libguestfs.org/nbdkit_timestamp.3.html),
+/// nbdkit ≥ 1.48; on older ones the shim makes it). nbdkit 1.48's own returns `!` when called
+/// outside a connection's thread (in `config`, say).
+pub fn timestamp() -> Result<String> {
+    let function = "nbdkit_timestamp";
+    with_host(function, |h| match h.timestamp() {
+        Some(f) => {
+            let mut out = RString::new();
+            (f(&mut out), Ok(out.into_string()))
+        }
+        None => (0, Err(newer_than_the_shim(function))),
+    })?
+}
+
+/// Whether the running nbdkit itself has the server function `nbdkit_<function>` (`"disconnect"`,
+/// `"timestamp"`, …), without calling it. Where it does not, [`server`](self) functions use the
+/// shim's own version (parsers, hexdumps, name, timestamp) or fail with `ENOTSUP`. A name the shim
+/// does not know is `ENOENT`.
+pub fn nbdkit_has(function: &str) -> Result<bool> {
+    let name = format!("nbdkit_{function}");
+    with_host(&name, |h| match h.nbdkit_has() {
+        Some(f) => {
+            let mut out = false;
+            match f(RStr::from_str(function), &mut out) {
+                libc_enoent if libc_enoent == Errno::ENOENT as i32 => (
+                    0,
+                    Err(Error::new(
+                        Errno::ENOENT,
+                        format!("{name} is not a server function the shim knows"),
+                    )),
+                ),
+                status => (status, Ok(out)),
+            }
+        }
+        None => (0, Err(newer_than_the_shim(&name))),
+    })?
 }
 
 /// The nbdkit plugin API version the shim speaks to nbdkit (2).

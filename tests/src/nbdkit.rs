@@ -76,7 +76,14 @@ impl Check for Run {
 /// is a backstop: `timeout` ends the command first, with status 124.
 #[track_caller]
 pub fn run(cmd: &mut Command) -> Run {
-    rustshim_harness::run(cmd, TIMEOUT + Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"))
+    run_within(cmd, TIMEOUT + Duration::from_secs(30))
+}
+
+/// Runs a command to completion, killed after `limit` (for one under a `timeout` of its own
+/// longer than [`TIMEOUT_SECS`], such as a cargo build).
+#[track_caller]
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Run {
+    rustshim_harness::run(cmd, limit).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// nbdkit with the workspace's shim and no `plugin=` (tests name the plugin in the arguments,
@@ -101,9 +108,16 @@ pub fn nbdkit<S: AsRef<OsStr>>(args: &[S]) -> Run {
 /// `nbdkit -U - SHIM args... --run CMD`: CMD sees `$uri`, `$unixsocket` and friends.
 #[track_caller]
 pub fn nbdkit_run<S: AsRef<OsStr>>(args: &[S], cmd: &str) -> Run {
+    nbdkit_run_with(&[], args, cmd)
+}
+
+/// [`nbdkit_run`] with nbdkit's `options` (`-v`, filters, `-D ...`) before the shim.
+#[track_caller]
+pub fn nbdkit_run_with<S: AsRef<OsStr>>(options: &[&str], args: &[S], cmd: &str) -> Run {
     run_nbdkit(
         shim_nbdkit()
             .nbdkit_args(["-U", "-"])
+            .nbdkit_args(options)
             .args(args)
             .args(["--run", cmd]),
     )

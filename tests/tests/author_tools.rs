@@ -38,8 +38,7 @@ fn cargo(dir: &Path) -> Command {
 
 /// Runs a [`cargo`] command to completion (`timeout` ends it first).
 fn run_cargo(cmd: &mut Command) -> Run {
-    let backstop = Duration::from_secs(u64::from(CARGO_TIMEOUT_SECS) + 30);
-    rustshim_harness::run(cmd, backstop).unwrap_or_else(|e| panic!("{e}"))
+    run_within(cmd, Duration::from_secs(u64::from(CARGO_TIMEOUT_SECS) + 30))
 }
 
 /// `cargo xtask new-plugin NAME --path DIR`, spelled as the `cargo xtask` alias expands.

@@ -1136,47 +1136,10 @@ fn dump_plugin_shows_the_plugins_own_lines_and_callbacks() {
 /// Every callback name of the ABI, nbdkit's and the shim's own hot-reload ones (the test plugin
 /// implements them all).
 fn rustshim_names() -> Vec<String> {
-    [
-        "load",
-        "unload",
-        "config",
-        "config_complete",
-        "thread_model",
-        "get_ready",
-        "after_fork",
-        "cleanup",
-        "dump_plugin",
-        "preconnect",
-        "list_exports",
-        "default_export",
-        "open",
-        "close",
-        "get_size",
-        "export_description",
-        "block_size",
-        "can_write",
-        "can_flush",
-        "is_rotational",
-        "can_trim",
-        "can_zero",
-        "can_fua",
-        "can_multi_conn",
-        "can_extents",
-        "can_cache",
-        "can_fast_zero",
-        "pread",
-        "pwrite",
-        "flush",
-        "trim",
-        "zero",
-        "extents",
-        "cache",
-        "hand_over",
-        "take_over",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    rustshim_plugin_api::abi::CALLBACK_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// The plugin's log records reach nbdkit's log: errors and warnings always, the rest (and

@@ -11,40 +11,42 @@ use rustshim_tests::fixtures::{build, build_plugin, ApiCopy, Workspace, MINIMAL_
 use rustshim_tests::*;
 
 /// `plugin-api` 1.1.0 as a minor release may change it: a callback and a host service appended
-/// after the `last_prefix_field` markers (see the rules in `plugin-api/src/abi/mod.rs`).
+/// after the `last_prefix_field` markers (see the rules in `plugin-api/src/abi/mod.rs`). Each
+/// edit inserts before one of the "... go here" marker comments.
 const API_1_1_EDITS: &[(&str, &str, &str)] = &[
-    ("src/abi/mod.rs", "pub const CALLBACK_NAMES: [&str; 36] = [", "pub const CALLBACK_NAMES: [&str; 37] = ["),
-    ("src/abi/mod.rs", "    \"take_over\",\n];", "    \"take_over\",\n    \"new_callback\",\n];"),
     (
         "src/abi/mod.rs",
-        "            sink: ExtentSink,\n        ) -> i32,\n    >,\n}",
-        "            sink: ExtentSink,\n        ) -> i32,\n    >,\n    /// Added in 1.1.\n    pub new_callback: Option<unsafe extern \"C\" fn(instance: InstancePtr) -> i32>,\n}",
+        "            // Callbacks added in later minor versions go here",
+        "            /// Added in 1.1.\n            [36] new_callback: (Option<unsafe extern \"C\" fn(instance: InstancePtr) -> i32>),\n            // Callbacks added in later minor versions go here",
     ),
     (
         "src/abi/mod.rs",
-        "    pub api_version: extern \"C\" fn() -> i32,\n}",
-        "    pub api_version: extern \"C\" fn() -> i32,\n    /// Added in 1.1.\n    pub added_in_1_1: extern \"C\" fn() -> i32,\n}",
+        "    // Services added in later minor versions go here.",
+        "    /// Added in 1.1.\n    pub added_in_1_1: extern \"C\" fn() -> i32,\n    // Services added in later minor versions go here.",
     ),
     (
         "src/plugin.rs",
         "    // ---- Shutting down ----",
         "    /// Added in 1.1.\n    fn new_callback(&self) -> Result<()> {\n        Ok(())\n    }\n\n    // ---- Shutting down ----",
     ),
-    ("src/adapter.rs", "        extents: slot!(extents),", "        extents: slot!(extents),\n        new_callback: slot!(new_callback),"),
     (
         "src/adapter.rs",
-        "/// Exports plugin type `T` from this cdylib",
-        "unsafe extern \"C\" fn new_callback<T: Plugin>(i: InstancePtr) -> i32 {\n    // SAFETY: see above.\n    let p = unsafe { instance::<T>(i) };\n    status(guard::<T, _>(\"new_callback\", || p.new_callback()))\n}\n\n/// Exports plugin type `T` from this cdylib",
+        "// Callbacks added in later minor versions go here.",
+        "unsafe extern \"C\" fn new_callback<T: Plugin>(i: InstancePtr) -> i32 {\n    let p = unsafe { instance::<T>(i) };\n    status(guard::<T, _>(\"new_callback\", || p.new_callback()))\n}\n\n// Callbacks added in later minor versions go here.",
     ),
 ];
 
 /// The shim built against 1.1 fills the new host service.
 const SHIM_1_1_EDITS: &[(&str, &str, &str)] = &[
-    ("src/services.rs", "            api_version,\n        }", "            api_version,\n            added_in_1_1,\n        }"),
     (
         "src/services.rs",
-        "extern \"C\" fn api_version() -> i32 {",
-        "extern \"C\" fn added_in_1_1() -> i32 {\n    11\n}\n\nextern \"C\" fn api_version() -> i32 {",
+        "            // Services added in later minor versions go here.",
+        "            added_in_1_1,\n            // Services added in later minor versions go here.",
+    ),
+    (
+        "src/services.rs",
+        "// The functions of services added in later minor versions go here.",
+        "extern \"C\" fn added_in_1_1() -> i32 {\n    11\n}\n\n// The functions of services added in later minor versions go here.",
     ),
 ];
 

@@ -13,9 +13,9 @@ use crate::workspace::{plugin_path, target_dir, SHIM};
 use crate::Result;
 
 /// The shim's name in nbdkit's plugin directory, so `nbdkit rustshim ...` finds it.
-const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
+pub const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
 /// The plugins worth installing; `test` exists for the integration tests.
-const INSTALLED_PLUGINS: &[&str] = &["null", "memory", "file"];
+pub const INSTALLED_PLUGINS: &[&str] = &["null", "memory", "file"];
 
 pub fn install(plugindir: Option<PathBuf>) -> Result {
     deps::ensure()?;

@@ -11,6 +11,7 @@ mod deps;
 mod dev;
 mod install;
 mod new_plugin;
+mod package;
 mod roots;
 mod signals;
 mod test;
@@ -62,12 +63,16 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Make (or check) the Debian roots holding the newer nbdkits: `1.42`, `1.48` or `all`
+    /// Make (or check) the Debian roots: those holding the newer nbdkits (`1.42`, `1.48`), the
+    /// fresh Debian 12 and 13 the package is tried in (`package`), or `all`
     Roots {
-        /// Which: `1.42`, `1.48` or `all`
+        /// Which: `1.42`, `1.48`, `package` or `all`
         #[arg(default_value = "all")]
         which: String,
     },
+    /// Build the Debian package target/debian/nbdkit-rustshim-plugin_VERSION_ARCH.deb: the
+    /// release shim, the example plugins, the man page
+    Package,
     /// Serve a plugin crate with reload=watch and rebuild it whenever its sources change
     Dev {
         /// The plugin crate's directory, e.g. plugins/memory
@@ -112,11 +117,8 @@ fn main() -> ExitCode {
         Cmd::Build { release } => build::build(release),
         Cmd::Install { plugindir } => install::install(plugindir),
         Cmd::Test { nbdkit, args } => test::test(&nbdkit, &args),
-        Cmd::Roots { which } => roots::select(&which).and_then(|servers| {
-            servers
-                .iter()
-                .try_for_each(|server| roots::ensure(server).map(drop))
-        }),
+        Cmd::Roots { which } => roots::make_roots(&which),
+        Cmd::Package => package::package(),
         Cmd::Demo { seconds } => demo::demo(seconds),
         Cmd::Bench {
             instructions: true, ..

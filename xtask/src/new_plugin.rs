@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::Path;
 
+use crate::workspace::write;
 use crate::Result;
 
 /// The crate's files and their templates, in which `@NAME@` (the package), `@LIB@` (its
@@ -195,14 +196,6 @@ fn toml_string(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-fn write(path: &Path, contents: &str) -> Result {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -6,8 +6,12 @@
 //! built once on the host; the harness runs nbdkit and the clients inside a root (its
 //! `RUSTSHIM_ROOT`), with the host's data directories at the same paths.
 //!
-//! A root is cached in `/var/cache/rustshim/roots/SUITE` and reused while the package list it
-//! was made with ([`deps::PACKAGES`]) is unchanged; a changed list makes it anew. It is built
+//! Two more roots, fresh Debian 12 and 13 systems with little but nbdkit, are where the tests
+//! install the Debian package ([`PACKAGE_ROOTS`]).
+//!
+//! A root is cached in `/var/cache/rustshim/roots/NAME` and reused while the package list it
+//! was made with ([`deps::PACKAGES`] for the nbdkit roots) is unchanged; a changed list makes it
+//! anew. It is built
 //! under another name and renamed into place, so an interrupted build leaves no half root.
 
 use std::fs;
@@ -28,28 +32,74 @@ const STAMP: &str = ".rustshim-packages";
 pub struct Server {
     /// What `--nbdkit` calls it.
     pub key: &'static str,
-    /// The Debian release whose nbdkit it is; `None`: the host's own.
-    pub suite: Option<&'static str>,
+    /// The root it runs in; `None`: the host's own nbdkit.
+    pub root: Option<Root>,
+}
+
+/// A Debian root: a release made with `debootstrap --variant=minbase`, and what is installed in
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Root {
+    /// Its directory's name in [`CACHE`].
+    pub name: &'static str,
+    /// The Debian release.
+    pub suite: &'static str,
     /// The debootstrap script for the suite, when Debian 12's debootstrap has none of its name.
     pub script: Option<&'static str>,
+    /// The packages installed in it.
+    pub packages: &'static [&'static str],
+    /// What it is for, in messages.
+    pub purpose: &'static str,
 }
 
 /// Every nbdkit we support, oldest first.
 pub const SERVERS: &[Server] = &[
     Server {
         key: "system",
-        suite: None,
-        script: None,
+        root: None,
     },
     Server {
         key: "1.42",
-        suite: Some("trixie"),
-        script: None,
+        root: Some(Root {
+            name: "trixie",
+            suite: "trixie",
+            script: None,
+            packages: deps::PACKAGES,
+            purpose: "nbdkit 1.42",
+        }),
     },
     Server {
         key: "1.48",
-        suite: Some("forky"),
-        script: Some("sid"),
+        root: Some(Root {
+            name: "forky",
+            suite: "forky",
+            script: Some("sid"),
+            packages: deps::PACKAGES,
+            purpose: "nbdkit 1.48",
+        }),
+    },
+];
+
+/// What a fresh root for the package has besides minbase: what the package depends on, a client
+/// to try it with, and `man`.
+const FRESH_PACKAGES: &[&str] = &["nbdkit", "libnbd-bin", "man-db"];
+
+/// Fresh Debian 12 and 13 systems to install the Debian package into (`cargo xtask package`,
+/// tests/tests/package.rs): nothing but what it depends on, a client and `man`.
+pub const PACKAGE_ROOTS: &[Root] = &[
+    Root {
+        name: "bookworm-package",
+        suite: "bookworm",
+        script: None,
+        packages: FRESH_PACKAGES,
+        purpose: "the package on Debian 12",
+    },
+    Root {
+        name: "trixie-package",
+        suite: "trixie",
+        script: None,
+        packages: FRESH_PACKAGES,
+        purpose: "the package on Debian 13",
     },
 ];
 
@@ -68,35 +118,65 @@ pub fn select(which: &str) -> Result<Vec<Server>> {
         })
 }
 
-/// The root of `server`, made if it is missing or stale; `None` for the host's nbdkit.
-pub fn ensure(server: &Server) -> Result<Option<PathBuf>> {
-    let Some(suite) = server.suite else {
-        return Ok(None);
-    };
-    let root = Path::new(CACHE).join(suite);
-    let wanted = stamp_text();
-    if fs::read_to_string(root.join(STAMP)).ok().as_deref() == Some(wanted.as_str()) {
-        println!(
-            "roots: {suite} (nbdkit {}) is ready in {}",
-            server.key,
-            root.display()
-        );
-        return Ok(Some(root));
+/// `cargo xtask roots WHICH`: makes (or checks) the roots of a server key, of `package`
+/// ([`PACKAGE_ROOTS`]), or of `all` of them.
+pub fn make_roots(which: &str) -> Result {
+    let mut roots: Vec<Root> = Vec::new();
+    if which == "all" || which == "package" {
+        roots.extend(PACKAGE_ROOTS);
     }
-    make(server, suite, &root, &wanted)?;
-    Ok(Some(root))
+    if which != "package" {
+        let servers = select(which).map_err(|_| {
+            let keys: Vec<&str> = SERVERS
+                .iter()
+                .filter(|s| s.root.is_some())
+                .map(|s| s.key)
+                .collect();
+            format!(
+                "roots {which}: not one of {}, package or all",
+                keys.join(", ")
+            )
+        })?;
+        roots.extend(servers.iter().filter_map(|server| server.root));
+    }
+    roots
+        .iter()
+        .try_for_each(|root| ensure_root(root).map(drop))
 }
 
-fn stamp_text() -> String {
-    let mut packages: Vec<&str> = deps::PACKAGES.to_vec();
+/// The root of `server`, made if it is missing or stale; `None` for the host's nbdkit.
+pub fn ensure(server: &Server) -> Result<Option<PathBuf>> {
+    server.root.as_ref().map(ensure_root).transpose()
+}
+
+/// `root`'s directory, made if it is missing or stale.
+pub fn ensure_root(root: &Root) -> Result<PathBuf> {
+    let dir = Path::new(CACHE).join(root.name);
+    let wanted = stamp_text(root.packages);
+    if fs::read_to_string(dir.join(STAMP)).ok().as_deref() != Some(wanted.as_str()) {
+        make(root, &dir, &wanted)?;
+    }
+    println!(
+        "roots: {} (Debian {}, for {}) is ready in {}",
+        root.name,
+        root.suite,
+        root.purpose,
+        dir.display()
+    );
+    Ok(dir)
+}
+
+fn stamp_text(packages: &[&str]) -> String {
+    let mut packages: Vec<&str> = packages.to_vec();
     packages.sort_unstable();
     packages.join("\n") + "\n"
 }
 
-fn make(server: &Server, suite: &str, root: &Path, stamp: &str) -> Result {
+fn make(root: &Root, dir: &Path, stamp: &str) -> Result {
+    let suite = root.suite;
     deps::ensure_host(&["debootstrap"])?;
     let started = Instant::now();
-    let building = root.with_extension("building");
+    let building = dir.with_extension("building");
     if building.exists() {
         fs::remove_dir_all(&building)
             .map_err(|e| format!("cannot remove {}: {e}", building.display()))?;
@@ -105,16 +185,16 @@ fn make(server: &Server, suite: &str, root: &Path, stamp: &str) -> Result {
         .map_err(|e| format!("cannot create {}: {e}", building.display()))?;
     let mirror = host_mirror()?;
     println!(
-        "roots: making {} (Debian {suite}, for nbdkit {}) from {mirror}",
-        root.display(),
-        server.key
+        "roots: making {} (Debian {suite}, for {}) from {mirror}",
+        dir.display(),
+        root.purpose
     );
     let mut debootstrap = Command::new("debootstrap");
     debootstrap
         .args(["--variant=minbase", suite])
         .arg(&building)
         .arg(&mirror);
-    if let Some(script) = server.script {
+    if let Some(script) = root.script {
         debootstrap.arg(Path::new("/usr/share/debootstrap/scripts").join(script));
     }
     run(&format!("debootstrap {suite}"), &mut debootstrap)?;
@@ -139,19 +219,19 @@ fn make(server: &Server, suite: &str, root: &Path, stamp: &str) -> Result {
         "apt-get install in the root",
         in_root("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(deps::PACKAGES),
+            .args(root.packages),
     )?;
     run("apt-get clean in the root", in_root("apt-get").arg("clean"))?;
     fs::write(building.join(STAMP), stamp)
         .map_err(|e| format!("cannot write {}: {e}", building.join(STAMP).display()))?;
-    if root.exists() {
-        fs::remove_dir_all(root).map_err(|e| format!("cannot remove {}: {e}", root.display()))?;
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
     }
-    fs::rename(&building, root)
+    fs::rename(&building, dir)
         .map_err(|e| format!("cannot rename {} into place: {e}", building.display()))?;
     println!(
-        "roots: {} ready in {:.0} s",
-        root.display(),
+        "roots: made {} in {:.0} s",
+        dir.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -60,3 +60,30 @@ pub fn run(what: &str, cmd: &mut Command) -> Result {
         Err(format!("{what} failed ({status})"))
     }
 }
+
+/// Runs a command to completion and returns what it printed on stdout; its stderr goes to ours.
+/// `what` names it in the error.
+pub fn output(what: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        String::from_utf8(out.stdout).map_err(|e| format!("{what}: output is not UTF-8: {e}"))
+    } else {
+        Err(format!("{what} failed ({})", out.status))
+    }
+}
+
+/// `fs::create_dir_all`, with the directory in the error.
+pub fn mkdir(dir: &Path) -> Result {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// Writes `contents` to `path`, making its directory first.
+pub fn write(path: &Path, contents: &str) -> Result {
+    if let Some(parent) = path.parent() {
+        mkdir(parent)?;
+    }
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -33,6 +33,7 @@
 #![allow(non_local_definitions)]
 
 pub mod load;
+pub(crate) mod table;
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize};
@@ -128,7 +129,7 @@ pub const PAGES_MAGIC: u64 = u64::from_le_bytes(*b"RSPAGES\0");
 /// [`PagesStore::layout_version`]: bump on any change to the layout or the locking protocol.
 pub const PAGES_LAYOUT_VERSION: u32 = 2;
 
-/// The memory of a `SharedPages` store (`crate::handover`): a sparse array of pages that the
+/// The memory of a `SharedPages` store (`crate::shared_pages`): a sparse array of pages that the
 /// generations of a plugin read and write directly, concurrently, across hot reloads. Fixed by
 /// [`PAGES_LAYOUT_VERSION`]; all its memory comes from the C allocator, so any generation may
 /// free it.
@@ -222,48 +223,23 @@ pub struct HostServices {
     /// nbdkit's plugin API version the shim speaks (2).
     #[sabi(last_prefix_field)]
     pub api_version: extern "C" fn() -> i32,
+    /// `nbdkit_debug_hexdump` (nbdkit ≥ 1.46; the shim formats it itself on older ones). Added
+    /// in 1.1. An empty `prefix` means none.
+    pub debug_hexdump: extern "C" fn(buf: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32,
+    /// `nbdkit_debug_hexdiff` (nbdkit ≥ 1.48; the shim formats it itself on older ones): `a` and
+    /// `b` have the same length. Added in 1.1.
+    pub debug_hexdiff:
+        extern "C" fn(a: RSlice<'_, u8>, b: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32,
+    /// `nbdkit_name`: the `--name` of this nbdkit, if given (nbdkit ≥ 1.48; the shim reads its
+    /// command line on older ones). Added in 1.1.
+    pub name: extern "C" fn(out: &mut ROption<RString>) -> i32,
+    /// `nbdkit_timestamp` (nbdkit ≥ 1.48; the shim makes one itself on older ones). Added in 1.1.
+    pub timestamp: extern "C" fn(out: &mut RString) -> i32,
+    /// Whether the running nbdkit itself has the server function `nbdkit_<name>` (a name as in
+    /// `--dump-plugin`'s list); an unknown name is `ENOENT`. Added in 1.1.
+    pub nbdkit_has: extern "C" fn(name: RStr<'_>, out: &mut bool) -> i32,
+    // Services added in later minor versions go here.
 }
-
-/// The names of the callbacks a plugin may implement, by bit number in
-/// [`PluginModule::implemented`]. Append-only.
-pub const CALLBACK_NAMES: [&str; 36] = [
-    "load",
-    "unload",
-    "config",
-    "config_complete",
-    "thread_model",
-    "get_ready",
-    "after_fork",
-    "cleanup",
-    "dump_plugin",
-    "preconnect",
-    "list_exports",
-    "default_export",
-    "open",
-    "close",
-    "get_size",
-    "export_description",
-    "block_size",
-    "can_write",
-    "can_flush",
-    "is_rotational",
-    "can_trim",
-    "can_zero",
-    "can_fua",
-    "can_multi_conn",
-    "can_extents",
-    "can_cache",
-    "can_fast_zero",
-    "pread",
-    "pwrite",
-    "flush",
-    "trim",
-    "zero",
-    "extents",
-    "cache",
-    "hand_over",
-    "take_over",
-];
 
 /// [`CALLBACK_NAMES`] as ABI strings, for [`PluginModule::callback_names`].
 pub static CALLBACK_NAME_STRS: [RStr<'static>; CALLBACK_NAMES.len()] = {
@@ -276,190 +252,201 @@ pub static CALLBACK_NAME_STRS: [RStr<'static>; CALLBACK_NAMES.len()] = {
     out
 };
 
-/// A plugin's root module: what it is and one function pointer per nbdkit callback.
+/// The table of [`PluginModule`]: its static facts, then one entry per callback, `[bit]` being
+/// the callback's bit number in [`PluginModule::implemented`] and [`CALLBACK_NAMES`] (`[bit
+/// name]` where the field is named otherwise). The order of entries is the ABI's field order.
+/// See [`table`] for what is derived from it.
 ///
-/// Optional callbacks are `None` when the plugin does not implement them.
-#[repr(C)]
-#[derive(StableAbi)]
-#[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
-#[sabi(missing_field(option))]
-pub struct PluginModule {
-    /// nbdkit `name`.
-    pub name: RStr<'static>,
-    /// nbdkit `longname`.
-    pub longname: ROption<RStr<'static>>,
-    /// nbdkit `version`.
-    pub version: ROption<RStr<'static>>,
-    /// nbdkit `description`.
-    pub description: ROption<RStr<'static>>,
-    /// nbdkit `config_help`.
-    pub config_help: ROption<RStr<'static>>,
-    /// nbdkit `magic_config_key`.
-    pub magic_config_key: ROption<RStr<'static>>,
-    /// Which callbacks the plugin author wrote, as bits numbered by [`CALLBACK_NAMES`].
-    pub implemented: u64,
-    /// The plugin's [`CALLBACK_NAMES`], so an older shim can name callbacks it does not know.
-    pub callback_names: RSlice<'static, RStr<'static>>,
-    /// `false` when the plugin was built with `panic = "abort"`: any panic then ends nbdkit.
-    pub panic_unwinds: bool,
-    /// How the plugin was built (`rustc …; profile=…`), for `--dump-plugin`.
-    pub build_info: RStr<'static>,
-
-    /// Makes a new instance (the plugin's `load`). Writes it to `out`.
-    pub create: extern "C" fn(host: HostServicesRef, out: &mut InstancePtr) -> i32,
-    /// Runs the plugin's `unload` and frees the instance.
-    pub destroy: unsafe extern "C" fn(instance: InstancePtr),
-    /// nbdkit `config`.
-    pub config:
-        Option<unsafe extern "C" fn(instance: InstancePtr, key: RStr<'_>, value: RStr<'_>) -> i32>,
-    /// nbdkit `config_complete`.
-    pub config_complete: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
-    /// nbdkit `thread_model`: returns the model (0–3, as nbdkit numbers them) or [`ERROR`].
-    pub thread_model: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
-    /// nbdkit `get_ready`.
-    pub get_ready: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
-    /// nbdkit `after_fork`.
-    pub after_fork: Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>,
-    /// nbdkit `cleanup`.
-    pub cleanup: Option<unsafe extern "C" fn(instance: InstancePtr)>,
-    /// nbdkit `dump_plugin`.
-    pub dump_plugin: Option<unsafe extern "C" fn(instance: InstancePtr, sink: DumpSink)>,
-    /// nbdkit `preconnect`.
-    pub preconnect: Option<unsafe extern "C" fn(instance: InstancePtr, readonly: bool) -> i32>,
-    /// nbdkit `list_exports`.
-    pub list_exports: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            readonly: bool,
-            is_tls: bool,
-            sink: ExportSink,
-        ) -> i32,
-    >,
-    /// nbdkit `default_export`.
-    pub default_export: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            readonly: bool,
-            is_tls: bool,
-            out: &mut RString,
-        ) -> i32,
-    >,
-    /// nbdkit `open`: writes the new handle to `out`.
-    pub open:
-        unsafe extern "C" fn(instance: InstancePtr, readonly: bool, out: &mut HandlePtr) -> i32,
-    /// nbdkit `close`: releases the handle (always present: the handle must be freed).
-    pub close: unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr),
-    /// nbdkit `get_size`.
-    pub get_size:
-        unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, out: &mut u64) -> i32,
-    /// nbdkit `export_description`.
-    pub export_description: Option<
-        unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, out: &mut RString) -> i32,
-    >,
-    /// nbdkit `block_size`.
-    pub block_size: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            handle: HandlePtr,
-            minimum: &mut u32,
-            preferred: &mut u32,
-            maximum: &mut u32,
-        ) -> i32,
-    >,
-    /// nbdkit `can_write`: 1, 0 or [`ERROR`].
-    pub can_write: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_flush`.
-    pub can_flush: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `is_rotational`.
-    pub is_rotational:
-        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_trim`.
-    pub can_trim: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_zero`.
-    pub can_zero: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_fua`: 0 none, 1 emulate, 2 native, or [`ERROR`].
-    pub can_fua: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_multi_conn`.
-    pub can_multi_conn:
-        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_extents`.
-    pub can_extents: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_cache`: 0 none, 1 emulate, 2 native, or [`ERROR`].
-    pub can_cache: Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `can_fast_zero`.
-    pub can_fast_zero:
-        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>,
-    /// nbdkit `pread`: fills `count` bytes at `buf`.
-    pub pread: unsafe extern "C" fn(
-        instance: InstancePtr,
-        handle: HandlePtr,
-        buf: *mut u8,
-        count: u32,
-        offset: u64,
-        flags: u32,
-    ) -> i32,
-    /// nbdkit `pwrite`: writes `count` bytes from `buf`.
-    pub pwrite: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            handle: HandlePtr,
-            buf: *const u8,
-            count: u32,
-            offset: u64,
-            flags: u32,
-        ) -> i32,
-    >,
-    /// nbdkit `flush`.
-    pub flush:
-        Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, flags: u32) -> i32>,
-    /// nbdkit `trim`.
-    pub trim: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            handle: HandlePtr,
-            count: u32,
-            offset: u64,
-            flags: u32,
-        ) -> i32,
-    >,
-    /// nbdkit `zero`.
-    pub zero: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            handle: HandlePtr,
-            count: u32,
-            offset: u64,
-            flags: u32,
-        ) -> i32,
-    >,
-    /// nbdkit `cache`.
-    pub cache: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            handle: HandlePtr,
-            count: u32,
-            offset: u64,
-            flags: u32,
-        ) -> i32,
-    >,
-    /// Hot reload: the state this instance hands to its successor, written to `out`.
-    pub hand_over:
-        Option<unsafe extern "C" fn(instance: InstancePtr, out: &mut ROption<Handover>) -> i32>,
-    /// Hot reload: adopts a predecessor's state; returns 1 if adopted, 0 if not (released).
-    pub take_over: Option<unsafe extern "C" fn(instance: InstancePtr, state: Handover) -> i32>,
-    /// nbdkit `extents`.
-    #[sabi(last_prefix_field)]
-    pub extents: Option<
-        unsafe extern "C" fn(
-            instance: InstancePtr,
-            handle: HandlePtr,
-            count: u32,
-            offset: u64,
-            flags: u32,
-            sink: ExtentSink,
-        ) -> i32,
-    >,
+/// Adding a callback: append an entry at the end, with the next bit number, as `Option<..>`.
+macro_rules! plugin_module {
+    ($($how:tt)*) => { $crate::abi::table::callback_module! { $($how)*
+        /// A plugin's root module: what it is and one function pointer per nbdkit callback.
+        ///
+        /// Optional callbacks are `None` when the plugin does not implement them.
+        #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+        #[sabi(missing_field(option))]
+        pub struct PluginModule, names CALLBACK_NAMES {
+            /// nbdkit `name`.
+            pub name: RStr<'static>,
+            /// nbdkit `longname`.
+            pub longname: ROption<RStr<'static>>,
+            /// nbdkit `version`.
+            pub version: ROption<RStr<'static>>,
+            /// nbdkit `description`.
+            pub description: ROption<RStr<'static>>,
+            /// nbdkit `config_help`.
+            pub config_help: ROption<RStr<'static>>,
+            /// nbdkit `magic_config_key`.
+            pub magic_config_key: ROption<RStr<'static>>,
+            /// Which callbacks the plugin author wrote, as bits numbered by [`CALLBACK_NAMES`].
+            pub implemented: u64,
+            /// The plugin's [`CALLBACK_NAMES`], so an older shim can name callbacks it does not
+            /// know.
+            pub callback_names: RSlice<'static, RStr<'static>>,
+            /// `false` when the plugin was built with `panic = "abort"`: any panic then ends
+            /// nbdkit.
+            pub panic_unwinds: bool,
+            /// How the plugin was built (`rustc …; profile=…`), for `--dump-plugin`.
+            pub build_info: RStr<'static>,
+        }
+        callbacks {
+            /// Makes a new instance (the plugin's `load`). Writes it to `out`.
+            [0 load] create: (extern "C" fn(host: HostServicesRef, out: &mut InstancePtr) -> i32),
+            /// Runs the plugin's `unload` and frees the instance.
+            [1 unload] destroy: (unsafe extern "C" fn(instance: InstancePtr)),
+            /// nbdkit `config`.
+            [2] config: (Option<
+                unsafe extern "C" fn(instance: InstancePtr, key: RStr<'_>, value: RStr<'_>) -> i32,
+            >),
+            /// nbdkit `config_complete`.
+            [3] config_complete: (Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>),
+            /// nbdkit `thread_model`: returns the model (0–3, as nbdkit numbers them) or
+            /// [`ERROR`].
+            [4] thread_model: (Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>),
+            /// nbdkit `get_ready`.
+            [5] get_ready: (Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>),
+            /// nbdkit `after_fork`.
+            [6] after_fork: (Option<unsafe extern "C" fn(instance: InstancePtr) -> i32>),
+            /// nbdkit `cleanup`.
+            [7] cleanup: (Option<unsafe extern "C" fn(instance: InstancePtr)>),
+            /// nbdkit `dump_plugin`.
+            [8] dump_plugin: (Option<unsafe extern "C" fn(instance: InstancePtr, sink: DumpSink)>),
+            /// nbdkit `preconnect`.
+            [9] preconnect: (Option<unsafe extern "C" fn(instance: InstancePtr, readonly: bool) -> i32>),
+            /// nbdkit `list_exports`.
+            [10] list_exports: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    readonly: bool,
+                    is_tls: bool,
+                    sink: ExportSink,
+                ) -> i32,
+            >),
+            /// nbdkit `default_export`.
+            [11] default_export: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    readonly: bool,
+                    is_tls: bool,
+                    out: &mut RString,
+                ) -> i32,
+            >),
+            /// nbdkit `open`: writes the new handle to `out`.
+            [12] open: (unsafe extern "C" fn(instance: InstancePtr, readonly: bool, out: &mut HandlePtr) -> i32),
+            /// nbdkit `close`: releases the handle (always present: the handle must be freed).
+            [13] close: (unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr)),
+            /// nbdkit `get_size`.
+            [14] get_size: (unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, out: &mut u64) -> i32),
+            /// nbdkit `export_description`.
+            [15] export_description: (Option<
+                unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, out: &mut RString) -> i32,
+            >),
+            /// nbdkit `block_size`.
+            [16] block_size: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    handle: HandlePtr,
+                    minimum: &mut u32,
+                    preferred: &mut u32,
+                    maximum: &mut u32,
+                ) -> i32,
+            >),
+            /// nbdkit `can_write`: 1, 0 or [`ERROR`].
+            [17] can_write: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_flush`.
+            [18] can_flush: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `is_rotational`.
+            [19] is_rotational: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_trim`.
+            [20] can_trim: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_zero`.
+            [21] can_zero: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_fua`: 0 none, 1 emulate, 2 native, or [`ERROR`].
+            [22] can_fua: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_multi_conn`.
+            [23] can_multi_conn: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_extents`.
+            [24] can_extents: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_cache`: 0 none, 1 emulate, 2 native, or [`ERROR`].
+            [25] can_cache: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `can_fast_zero`.
+            [26] can_fast_zero: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr) -> i32>),
+            /// nbdkit `pread`: fills `count` bytes at `buf`.
+            [27] pread: (unsafe extern "C" fn(
+                instance: InstancePtr,
+                handle: HandlePtr,
+                buf: *mut u8,
+                count: u32,
+                offset: u64,
+                flags: u32,
+            ) -> i32),
+            /// nbdkit `pwrite`: writes `count` bytes from `buf`.
+            [28] pwrite: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    handle: HandlePtr,
+                    buf: *const u8,
+                    count: u32,
+                    offset: u64,
+                    flags: u32,
+                ) -> i32,
+            >),
+            /// nbdkit `flush`.
+            [29] flush: (Option<unsafe extern "C" fn(instance: InstancePtr, handle: HandlePtr, flags: u32) -> i32>),
+            /// nbdkit `trim`.
+            [30] trim: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    handle: HandlePtr,
+                    count: u32,
+                    offset: u64,
+                    flags: u32,
+                ) -> i32,
+            >),
+            /// nbdkit `zero`.
+            [31] zero: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    handle: HandlePtr,
+                    count: u32,
+                    offset: u64,
+                    flags: u32,
+                ) -> i32,
+            >),
+            /// nbdkit `cache`.
+            [33] cache: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    handle: HandlePtr,
+                    count: u32,
+                    offset: u64,
+                    flags: u32,
+                ) -> i32,
+            >),
+            /// Hot reload: the state this instance hands to its successor, written to `out`.
+            [34] hand_over: (Option<unsafe extern "C" fn(instance: InstancePtr, out: &mut ROption<Handover>) -> i32>),
+            /// Hot reload: adopts a predecessor's state; returns 1 if adopted, 0 if not
+            /// (released).
+            [35] take_over: (Option<unsafe extern "C" fn(instance: InstancePtr, state: Handover) -> i32>),
+            /// nbdkit `extents`.
+            #[sabi(last_prefix_field)]
+            [32] extents: (Option<
+                unsafe extern "C" fn(
+                    instance: InstancePtr,
+                    handle: HandlePtr,
+                    count: u32,
+                    offset: u64,
+                    flags: u32,
+                    sink: ExtentSink,
+                ) -> i32,
+            >),
+            // Callbacks added in later minor versions go here (`Option`, the next bit number).
+        }
+    } };
 }
+pub(crate) use plugin_module;
+
+plugin_module!(declare);
 
 impl RootModule for PluginModuleRef {
     declare_root_module_statics! {PluginModuleRef}

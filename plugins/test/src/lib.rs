@@ -27,6 +27,9 @@
 //!   `block_size=MIN:PREF:MAX`.
 //! * `parse_size= parse_bool= parse_probability= parse_delay= password= realpath=`: call that
 //!   server function on the value and trace the result (a failure does not fail `config`).
+//! * `hexdump=START:TEXT`, `hexdiff=START:A:B`: call `debug_hexdump` (prefix `hx: `) or
+//!   `debug_hexdiff` (prefix `hd: `) on the bytes of the text, the first at offset `START`;
+//!   `nbdkit_has=FUNCTION`: call `nbdkit_has`. Each traces its result.
 //! * `on_pread=shutdown|disconnect|disconnect_force|sleep:DELAY`: what `pread` does first.
 //! * `trace_outside=true`: see below.
 //! * `log=error|warn|info|debug|trace` (repeatable): `get_ready` logs `test: log at LEVEL`
@@ -39,8 +42,9 @@
 //! `rustshim-test`, and `take_over` traces what it got and accepts it.
 //!
 //! Always: `config_complete` and `get_ready` trace `stdio_safe`; `get_ready` traces `version`
-//! and `api_version` and logs a debug message (`log::debug!`), `after_fork` another
-//! (`server::debug`); `open` traces `export_name`, `is_tls` and every `peer_*` function;
+//! and `api_version`, `name` and `timestamp` and logs a debug message (`log::debug!`),
+//! `after_fork` another (`server::debug`); `open` traces `export_name`, `is_tls`, every `peer_*`
+//! function and `timestamp`;
 //! `dump_plugin` prints `test_dump=42`. With `trace_outside=true`, `get_ready` also traces the
 //! client functions where there is no client (`outside: export_name = …`).
 
@@ -600,6 +604,33 @@ impl Plugin for Test {
                 self.trace
                     .early_line(format!("realpath({value:?}) = {}", show(&r)));
             }
+            "hexdump" => {
+                let (start, text) = value.split_once(':').unwrap_or(("0", value));
+                let start = start
+                    .parse()
+                    .map_err(|_| Error::invalid("test: hexdump=START:TEXT"))?;
+                let r = server::debug_hexdump(text.as_bytes(), "hx: ", start);
+                self.trace
+                    .early_line(format!("debug_hexdump({value:?}) = {}", show(&r)));
+            }
+            "hexdiff" => {
+                let mut parts = value.splitn(3, ':');
+                let (Some(start), Some(a), Some(b)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(Error::invalid("test: hexdiff=START:A:B"));
+                };
+                let start = start
+                    .parse()
+                    .map_err(|_| Error::invalid("test: hexdiff=START:A:B"))?;
+                let r = server::debug_hexdiff(a.as_bytes(), b.as_bytes(), "hd: ", start);
+                self.trace
+                    .early_line(format!("debug_hexdiff({value:?}) = {}", show(&r)));
+            }
+            "nbdkit_has" => {
+                let r = server::nbdkit_has(value);
+                self.trace
+                    .early_line(format!("nbdkit_has({value:?}) = {}", show(&r)));
+            }
             "on_pread" => {
                 self.on_pread = Some(match value {
                     "shutdown" => OnPread::Shutdown,
@@ -668,6 +699,9 @@ impl Plugin for Test {
             .line(format!("version = {}", show(&server::version())));
         self.trace
             .line(format!("api_version = {}", server::api_version()));
+        self.trace.line(format!("name = {}", show(&server::name())));
+        self.trace
+            .line(format!("timestamp = {}", show(&server::timestamp())));
         self.trace
             .line(format!("stdio_safe = {}", server::stdio_safe()));
         if self.trace_outside {
@@ -751,6 +785,7 @@ impl Plugin for Test {
             show(&server::peer_security_context())
         ));
         t.line(format!("peer_tls_dn = {}", show(&server::peer_tls_dn())));
+        t.line(format!("timestamp(open) = {}", show(&server::timestamp())));
         t.line(format!(
             "peer_tls_issuer_dn = {}",
             show(&server::peer_tls_issuer_dn())

@@ -1,0 +1,21 @@
+//! The host services of the shim that loaded this copy of the plugin: how the adapter, the
+//! logger and the `server` functions reach nbdkit.
+
+use std::sync::OnceLock;
+
+use crate::abi::HostServicesRef;
+
+/// Set once per loaded copy of a plugin file (each copy has its own statics), by the first
+/// instance the shim makes.
+static HOST: OnceLock<HostServicesRef> = OnceLock::new();
+
+/// The shim's services, or `None` outside nbdkit (say, in a plugin's unit tests).
+pub(crate) fn host() -> Option<HostServicesRef> {
+    HOST.get().copied()
+}
+
+/// Remembers the shim's services; later calls (from other instances of the same copy) keep the
+/// first, which is the same table.
+pub(crate) fn set(services: HostServicesRef) {
+    let _ = HOST.set(services);
+}
