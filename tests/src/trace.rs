@@ -6,6 +6,27 @@ use rustshim_harness::TempDir;
 
 use crate::files::temp_dir;
 
+/// The callbacks nbdkit calls once per connection during the handshake (any order).
+pub const HANDSHAKE: [&str; 12] = [
+    "get_size",
+    "can_write",
+    "can_flush",
+    "is_rotational",
+    "can_trim",
+    "can_zero",
+    "can_fua",
+    "can_multi_conn",
+    "can_extents",
+    "can_cache",
+    "can_fast_zero",
+    "block_size",
+];
+
+/// The data callbacks, as the trace names them.
+const DATA_CALLBACKS: [&str; 7] = [
+    "pread", "pwrite", "flush", "trim", "zero", "extents", "cache",
+];
+
 /// The test plugin's trace file (`trace=PATH`), in its own temporary directory.
 pub struct Trace {
     dir: TempDir,
@@ -52,6 +73,14 @@ impl Trace {
         self.calls()
             .iter()
             .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// The traced calls of the data callbacks, in order.
+    pub fn data_calls(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|l| DATA_CALLBACKS.contains(&l.split(' ').next().unwrap_or_default()))
             .collect()
     }
 
