@@ -78,19 +78,13 @@ fn a_group_writable_plugin_is_refused_unless_allowed() {
     std::fs::copy(plugin("null"), &so).unwrap();
     chmod(dir.path(), 0o755);
     chmod(&so, 0o664);
-    let out = nbdkit(&[
-        format!("plugin={}", so.display()),
-        "size=1M".into(),
-        "--run".into(),
-        "true".into(),
-    ])
-    .failed();
-    assert!(
-        out.stderr.lines().any(|l| l.contains("libnull.so")
-            && l.contains("writable by group or others")
-            && l.contains("allow-insecure-plugin=true")),
-        "{}",
-        out.stderr
+    refused(
+        &[format!("plugin={}", so.display()), "size=1M".into()],
+        &[
+            "libnull.so",
+            "writable by group or others",
+            "allow-insecure-plugin=true",
+        ],
     );
     // The opt-out may follow plugin=: loading waits for the plugin's first parameter.
     let out = nbdinfo(
@@ -116,19 +110,12 @@ fn a_directory_others_can_write_is_refused_but_a_sticky_one_is_not() {
     chmod(&so, 0o644);
 
     chmod(&open_dir, 0o777);
-    let out = nbdkit(&[
-        format!("plugin={}", so.display()),
-        "--run".into(),
-        "true".into(),
-    ])
-    .failed();
-    assert!(
-        out.stderr.contains(&format!(
+    refused(
+        &[format!("plugin={}", so.display())],
+        &[&format!(
             "its directory '{}' is writable by group or others",
             open_dir.display()
-        )),
-        "{}",
-        out.stderr
+        )],
     );
 
     chmod(&open_dir, 0o1777);
@@ -150,15 +137,8 @@ fn a_plugin_owned_by_another_user_is_refused() {
     std::fs::copy(plugin("null"), &so).unwrap();
     chmod(&so, 0o644);
     nix::unistd::chown(&so, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    let out = nbdkit(&[
-        format!("plugin={}", so.display()),
-        "--run".into(),
-        "true".into(),
-    ])
-    .failed();
-    assert!(
-        out.stderr.contains("belongs to another user (uid 65534)"),
-        "{}",
-        out.stderr
+    refused(
+        &[format!("plugin={}", so.display())],
+        &["belongs to another user (uid 65534)"],
     );
 }
