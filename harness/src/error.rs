@@ -37,6 +37,19 @@ pub enum HarnessError {
         /// nbdkit's log at that moment, if a server was involved.
         log: String,
     },
+    /// A program run to its end ([`run`](crate::run), [`ServerBuilder::run`](crate::ServerBuilder::run))
+    /// was still running at its time limit, or a child it left behind still held its output
+    /// open then; it was killed.
+    TimedOut {
+        /// Its command line.
+        command: String,
+        /// The time limit.
+        after: std::time::Duration,
+        /// What it printed on stdout until then.
+        stdout: String,
+        /// What it printed on stderr until then.
+        stderr: String,
+    },
     /// A client's output was not what the harness expected (say, `nbdinfo --size` printed no
     /// number).
     Unexpected(String),
@@ -110,6 +123,17 @@ impl fmt::Display for HarnessError {
                     block(f, "nbdkit's stderr", log)?;
                 }
                 Ok(())
+            }
+            HarnessError::TimedOut {
+                command,
+                after,
+                stdout,
+                stderr,
+            } => {
+                write!(f, "rustshim-harness: did not end within {after:?} (killed)")?;
+                write!(f, "\ncommand: {command}")?;
+                block(f, "its stdout", stdout)?;
+                block(f, "its stderr", stderr)
             }
             HarnessError::Io { context, source } => {
                 write!(f, "rustshim-harness: {context}: {source}")

@@ -43,6 +43,34 @@
 //! assert!(error.to_string().contains("unknown parameter 'colour'"));
 //! ```
 //!
+//! # Any nbdkit command line
+//!
+//! The same [`ServerBuilder`] makes every nbdkit command line the project's own tests, demo and
+//! benchmark run, so it does more than serve one plugin:
+//!
+//! * [`ServerBuilder::new`] passes the arguments exactly as given (the plugin as a bare first
+//!   argument, keys before `plugin=`, `--help`), and
+//!   [`without_shim`](ServerBuilder::without_shim) serves one of nbdkit's own plugins;
+//! * [`prefix`](ServerBuilder::prefix) runs nbdkit under `valgrind`, `taskset`, `setpriv`...;
+//! * [`ServerBuilder::run`] runs nbdkit in the foreground to its end (`--dump-plugin`,
+//!   `--run`, parameters the plugin must refuse) and returns its status and output;
+//!   [`argv`](ServerBuilder::argv) is the command line for a client that starts nbdkit itself;
+//! * a running [`Server`] has its [`pid`](Server::pid), [`log`](Server::log),
+//!   [`wait_for_log`](Server::wait_for_log), [`tmpdir`](Server::tmpdir), and
+//!   [`terminate`](Server::terminate) (SIGTERM, then its exit status);
+//! * [`run`] runs any client to its end under a time limit, [`TempDir`] is a private scratch
+//!   directory.
+//!
+//! ```no_run
+//! # use rustshim_harness::{HarnessError, ServerBuilder};
+//! # fn main() -> Result<(), HarnessError> {
+//! let out = ServerBuilder::new()
+//!     .args(["./libmy.so", "--dump-plugin"])
+//!     .run()?;
+//! assert!(out.success() && out.stdout.contains("rustshim_plugin_name="));
+//! # Ok(()) }
+//! ```
+//!
 //! # What it needs
 //! * `nbdkit` (Debian: `nbdkit`), or the program named by `$RUSTSHIM_NBDKIT`;
 //! * the shim: `$RUSTSHIM_SHIM` (a path to `libnbdkit_rustshim_plugin.so`) if set, else
@@ -54,19 +82,25 @@
 //!
 //! Every wait has a time limit ([`DEFAULT_TIMEOUT`], or [`ServerBuilder::timeout`]), so a hung
 //! plugin fails the test instead of hanging it. nbdkit runs with `--exit-with-parent`: it goes
-//! with the test process however that ends.
+//! with the test process however that ends. With [`ROOT_ENV`] (`RUSTSHIM_ROOT`) set to a Debian
+//! root, nbdkit and every client run inside it (see [`command`]).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod builder;
+mod clients;
 mod error;
 mod plugin;
 mod process;
-pub use process::{command, command_in, root, ROOT_ENV};
 mod server;
 mod shim;
+mod temp_dir;
 
+pub use builder::{ServerBuilder, DEFAULT_TIMEOUT};
 pub use error::{HarnessError, Result};
 pub use plugin::PluginCrate;
-pub use server::{Server, ServerBuilder, Stopped, DEFAULT_TIMEOUT};
+pub use process::{command, command_in, path_env, root, run, Output, ROOT_ENV};
+pub use server::{Server, Stopped};
 pub use shim::{find_shim, nbdkit_program, NBDKIT_ENV, SHIM_ENV, SHIM_INSTALLED};
+pub use temp_dir::TempDir;

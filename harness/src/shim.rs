@@ -76,7 +76,7 @@ fn plugindir(nbdkit: &Path) -> Result<PathBuf> {
              nbdkit) or set {NBDKIT_ENV}; or set {SHIM_ENV} to the shim's path"
         ))
     };
-    let out = match process::run(&mut cmd, b"", Duration::from_secs(30)) {
+    let out = match process::run_with_input(&mut cmd, b"", Duration::from_secs(30)) {
         Ok(out) => out,
         Err(HarnessError::Io { context, source }) => {
             return Err(not_found(format!("{context}: {source}")))

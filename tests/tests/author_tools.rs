@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use rustshim_tests::*;
 
@@ -24,7 +25,7 @@ fn cargo(dir: &Path) -> Command {
         path.push(toolchain);
         path.push(":");
     }
-    path.push(path_env());
+    path.push(rustshim_harness::path_env());
     let mut cmd = Command::new("timeout");
     cmd.arg("--kill-after=5")
         .arg(CARGO_TIMEOUT_SECS.to_string())
@@ -35,20 +36,27 @@ fn cargo(dir: &Path) -> Command {
     cmd
 }
 
+/// Runs a [`cargo`] command to completion (`timeout` ends it first).
+fn run_cargo(cmd: &mut Command) -> Run {
+    run_within(cmd, Duration::from_secs(u64::from(CARGO_TIMEOUT_SECS) + 30))
+}
+
 /// `cargo xtask new-plugin NAME --path DIR`, spelled as the `cargo xtask` alias expands.
 fn new_plugin(name: &str, dir: &Path) -> Run {
-    run(cargo(&workspace())
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "xtask",
-            "--",
-            "new-plugin",
-            name,
-            "--path",
-        ])
-        .arg(dir))
+    run_cargo(
+        cargo(&workspace())
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "xtask",
+                "--",
+                "new-plugin",
+                name,
+                "--path",
+            ])
+            .arg(dir),
+    )
 }
 
 /// Where generated crates live: a fixed place, so their builds stay incremental across runs.
@@ -86,10 +94,12 @@ fn a_new_plugin_crate_passes_its_own_tests_and_serves() {
 
     // The crate's own `cargo test`: its tests start the real nbdkit with this shim.
     let shim = shim();
-    let out = run(cargo(&dir)
-        .arg("test")
-        .env("CARGO_TARGET_DIR", authors_target())
-        .env("RUSTSHIM_SHIM", &shim))
+    let out = run_cargo(
+        cargo(&dir)
+            .arg("test")
+            .env("CARGO_TARGET_DIR", authors_target())
+            .env("RUSTSHIM_SHIM", &shim),
+    )
     .ok();
     assert!(
         out.stderr.contains("Running tests/serve.rs"),
@@ -120,9 +130,11 @@ fn a_new_plugin_crate_passes_its_own_tests_and_serves() {
     );
 
     // Built as its README says, and served through the shim as it is.
-    run(cargo(&dir)
-        .args(["build", "--quiet"])
-        .env("CARGO_TARGET_DIR", authors_target()))
+    run_cargo(
+        cargo(&dir)
+            .args(["build", "--quiet"])
+            .env("CARGO_TARGET_DIR", authors_target()),
+    )
     .ok();
     let so = authors_target().join("debug").join("libmy_disk.so");
     assert!(so.is_file(), "{} was not built", so.display());
@@ -141,7 +153,7 @@ fn a_new_plugin_crate_passes_its_own_tests_and_serves() {
 
 #[test]
 fn new_plugin_refuses_bad_names_and_used_directories() {
-    let temp = TempDir::new("new-plugin");
+    let temp = temp_dir("new-plugin");
     let out = new_plugin("My_Disk", &temp.join("a")).failed();
     assert!(
         out.stderr.contains("'My_Disk' is not a valid plugin name"),

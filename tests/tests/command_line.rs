@@ -1,14 +1,144 @@
-//! nbdkit's own command line with the shim, on every nbdkit: `--run`, `--exit-with-parent`,
+//! The command line, on every nbdkit: how the shim routes its arguments (`plugin=` or a bare
+//! first argument, pairs before `plugin=` replayed after loading, bad keys and values refused
+//! with one clear line, nbdkit exiting non-zero without a signal), what `--help` and
+//! `--dump-plugin` say, and nbdkit's own options with the shim: `--run`, `--exit-with-parent`,
 //! `-s`, filters before the plugin, and where the server has them (nbdkit ≥ 1.46) `@PATH`
 //! argument files and `--name`. An older nbdkit refuses what it does not know, in one line.
-
-#[path = "../fixtures/support.rs"]
-mod support;
 
 use std::time::{Duration, Instant};
 
 use rustshim_tests::*;
-use support::*;
+
+#[test]
+fn plugin_given_twice() {
+    let null = plugin("null");
+    refused(
+        &[
+            format!("plugin={}", null.display()),
+            format!("plugin={}", null.display()),
+        ],
+        &["plugin given twice"],
+    );
+    // A bare argument first, then plugin=.
+    refused(
+        &[
+            null.display().to_string(),
+            format!("plugin={}", null.display()),
+        ],
+        &["plugin given twice"],
+    );
+}
+
+#[test]
+fn no_plugin_at_all() {
+    refused(&["size=1M"], &["no plugin given", "plugin=PATH"]);
+}
+
+#[test]
+fn a_wrong_key_is_refused_by_the_plugin() {
+    let null = plugin("null");
+    refused(
+        &[format!("plugin={}", null.display()), "colour=blue".into()],
+        &["unknown parameter 'colour'"],
+    );
+}
+
+#[test]
+fn a_bad_value_is_refused_with_nbdkits_message() {
+    let null = plugin("null");
+    refused(
+        &[format!("plugin={}", null.display()), "size=lots".into()],
+        &["lots"],
+    );
+}
+
+#[test]
+fn non_utf8_values_are_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"size=1\xffM");
+    let out = run_nbdkit(
+        shim_nbdkit()
+            .arg(format!("plugin={}", plugin("null").display()))
+            .arg(bad)
+            .args(["--run", "true"]),
+    )
+    .failed();
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("parameter 'size'") && l.contains("not valid UTF-8")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn keys_before_plugin_are_replayed_after_loading() {
+    let null = plugin("null");
+    let out = nbdinfo(
+        &["--size"],
+        &["size=2M".to_string(), format!("plugin={}", null.display())],
+    )
+    .ok();
+    assert_eq!(out.stdout.trim(), (2 << 20).to_string());
+}
+
+#[test]
+fn a_relative_plugin_path_is_made_absolute() {
+    // From the target directory, a bare file name must not go through the linker's search path.
+    let null = plugin("null");
+    let out = run_nbdkit(
+        shim_nbdkit()
+            .args(["plugin=librustshim_null.so", "size=1M", "--dump-plugin"])
+            .current_dir(null.parent().unwrap()),
+    )
+    .ok();
+    assert!(
+        out.stdout
+            .contains(&format!("rustshim_plugin_path={}", null.display())),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn help_documents_the_shims_keys() {
+    let out = nbdkit(&["--help"]).ok();
+    assert!(out.stdout.contains("plugin=PATH"), "{}", out.stdout);
+    assert!(out.stdout.contains("magic key"), "{}", out.stdout);
+}
+
+#[test]
+fn dump_plugin_describes_the_inner_plugin() {
+    let null = plugin("null");
+    let out = nbdkit(&[format!("plugin={}", null.display()), "--dump-plugin".into()]).ok();
+    for line in [
+        "name=rustshim",
+        "rustshim_plugin_name=null",
+        "rustshim_plugin_version=0.1.0",
+        "rustshim_plugin_api_version=1.0.0",
+        "rustshim_plugin_magic_config_key=size",
+        "rustshim_plugin_panic=unwind",
+        "rustshim_has_pread=1",
+        "rustshim_has_zero=1",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "missing {line}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        !out.stdout.contains("rustshim_has_preconnect"),
+        "only what the plugin implements"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("rustshim_server_version={}", nbdkit_version())),
+        "{}",
+        out.stdout
+    );
+}
 
 /// `@PATH` argument files and `--name` came in nbdkit 1.46 (nbdkit-release-notes-1.46(1)).
 const AT_PATH_AND_NAME_SINCE: [u32; 2] = [1, 46];
@@ -50,17 +180,13 @@ fn exit_with_parent_stops_nbdkit_cleanly_when_the_parent_goes() {
     let t = Trace::new("exit-with-parent");
     let socket = t.file("sock");
     let pidfile = t.file("pid");
-    let mut argv = nbdkit_argv(&[test_plugin(), t.arg()]);
-    argv.splice(
-        1..1,
-        [
-            "-f".to_string(),
-            "--exit-with-parent".into(),
-            "-U".into(),
-            socket.display().to_string(),
-            "-P".into(),
-            pidfile.display().to_string(),
-        ],
+    let argv = argv(
+        &shim_nbdkit()
+            .nbdkit_args(["-f", "--exit-with-parent", "-U"])
+            .nbdkit_arg(&socket)
+            .nbdkit_arg("-P")
+            .nbdkit_arg(&pidfile)
+            .args([test_plugin(), t.arg()]),
     );
     // The shell starts nbdkit, waits until it serves, then exits.
     let script = format!(
@@ -98,18 +224,16 @@ fn exit_with_parent_stops_nbdkit_cleanly_when_the_parent_goes() {
 /// client's requests, the cow filter keeps the writes from reaching it.
 #[test]
 fn filters_before_the_plugin() {
-    let dir = TempDir::new("filters");
+    let dir = temp_dir("filters");
     let log = dir.join("log");
-    let mut argv = nbdkit_argv(&memory("1M"));
-    argv.insert(1, "--filter=log".into());
-    argv.insert(1, "--filter=cow".into());
-    argv.push(format!("logfile={}", log.display()));
-    let out = run(command(&argv[0])
-        .arg("-U")
-        .arg("-")
-        .args(&argv[1..])
-        .arg("--run")
-        .arg("nbdsh -u \"$uri\" -c 'h.pwrite(b\"y\" * 512, 0)' -c 'print(h.pread(512, 0) == b\"y\" * 512)'"))
+    let out = run_nbdkit(
+        shim_nbdkit()
+            .nbdkit_args(["-U", "-", "--filter=cow", "--filter=log"])
+            .args(memory("1M"))
+            .arg(format!("logfile={}", log.display()))
+            .arg("--run")
+            .arg("nbdsh -u \"$uri\" -c 'h.pwrite(b\"y\" * 512, 0)' -c 'print(h.pread(512, 0) == b\"y\" * 512)'"),
+    )
     .ok();
     assert_eq!(out.stdout.trim(), "True");
     let log = std::fs::read_to_string(&log).unwrap();
@@ -125,7 +249,7 @@ fn filters_before_the_plugin() {
 /// the shim says in one line that this nbdkit does not read argument files.
 #[test]
 fn at_path_argument_files() {
-    let dir = TempDir::new("at-path");
+    let dir = temp_dir("at-path");
     let file = dir.join("args.txt");
     std::fs::write(
         &file,
@@ -154,9 +278,13 @@ fn at_path_argument_files() {
 /// nbdkit 1.46 the option is refused.
 #[test]
 fn name_appears_in_the_messages() {
-    let mut argv = nbdkit_argv(&[test_plugin(), "fail=config_complete".into()]);
-    argv.insert(1, "--name=disk7".into());
-    let out = run(command(&argv[0]).args(&argv[1..]).arg("--run").arg("true")).failed();
+    let out = run_nbdkit(
+        shim_nbdkit()
+            .nbdkit_arg("--name=disk7")
+            .args([test_plugin(), "fail=config_complete".into()])
+            .args(["--run", "true"]),
+    )
+    .failed();
     if nbdkit_at_least(&AT_PATH_AND_NAME_SINCE) {
         let line = out
             .stderr

@@ -4,7 +4,7 @@
 //! is refused by name); builds with other profiles, optimisation levels, panic strategy and a
 //! randomised Rust struct layout (standing in for another compiler) load and work.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rustshim_tests::fixtures::{build, build_plugin, ApiCopy, Workspace, MINIMAL_PLUGIN, SAME_API};
@@ -80,28 +80,27 @@ fn v1_1() -> &'static V11 {
 
 /// `nbdkit -s SHIM plugin=PLUGIN size=1M` under a Python client reading 4 bytes: what it prints
 /// (fixture plugins ignore the size; `null` needs one).
-fn read_through(shim: &std::path::Path, plugin: &std::path::Path) -> Run {
-    let mut argv = vec![
-        "nbdkit".to_string(),
-        "-s".into(),
-        "--exit-with-parent".into(),
-        shim.display().to_string(),
-        format!("plugin={}", plugin.display()),
-    ];
+fn read_through(shim: &Path, plugin: &Path) -> Run {
+    let mut nbdkit = ServerBuilder::new()
+        .shim(shim)
+        .nbdkit_args(["-s", "--exit-with-parent"])
+        .arg(format!("plugin={}", plugin.display()));
     if plugin.ends_with("librustshim_null.so") {
-        argv.push("size=1M".into());
+        nbdkit = nbdkit.arg("size=1M");
     }
-    let program = format!(
-        "import nbd\nh = nbd.NBD()\nh.connect_command({argv:?})\nprint(h.pread(4, 0).hex())\n"
-    );
-    run(command("/usr/bin/python3").arg("-c").arg(program))
+    let argv = argv(&nbdkit);
+    python(&format!(
+        "h = nbd.NBD()\nh.connect_command({argv:?})\nprint(h.pread(4, 0).hex())\n"
+    ))
 }
 
-fn dump(shim: &std::path::Path, plugin: &std::path::Path) -> Run {
-    run(command("nbdkit")
-        .arg(shim)
-        .arg(format!("plugin={}", plugin.display()))
-        .arg("--dump-plugin"))
+fn dump(shim: &Path, plugin: &Path) -> Run {
+    run_nbdkit(
+        shim_nbdkit()
+            .shim(shim)
+            .arg(format!("plugin={}", plugin.display()))
+            .arg("--dump-plugin"),
+    )
 }
 
 #[test]
@@ -164,19 +163,10 @@ fn a_newer_plugin_that_needs_more_than_the_older_shim_has_is_refused_by_name() {
 
 #[test]
 fn a_release_shim_loads_a_debug_plugin() {
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "-p",
-                "nbdkit-rustshim-plugin",
-            ])
-            .current_dir(workspace())
-            .status()
-            .unwrap();
-    assert!(status.success());
+    cargo_build(
+        &["--release", "-p", "nbdkit-rustshim-plugin"],
+        "the release shim",
+    );
     let release_shim = workspace().join("target/release/libnbdkit_rustshim_plugin.so");
     let debug_plugin = build_plugin("fixture_debug", &SAME_API, MINIMAL_PLUGIN, &[]);
     assert_eq!(

@@ -3,12 +3,8 @@
 
 use rustshim_tests::*;
 
-fn plugin_path_arg() -> String {
-    format!("plugin={}", plugin("test").display())
-}
-
 fn args(extra: &[&str]) -> Vec<String> {
-    let mut args = vec![plugin_path_arg(), "size=1M".to_string()];
+    let mut args = vec![test_plugin(), "size=1M".to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -58,7 +54,7 @@ fn an_extent_beyond_the_request_is_clipped_to_it() {
 
 #[test]
 fn unsorted_extents_are_refused_and_the_server_goes_on() {
-    let server = BackgroundNbdkit::start(&[], &args(&["extents_mode=unsorted"]));
+    let server = serve(&[], &args(&["extents_mode=unsorted"]));
     let out = run(command("nbdinfo").arg("--map").arg(server.uri())).failed();
     assert!(
         out.stderr.contains("block-status") || out.stderr.contains("block_status"),
@@ -66,14 +62,14 @@ fn unsorted_extents_are_refused_and_the_server_goes_on() {
         out.stderr
     );
     assert!(
-        server.log_text().contains(
+        server.log().contains(
             "extents: the plugin left a gap: extent at 1024 but the previous one ended at 0"
         ),
         "{}",
-        server.log_text()
+        server.log()
     );
     let out = server
-        .python("h = nbd.NBD()\nh.connect_unix(SOCKET)\nprint(h.pread(4, 0).hex())")
+        .client("h.connect_unix(SOCKET)\nprint(h.pread(4, 0).hex())")
         .ok();
     assert_eq!(out.stdout.trim(), "00000000");
 }
@@ -166,7 +162,7 @@ fn a_size_nbdkit_cannot_hold_is_refused() {
 #[test]
 fn an_unknown_shim_key_is_refused() {
     let out = nbdkit(&[
-        plugin_path_arg(),
+        test_plugin(),
         "rustshim-relaod=watch".into(),
         "--run".into(),
         "true".into(),

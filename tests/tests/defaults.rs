@@ -4,32 +4,30 @@
 //! reports, the capabilities nbdkit settles on (the log filter's Connect line) and the outcome
 //! of every kind of request must be the same.
 
-#[path = "../fixtures/support.rs"]
-mod support;
-
 use rustshim_tests::*;
-use support::*;
 
 /// The variants of the test plugin (plugins/test/examples), each with a python twin.
 const VARIANTS: [&str; 4] = ["minimal", "readwrite", "zero_enotsup", "allops"];
 
-/// The nbdkit arguments serving variant `name` through the shim.
-fn shim_args(name: &str) -> Vec<String> {
-    let argv = nbdkit_argv(&[variant(name)]);
-    argv[1..].to_vec()
+/// nbdkit serving variant `name` through the shim.
+fn shim_twin(name: &str) -> ServerBuilder {
+    shim_nbdkit().arg(variant(name))
 }
 
-/// The nbdkit arguments serving the python twin of `name`.
-fn python_args(name: &str) -> Vec<String> {
-    vec!["python".into(), fixture(&format!("{name}.py"))]
+/// nbdkit serving the python twin of `name`.
+fn python_twin(name: &str) -> ServerBuilder {
+    ServerBuilder::new()
+        .without_shim()
+        .timeout(TIMEOUT)
+        .args(["python".to_string(), fixture(&format!("{name}.py"))])
 }
 
-/// `nbdinfo OPTIONS --json -- [ nbdkit ARGS ]`, without the fields that name the export.
-fn nbdinfo_json(options: &[&str], args: &[String]) -> String {
+/// `nbdinfo OPTIONS --json -- [ NBDKIT ]`, without the fields that name the export.
+fn nbdinfo_json(options: &[&str], nbdkit: &ServerBuilder) -> String {
     let out = run(command("nbdinfo")
         .args(options)
-        .args(["--json", "--", "[", "nbdkit"])
-        .args(args)
+        .args(["--json", "--", "["])
+        .args(argv(nbdkit))
         .arg("]"))
     .ok();
     out.stdout
@@ -46,24 +44,24 @@ fn nbdinfo_json(options: &[&str], args: &[String]) -> String {
 #[test]
 fn nbdinfo_sees_the_same_export_as_with_the_python_twin() {
     for name in VARIANTS {
-        let shim = nbdinfo_json(&[], &shim_args(name));
-        let python = nbdinfo_json(&[], &python_args(name));
+        let shim = nbdinfo_json(&[], &shim_twin(name));
+        let python = nbdinfo_json(&[], &python_twin(name));
         assert!(shim.contains("\"export-size\""), "{shim}");
         assert_eq!(
             shim, python,
             "{name}: shim (left) and python twin (right) differ"
         );
         // Without list_exports and default_export: the list is the default export, "".
-        let shim = nbdinfo_json(&["--list"], &shim_args(name));
-        let python = nbdinfo_json(&["--list"], &python_args(name));
+        let shim = nbdinfo_json(&["--list"], &shim_twin(name));
+        let python = nbdinfo_json(&["--list"], &python_twin(name));
         assert!(shim.contains("\"export-size\""), "{shim}");
         assert_eq!(
             shim, python,
             "{name} --list: shim (left) and python twin (right) differ"
         );
         let listed = run(command("nbdinfo")
-            .args(["--list", "--json", "--", "[", "nbdkit"])
-            .args(shim_args(name))
+            .args(["--list", "--json", "--", "["])
+            .args(argv(&shim_twin(name)))
             .arg("]"))
         .ok()
         .stdout;
@@ -76,17 +74,17 @@ fn nbdinfo_sees_the_same_export_as_with_the_python_twin() {
 
 #[test]
 fn nbdkit_settles_on_the_same_capabilities_as_with_the_python_twin() {
-    let dir = TempDir::new("defaults-log");
+    let dir = temp_dir("defaults-log");
     for name in VARIANTS {
         let mut lines = Vec::new();
-        for (tag, args) in [("shim", shim_args(name)), ("python", python_args(name))] {
-            let log = dir.join(&format!("{name}-{tag}.log"));
-            let mut argv = vec!["--filter=log".to_string()];
-            argv.extend(args);
-            argv.push(format!("logfile={}", log.display()));
+        for (tag, nbdkit) in [("shim", shim_twin(name)), ("python", python_twin(name))] {
+            let log = dir.join(format!("{name}-{tag}.log"));
+            let nbdkit = nbdkit
+                .nbdkit_arg("--filter=log")
+                .arg(format!("logfile={}", log.display()));
             run(command("nbdinfo")
-                .args(["--size", "--", "[", "nbdkit"])
-                .args(&argv)
+                .args(["--size", "--", "["])
+                .args(argv(&nbdkit))
                 .arg("]"))
             .ok();
             lines.push(connect_line(&log));
@@ -99,54 +97,14 @@ fn nbdkit_settles_on_the_same_capabilities_as_with_the_python_twin() {
     }
 }
 
-/// Every kind of request, with libnbd's client-side checks off so the server answers even
-/// those it did not advertise.
-const REQUESTS: &str = r#"
-h.set_strict_mode(0)
-h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
-h.connect_command(argv)
-def extents(count, offset, flags=0):
-    ents = []
-    h.block_status(count, offset, lambda ctx, off, e, err: ents.append(list(e)), flags)
-    return ents
-def digest(b):
-    return __import__("hashlib").sha256(b).hexdigest()[:16]
-results = [
-    ("pread", attempt(lambda: digest(h.pread(65536, 4096)))),
-    ("pwrite", attempt(h.pwrite, b"\xab" * 8192, 8192)),
-    ("pwrite-fua", attempt(h.pwrite, b"\xcd" * 512, 0, nbd.CMD_FLAG_FUA)),
-    ("pread-back", attempt(lambda: digest(h.pread(16384, 0)))),
-    ("flush", attempt(h.flush)),
-    ("trim", attempt(h.trim, 4096, 8192)),
-    ("zero", attempt(h.zero, 4096, 12288)),
-    ("zero-no-hole", attempt(h.zero, 512, 512, nbd.CMD_FLAG_NO_HOLE)),
-    # (Only when advertised: nbdkit 1.32.5 aborts on an assertion otherwise.)
-    ("zero-fast", attempt(h.zero, 4096, 12288, nbd.CMD_FLAG_FAST_ZERO)
-        if h.can_fast_zero() else "not advertised"),
-    ("zero-fua", attempt(h.zero, 4096, 12288, nbd.CMD_FLAG_FUA)),
-    ("pread-zeroed", attempt(lambda: digest(h.pread(16384, 0)))),
-    ("cache", attempt(h.cache, 4096, 0)),
-    ("extents", attempt(extents, 65536, 0)),
-    ("extents-req-one", attempt(extents, 65536, 0, nbd.CMD_FLAG_REQ_ONE)),
-    ("past-the-end", attempt(h.pread, 512, h.get_size())),
-]
-for name, r in results:
-    print(name, r)
-h.shutdown()
-"#;
-
+/// Every kind of request (`tests/scripts/every_request.py`), with libnbd's client-side checks
+/// off so the server answers even those it did not advertise.
 #[test]
 fn every_request_gets_the_same_answer_as_with_the_python_twin() {
     for name in VARIANTS {
         let mut outputs = Vec::new();
-        for args in [shim_args(name), python_args(name)] {
-            let mut argv = vec![
-                "nbdkit".to_string(),
-                "-s".into(),
-                "--exit-with-parent".into(),
-            ];
-            argv.extend(args);
-            let out = python(&format!("argv = {argv:?}\nh = nbd.NBD()\n{REQUESTS}")).ok();
+        for nbdkit in [shim_twin(name), python_twin(name)] {
+            let out = python_script("every_request.py", &stdio(nbdkit)).ok();
             outputs.push(out.stdout);
         }
         assert!(outputs[0].contains("pread "), "{}", outputs[0]);
@@ -170,13 +128,13 @@ print(" ".join(str(h.pread(4096, off) == bytes(4096)) for off in marks))
 h.shutdown()
 "#;
 
-fn zero_128_mib(args: Vec<String>) -> String {
-    let mut argv = vec![
-        "nbdkit".to_string(),
-        "-s".into(),
-        "--exit-with-parent".into(),
-    ];
-    argv.extend(args);
+/// The command line of `nbdkit` for libnbd's `connect_command`: over stdio, exiting with it.
+fn stdio(nbdkit: ServerBuilder) -> Vec<String> {
+    argv(&nbdkit.nbdkit_args(["-s", "--exit-with-parent"]))
+}
+
+fn zero_128_mib(nbdkit: ServerBuilder) -> String {
+    let argv = stdio(nbdkit);
     python(&format!("argv = {argv:?}\nh = nbd.NBD()\n{ZERO_128_MIB}"))
         .ok()
         .stdout
@@ -188,10 +146,10 @@ fn zero_128_mib(args: Vec<String>) -> String {
 fn zeroing_past_64_mib_is_correct_when_zero_is_missing_or_declines() {
     let correct = "True True True True True True True False";
     // zero declines with ENOTSUP: the shim writes the zeroes itself.
-    assert_eq!(zero_128_mib(shim_args("zero_enotsup")), correct);
+    assert_eq!(zero_128_mib(shim_twin("zero_enotsup")), correct);
     // No zero at all: nbdkit emulates it with pwrite (can_zero is false).
-    assert_eq!(zero_128_mib(shim_args("readwrite")), correct);
-    assert_eq!(zero_128_mib(python_args("readwrite")), correct);
+    assert_eq!(zero_128_mib(shim_twin("readwrite")), correct);
+    assert_eq!(zero_128_mib(python_twin("readwrite")), correct);
 }
 
 /// Why the shim does not leave a declined zero to nbdkit: nbdkit's own fallback zeroes only the
@@ -207,7 +165,7 @@ fn nbdkits_own_fallback_for_a_declined_zero_stops_at_64_mib_where_unfixed() {
         "True True True False False False False False"
     };
     assert_eq!(
-        zero_128_mib(python_args("zero_enotsup")),
+        zero_128_mib(python_twin("zero_enotsup")),
         expected,
         "nbdkit {} (fixed fallback: {fixed})",
         nbdkit_version()
@@ -235,10 +193,11 @@ fn a_plugin_without_config_refuses_parameters() {
         out.stderr
     );
     // The python twin is refused too.
-    let out = run(command("nbdkit")
-        .args(["-U", "-", "python"])
-        .arg(fixture("minimal.py"))
-        .args(["foo=bar", "--run", "echo served"]))
+    let out = run_nbdkit(python_twin("minimal").nbdkit_args(["-U", "-"]).args([
+        "foo=bar",
+        "--run",
+        "echo served",
+    ]))
     .failed();
     assert!(
         out.stderr

@@ -23,11 +23,6 @@ fn file_args(path: &Path, args: &[&str]) -> Vec<String> {
     all
 }
 
-/// A path as a Python string literal.
-fn py(path: &Path) -> String {
-    format!("{:?}", path.to_str().expect("UTF-8 temp path"))
-}
-
 /// A file of `len` pattern bytes, written through to disk so that its blocks are allocated.
 fn data_file(dir: &TempDir, name: &str, seed: u64, len: usize) -> (PathBuf, Vec<u8>) {
     let path = dir.join(name);
@@ -42,7 +37,7 @@ fn data_file(dir: &TempDir, name: &str, seed: u64, len: usize) -> (PathBuf, Vec<
 /// export identical to a copy of the file.
 #[test]
 fn serves_the_file_contents() {
-    let dir = TempDir::new("file-read");
+    let dir = temp_dir("file-read");
     let len = 4 * M as usize + 1234;
     let (disk, data) = data_file(&dir, "disk.img", 1, len);
     let copy = dir.join("copy.img");
@@ -54,7 +49,7 @@ fn serves_the_file_contents() {
          h.can_fast_zero(), h.can_flush(), h.is_read_only())\n",
     );
     for (i, (offset, count)) in reads.iter().enumerate() {
-        let out = dir.join(&format!("out{i}"));
+        let out = dir.join(format!("out{i}"));
         script += &format!(
             "open({}, 'wb').write(h.pread({count}, {offset}))\n",
             py(&out)
@@ -66,7 +61,7 @@ fn serves_the_file_contents() {
         format!("{len} True True True True True True False")
     );
     for (i, &(offset, count)) in reads.iter().enumerate() {
-        let back = std::fs::read(dir.join(&format!("out{i}"))).unwrap();
+        let back = std::fs::read(dir.join(format!("out{i}"))).unwrap();
         assert!(
             back == data[offset..offset + count],
             "read of {count} bytes at {offset} differs from the file"
@@ -89,7 +84,7 @@ fn serves_the_file_contents() {
 /// disk holds exactly the written bytes, and nothing else changed.
 #[test]
 fn writes_land_in_the_file() {
-    let dir = TempDir::new("file-write");
+    let dir = temp_dir("file-write");
     let (disk, mut expected) = data_file(&dir, "disk.img", 2, 2 * M as usize);
     let writes = [
         (0usize, 65536usize),
@@ -99,7 +94,7 @@ fn writes_land_in_the_file() {
     let mut script = String::new();
     for (i, &(offset, len)) in writes.iter().enumerate() {
         let new = pattern(100 + i as u64, len);
-        let input = dir.join(&format!("in{i}"));
+        let input = dir.join(format!("in{i}"));
         std::fs::write(&input, &new).unwrap();
         let flags = if i == 1 {
             ", flags=nbd.CMD_FLAG_FUA"
@@ -124,7 +119,7 @@ fn writes_land_in_the_file() {
 /// and the file's allocated blocks shrink by about its size.
 #[test]
 fn trim_punches_a_hole() {
-    let dir = TempDir::new("file-trim");
+    let dir = temp_dir("file-trim");
     let (disk, mut expected) = data_file(&dir, "disk.img", 3, 4 * M as usize);
     let blocks_before = std::fs::metadata(&disk).unwrap().blocks();
 
@@ -162,7 +157,7 @@ fn trim_punches_a_hole() {
 /// smaller on disk); NO_HOLE keeps the blocks allocated.
 #[test]
 fn zero_reads_back_as_zeroes() {
-    let dir = TempDir::new("file-zero");
+    let dir = temp_dir("file-zero");
     let (disk, mut expected) = data_file(&dir, "disk.img", 4, 4 * M as usize);
     let ops: [(usize, usize, &str); 4] = [
         (M as usize, 0, ""),
@@ -240,7 +235,7 @@ fn zero_without_fallocate_support_falls_back_or_fails_fast() {
 /// is unchanged.
 #[test]
 fn readonly_true_makes_the_export_read_only() {
-    let dir = TempDir::new("file-ro");
+    let dir = temp_dir("file-ro");
     let (disk, data) = data_file(&dir, "disk.img", 6, 1 << 20);
     let out = nbdsh(
         &file_args(&disk, &["readonly=true"]),
@@ -259,7 +254,7 @@ fn readonly_true_makes_the_export_read_only() {
 /// A missing file stops nbdkit at startup with one line naming the file and the reason.
 #[test]
 fn a_missing_file_is_one_clear_error() {
-    let dir = TempDir::new("file-missing");
+    let dir = temp_dir("file-missing");
     let missing = dir.join("no-such-disk.img");
     let out = nbdkit(&file_args(&missing, &[])).failed();
     let lines: Vec<&str> = out.stderr.lines().collect();
@@ -275,7 +270,7 @@ fn a_missing_file_is_one_clear_error() {
 /// A sparse file (a hole, 64 KiB of data, a hole up to the end) maps as exactly that.
 #[test]
 fn extents_of_a_sparse_file() {
-    let dir = TempDir::new("file-sparse");
+    let dir = temp_dir("file-sparse");
     let disk = dir.join("sparse.img");
     let file = std::fs::File::create(&disk).unwrap();
     file.set_len(8 * M).unwrap();
@@ -297,7 +292,7 @@ fn extents_of_a_sparse_file() {
 /// qemu-io writes a pattern through NBD and verifies it on reading; the file holds it after.
 #[test]
 fn qemu_io_writes_and_verifies_a_pattern() {
-    let dir = TempDir::new("file-qemu-io");
+    let dir = temp_dir("file-qemu-io");
     let (disk, mut expected) = data_file(&dir, "disk.img", 9, M as usize);
     let out = nbdkit_run(
         &file_args(&disk, &[]),
@@ -329,19 +324,20 @@ impl Drop for Daemon {
 /// background and changed directory to `/`: the plugin made the path absolute while configuring.
 #[test]
 fn a_relative_path_works_after_nbdkit_daemonizes() {
-    let dir = TempDir::new("file-relative");
+    let dir = temp_dir("file-relative");
     let (_, data) = data_file(&dir, "disk.img", 10, 65536);
     let socket = dir.join("sock");
     let pidfile = dir.join("pid");
-    run(command("nbdkit")
-        .current_dir(dir.path())
-        .arg("-U")
-        .arg(&socket)
-        .arg("-P")
-        .arg(&pidfile)
-        .arg(shim())
-        .arg(format!("plugin={}", plugin("file").display()))
-        .arg("file=disk.img"))
+    run_nbdkit(
+        shim_nbdkit()
+            .current_dir(dir.path())
+            .nbdkit_arg("-U")
+            .nbdkit_arg(&socket)
+            .nbdkit_arg("-P")
+            .nbdkit_arg(&pidfile)
+            .arg(format!("plugin={}", plugin("file").display()))
+            .arg("file=disk.img"),
+    )
     .ok();
     // The background nbdkit writes its pid file just after the parent exits.
     let deadline = Instant::now() + Duration::from_secs(10);

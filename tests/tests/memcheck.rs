@@ -4,91 +4,55 @@
 //! deliberate, per-load leak of abi_stable's library handle is suppressed by name in
 //! tests/fixtures/valgrind.supp).
 
-use std::process::Stdio;
-
 use rustshim_tests::*;
 
-const WORKLOAD: &str = r#"
-import nbd, os, sys
-sock = sys.argv[1]
-for c in range(4):
-    h = nbd.NBD()
-    h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
-    h.connect_unix(sock)
-    for i in range(64):
-        d = os.urandom(4096)
-        h.pwrite(d, i * 4096)
-        assert h.pread(4096, i * 4096) == d
-    h.zero(65536, 0)
-    h.trim(65536, 65536)
-    h.block_status(1 << 20, 0, lambda *a: 0)
-    h.flush()
-    try:
-        h.pread(512, 4096 * 1000)  # the test plugin panics here when asked to
-    except nbd.Error:
-        pass
-    h.shutdown()
-print('ok')
-"#;
-
 /// Runs nbdkit under memcheck with these arguments, the workload against it, and `during`
-/// (given the socket and nbdkit's stderr file) while it serves; returns valgrind's log.
-fn memcheck(args: &[String], during: impl FnOnce(&std::path::Path, &std::path::Path)) -> String {
-    let dir = TempDir::new("memcheck");
-    let socket = dir.join("sock");
+/// while it serves; returns valgrind's log.
+fn memcheck(args: &[String], during: impl FnOnce(&Server)) -> String {
+    let dir = temp_dir("memcheck");
     let log = dir.join("valgrind.log");
-    let stderr = dir.join("nbdkit.stderr");
-    let supp = workspace().join("tests/fixtures/valgrind.supp");
-    let mut child = rustshim_harness::command("valgrind")
-        .args([
+    let valgrind_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let server = shim_nbdkit()
+        .prefix([
+            "valgrind",
             "--tool=memcheck",
             "--leak-check=full",
             "--errors-for-leak-kinds=definite",
             "--track-origins=no",
         ])
-        .arg(format!("--suppressions={}", supp.display()))
-        .arg(format!("--log-file={}", log.display()))
-        .args(["nbdkit", "-f", "-U"])
-        .arg(&socket)
-        .arg(shim())
+        .prefix([
+            format!("--suppressions={}", fixture("valgrind.supp")),
+            format!("--log-file={}", log.display()),
+        ])
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("valgrind starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !socket.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "nbdkit died under valgrind:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nbdkit did not start under valgrind"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = run(command("/usr/bin/python3")
-        .args(["-c", WORKLOAD])
-        .arg(&socket))
-    .ok();
-    assert_eq!(out.stdout.trim(), "ok");
-    during(&socket, &stderr);
+        .start()
+        .unwrap_or_else(|e| {
+            panic!(
+                "nbdkit under valgrind: {e}\nvalgrind's log:\n{}",
+                valgrind_log()
+            )
+        });
+    workload(&server);
+    during(&server);
     // SIGTERM: nbdkit shuts down cleanly (cleanup, unload), so leaks are counted at a real exit.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
+    let stopped = server.stop().unwrap();
+    let text = valgrind_log();
     assert!(
-        status.success(),
-        "nbdkit under valgrind exited {status}:\n{text}"
+        stopped.status.success(),
+        "nbdkit under valgrind exited {}:\n{text}",
+        stopped.status
     );
     text
+}
+
+/// Runs the workload against the server.
+fn workload(server: &Server) {
+    let out = python_script(
+        "memcheck_workload.py",
+        &[server.socket().display().to_string()],
+    )
+    .ok();
+    assert_eq!(out.stdout.trim(), "ok");
 }
 
 fn assert_clean(log: &str) {
@@ -109,7 +73,7 @@ fn assert_clean(log: &str) {
 
 #[test]
 fn memory_plugin_is_clean_under_memcheck_including_a_reload() {
-    let dir = TempDir::new("memcheck-reload");
+    let dir = temp_dir("memcheck-reload");
     let watched = dir.join("libmemory.so");
     install_build(&plugin("memory"), &watched, Install::RenameOver);
     let mut rebuilt = std::fs::read(plugin("memory")).unwrap();
@@ -120,27 +84,12 @@ fn memory_plugin_is_clean_under_memcheck_including_a_reload() {
             "reload=watch".into(),
             "size=16M".into(),
         ],
-        |socket, stderr| {
+        |server| {
             std::fs::write(dir.join("incoming"), &rebuilt).unwrap();
             std::fs::rename(dir.join("incoming"), &watched).unwrap();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            while !std::fs::read_to_string(stderr)
-                .unwrap()
-                .contains("generation 2 from")
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{}",
-                    std::fs::read_to_string(stderr).unwrap()
-                );
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            server.wait_for_log("generation 2 from", 1).unwrap();
             // The workload again, now served by generation 2 (on the disk it took over).
-            let out = run(command("/usr/bin/python3")
-                .args(["-c", WORKLOAD])
-                .arg(socket))
-            .ok();
-            assert_eq!(out.stdout.trim(), "ok");
+            workload(server);
         },
     );
     assert_clean(&log);
@@ -148,7 +97,7 @@ fn memory_plugin_is_clean_under_memcheck_including_a_reload() {
 
 #[test]
 fn file_plugin_is_clean_under_memcheck() {
-    let dir = TempDir::new("memcheck-file");
+    let dir = temp_dir("memcheck-file");
     let disk = dir.join("disk.img");
     std::fs::File::create(&disk)
         .unwrap()
@@ -159,7 +108,7 @@ fn file_plugin_is_clean_under_memcheck() {
             format!("plugin={}", plugin("file").display()),
             format!("file={}", disk.display()),
         ],
-        |_, _| {},
+        |_| {},
     );
     assert_clean(&log);
 }
@@ -172,7 +121,7 @@ fn test_plugin_with_a_panic_is_clean_under_memcheck() {
             "size=16M".into(),
             format!("panic=pread@{}", 4096 * 1000),
         ],
-        |_, _| {},
+        |_| {},
     );
     assert_clean(&log);
 }

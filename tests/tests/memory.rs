@@ -2,10 +2,8 @@
 //! long as nbdkit runs. Data is checked byte for byte against what was written, allocation
 //! through `nbdinfo --map`, and capabilities as the client sees them.
 //!
-//! The disk lives only as long as its nbdkit, so tests that need several clients run them all
-//! inside one `nbdkit --run`.
-
-use std::path::Path;
+//! The disk lives only as long as its nbdkit, so tests that need several clients serve it in
+//! the background (the harness's server) and run them all against it.
 
 use rustshim_tests::*;
 
@@ -16,38 +14,24 @@ fn memory_args(args: &[&str]) -> Vec<String> {
     all
 }
 
-/// `nbdkit -U - OPTIONS SHIM plugin=MEMORY ARGS --run CMD`: like `nbdkit_run`, with nbdkit's own
-/// options (filters, pid file) before the plugin, where nbdkit wants them.
-fn serve(options: &[&str], args: &[&str], cmd: &str) -> Run {
-    run(command("nbdkit")
-        .args(["-U", "-"])
-        .args(options)
-        .arg(shim())
-        .args(memory_args(args))
-        .arg("--run")
-        .arg(cmd))
+/// The memory plugin served in the background with nbdkit's `options` (filters) and `args`.
+fn memory_server(options: &[&str], args: &[&str]) -> Server {
+    serve(options, &memory_args(args))
 }
 
-/// A Python script for `/usr/bin/python3 SCRIPT "$uri"` inside `--run`: `nbd` is imported and
-/// `connect()` returns a new handle connected to the server, asking for allocation information.
-fn python_script(dir: &TempDir, body: &str) -> String {
-    let path = dir.join("script.py");
-    let script = format!(
-        "import nbd, sys\n\
-         def connect():\n    \
-             h = nbd.NBD()\n    \
-             h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)\n    \
-             h.connect_uri(sys.argv[1])\n    \
-             return h\n\
-         {body}\n"
-    );
-    std::fs::write(&path, script).unwrap();
-    format!("/usr/bin/python3 {} \"$uri\"", path.display())
-}
+/// Python defining `connect()`, which returns a new handle connected to the server, asking for
+/// allocation information (for [`ServerClients::client`] scripts).
+const CONNECT: &str = "def connect():\n    \
+                           h = nbd.NBD()\n    \
+                           h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)\n    \
+                           h.connect_unix(SOCKET)\n    \
+                           return h\n";
 
-/// A path as a Python string literal.
-fn py(path: &Path) -> String {
-    format!("{:?}", path.to_str().expect("UTF-8 temp path"))
+/// `nbdinfo --map` of the server's export.
+fn map(server: &Server) -> String {
+    run(command("nbdinfo").arg("--map").arg(server.uri()))
+        .ok()
+        .stdout
 }
 
 const HOLE: u32 = 3; // hole|zero
@@ -65,7 +49,7 @@ fn size_is_required() {
 /// exactly, and what was not written reads as zeroes.
 #[test]
 fn random_data_reads_back_at_several_offsets() {
-    let dir = TempDir::new("memory-rw");
+    let dir = temp_dir("memory-rw");
     let size = 64 * M;
     // (offset, length): aligned; unaligned inside one page; across several pages from an odd
     // offset; the last bytes of the disk.
@@ -77,12 +61,12 @@ fn random_data_reads_back_at_several_offsets() {
     ];
     let mut script = String::new();
     for (i, &(offset, len)) in writes.iter().enumerate() {
-        let data = dir.join(&format!("in{i}"));
+        let data = dir.join(format!("in{i}"));
         std::fs::write(&data, pattern(i as u64 + 1, len as usize)).unwrap();
         script += &format!("h.pwrite(open({}, 'rb').read(), {offset})\n", py(&data));
     }
     for (i, &(offset, len)) in writes.iter().enumerate() {
-        let out = dir.join(&format!("out{i}"));
+        let out = dir.join(format!("out{i}"));
         script += &format!("open({}, 'wb').write(h.pread({len}, {offset}))\n", py(&out));
     }
     // Never written: between the writes, and a whole untouched region.
@@ -95,7 +79,7 @@ fn random_data_reads_back_at_several_offsets() {
         "unwritten regions must read as zeroes"
     );
     for (i, &(offset, len)) in writes.iter().enumerate() {
-        let back = std::fs::read(dir.join(&format!("out{i}"))).unwrap();
+        let back = std::fs::read(dir.join(format!("out{i}"))).unwrap();
         assert!(
             back == pattern(i as u64 + 1, len as usize),
             "data written at {offset} ({len} bytes) did not read back"
@@ -107,27 +91,19 @@ fn random_data_reads_back_at_several_offsets() {
 /// the whole terabyte leave nbdkit far below what a table of 2²⁵ pages alone would take.
 #[test]
 fn a_terabyte_disk_uses_memory_only_for_written_pages() {
-    let dir = TempDir::new("memory-1t");
-    let pidfile = dir.join("nbdkit.pid");
-    let check = python_script(
-        &dir,
-        "h = connect()\n\
-         print('size', h.get_size())\n\
-         for i in range(64):\n    \
-             h.pwrite(b'\\x5a' * 4096, i * (16 << 30) + 12345)\n\
-         assert h.pread(4096, 3 * (16 << 30) + 12345) == b'\\x5a' * 4096\n\
-         print('unwritten zero', h.pread(65536, (1 << 40) - 65536) == bytes(65536),\n      \
-               h.pread(65536, 500 << 30) == bytes(65536))",
-    );
-    let out = serve(
-        &["-P", dir.join("nbdkit.pid").to_str().unwrap()],
-        &["size=1T"],
-        &format!(
-            "{check} && grep VmRSS /proc/$(cat {})/status",
-            pidfile.display()
-        ),
-    )
-    .ok();
+    let server = memory_server(&[], &["size=1T"]);
+    let out = server
+        .client(&format!(
+            "{CONNECT}\
+             h = connect()\n\
+             print('size', h.get_size())\n\
+             for i in range(64):\n    \
+                 h.pwrite(b'\\x5a' * 4096, i * (16 << 30) + 12345)\n\
+             assert h.pread(4096, 3 * (16 << 30) + 12345) == b'\\x5a' * 4096\n\
+             print('unwritten zero', h.pread(65536, (1 << 40) - 65536) == bytes(65536),\n      \
+                   h.pread(65536, 500 << 30) == bytes(65536))"
+        ))
+        .ok();
     assert!(
         out.stdout.contains(&format!("size {}", 1u64 << 40)),
         "{}",
@@ -138,12 +114,12 @@ fn a_terabyte_disk_uses_memory_only_for_written_pages() {
         "{}",
         out.stdout
     );
-    let rss_kib: u64 = out
-        .stdout
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let rss_kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in {}", out.stdout));
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"));
     assert!(
         rss_kib < 64 * 1024,
         "nbdkit uses {rss_kib} KiB for 64 written pages of a 1T disk"
@@ -155,34 +131,34 @@ fn a_terabyte_disk_uses_memory_only_for_written_pages() {
 /// extent alone comes back.
 #[test]
 fn extents_show_holes_and_data_after_writes() {
-    let dir = TempDir::new("memory-map");
+    let server = memory_server(&[], &["size=1M"]);
     // 64 KiB writes at 64 KiB boundaries: whole pages for any page size up to 64 KiB.
-    let write = "nbdsh -u \"$uri\" -c 'h.pwrite(b\"\\x01\" * 131072, 128 * 1024)' \
-                 -c 'h.pwrite(b\"\\x02\" * 65536, 512 * 1024)' \
-                 -c 'h.pwrite(b\"\\x03\" * 65536, 960 * 1024)'";
-    let req_one = python_script(
-        &dir,
-        "h = connect()\n\
-         got = []\n\
-         h.block_status(1 << 20, 0, lambda ctx, off, entries, err: got.extend(entries),\n               \
-                        flags=nbd.CMD_FLAG_REQ_ONE)\n\
-         print('req_one', got)",
-    );
-    let discard = "nbdsh -u \"$uri\" -c 'h.trim(65536, 128 * 1024)' \
-                   -c 'h.zero(65536, 512 * 1024)'";
-    let out = serve(
-        &[],
-        &["size=1M"],
-        &format!(
-            "{write} && nbdinfo --map \"$uri\" && {req_one} && {discard} && echo after && \
-             nbdinfo --map \"$uri\""
-        ),
-    )
-    .ok();
-    let (before, rest) = out.stdout.split_once("req_one").unwrap();
-    let (req_one, after) = rest.split_once("after").unwrap();
+    server
+        .client(
+            "h.connect_unix(SOCKET)\n\
+             h.pwrite(b'\\x01' * 131072, 128 * 1024)\n\
+             h.pwrite(b'\\x02' * 65536, 512 * 1024)\n\
+             h.pwrite(b'\\x03' * 65536, 960 * 1024)",
+        )
+        .ok();
+    let before = map(&server);
+    let req_one = server
+        .client(&format!(
+            "{CONNECT}\
+             h = connect()\n\
+             got = []\n\
+             h.block_status(1 << 20, 0, lambda ctx, off, entries, err: got.extend(entries),\n               \
+                            flags=nbd.CMD_FLAG_REQ_ONE)\n\
+             print(got)"
+        ))
+        .ok()
+        .stdout;
+    server
+        .client("h.connect_unix(SOCKET)\nh.trim(65536, 128 * 1024)\nh.zero(65536, 512 * 1024)")
+        .ok();
+    let after = map(&server);
     assert_eq!(
-        parse_map(before),
+        parse_map(&before),
         [
             (0, 128 * K, HOLE),
             (128 * K, 128 * K, DATA),
@@ -191,20 +167,18 @@ fn extents_show_holes_and_data_after_writes() {
             (576 * K, 384 * K, HOLE),
             (960 * K, 64 * K, DATA),
         ],
-        "{}",
-        out.stdout
+        "{before}"
     );
     assert_eq!(req_one.trim(), format!("[{}, {HOLE}]", 128 * K));
     assert_eq!(
-        parse_map(after),
+        parse_map(&after),
         [
             (0, 192 * K, HOLE),
             (192 * K, 64 * K, DATA),
             (256 * K, 704 * K, HOLE),
             (960 * K, 64 * K, DATA),
         ],
-        "{}",
-        out.stdout
+        "{after}"
     );
 }
 
@@ -212,7 +186,7 @@ fn extents_show_holes_and_data_after_writes() {
 /// nothing outside their ranges changes. FAST_ZERO succeeds: zeroing RAM is fast.
 #[test]
 fn zero_and_trim_read_back_as_zeroes() {
-    let dir = TempDir::new("memory-zero");
+    let dir = temp_dir("memory-zero");
     let len = 512 * 1024;
     let data = pattern(7, len);
     let input = dir.join("in");
@@ -250,24 +224,30 @@ fn zero_and_trim_read_back_as_zeroes() {
 /// reads back.
 #[test]
 fn fua_write_and_capabilities_as_seen_by_the_client() {
-    let dir = TempDir::new("memory-fua");
+    let dir = temp_dir("memory-fua");
     let log = dir.join("log");
-    let out = serve(
+    let server = memory_server(
         &["--filter=log"],
         &["size=1M", &format!("logfile={}", log.display())],
-        "nbdsh -u \"$uri\" -c '\n\
-         h.pwrite(b\"\\xfa\" * 4096, 8192, flags=nbd.CMD_FLAG_FUA)\n\
-         assert h.pread(4096, 8192) == b\"\\xfa\" * 4096\n\
-         h.cache(65536, 0)\n\
-         h.flush()\n\
-         print(h.can_fua(), h.can_multi_conn(), h.can_fast_zero(), h.can_trim(), h.can_zero(),\n      \
-               h.can_cache(), h.can_flush(), h.is_read_only())\n'",
-    )
-    .ok();
+    );
+    let out = server
+        .client(
+            "h.connect_unix(SOCKET)\n\
+             h.pwrite(b'\\xfa' * 4096, 8192, flags=nbd.CMD_FLAG_FUA)\n\
+             assert h.pread(4096, 8192) == b'\\xfa' * 4096\n\
+             h.cache(65536, 0)\n\
+             h.flush()\n\
+             print(h.can_fua(), h.can_multi_conn(), h.can_fast_zero(), h.can_trim(), h.can_zero(),\n      \
+                   h.can_cache(), h.can_flush(), h.is_read_only())\n\
+             h.shutdown()",
+        )
+        .ok();
     assert_eq!(
         out.stdout.trim(),
         "True True True True True True True False"
     );
+    // Stopped, so the log filter has written everything.
+    server.stop().unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
     let connect = log.lines().find(|l| l.contains("Connect")).unwrap();
     for field in ["fua=2", "cache=2", "fast_zero=1", "zero=2", "trim=1"] {
@@ -287,7 +267,7 @@ fn fua_write_and_capabilities_as_seen_by_the_client() {
 /// with many small parallel requests, then copied back out: `qemu-img compare` finds both
 /// identical, and so does a byte comparison.
 fn nbdcopy_round_trip(options: &[&str]) {
-    let dir = TempDir::new("memory-copy");
+    let dir = temp_dir("memory-copy");
     let size = 8 * M as usize;
     let mut data = pattern(42, size);
     // Zero runs that nbdcopy will send as zero requests.
@@ -296,16 +276,17 @@ fn nbdcopy_round_trip(options: &[&str]) {
     let src = dir.join("src.img");
     let dst = dir.join("dst.img");
     std::fs::write(&src, &data).unwrap();
-    let out = serve(
-        options,
-        &[&format!("size={size}")],
-        &format!(
-            "nbdcopy --connections=4 --requests=32 --request-size=4096 {src} \"$uri\" && \
-             nbdcopy \"$uri\" {dst} && qemu-img compare -f raw -F raw {src} {dst}",
-            src = src.display(),
-            dst = dst.display()
-        ),
-    )
+    let server = memory_server(options, &[&format!("size={size}")]);
+    run(command("nbdcopy")
+        .args(["--connections=4", "--requests=32", "--request-size=4096"])
+        .arg(&src)
+        .arg(server.uri()))
+    .ok();
+    run(command("nbdcopy").arg(server.uri()).arg(&dst)).ok();
+    let out = run(command("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "raw"])
+        .arg(&src)
+        .arg(&dst))
     .ok();
     assert!(
         out.stdout.contains("Images are identical"),
@@ -332,13 +313,14 @@ fn nbdcopy_round_trip_under_the_cow_filter_is_identical() {
 /// second are seen by the first: what multi-conn promises.
 #[test]
 fn writes_on_one_connection_are_seen_on_another() {
-    let dir = TempDir::new("memory-multi");
+    let dir = temp_dir("memory-multi");
     let input = dir.join("in");
     std::fs::write(&input, pattern(3, 200_000)).unwrap();
-    let script = python_script(
-        &dir,
-        &format!(
-            "a, b = connect(), connect()\n\
+    let server = memory_server(&[], &["size=1M"]);
+    let out = server
+        .client(&format!(
+            "{CONNECT}\
+             a, b = connect(), connect()\n\
              data = open({input}, 'rb').read()\n\
              print('multi_conn', a.can_multi_conn(), b.can_multi_conn())\n\
              a.pwrite(data, 77777)\n\
@@ -350,9 +332,8 @@ fn writes_on_one_connection_are_seen_on_another() {
              expected[131072 - 77777:196608 - 77777] = bytes(65536)\n\
              print('a reads b', a.pread(len(data), 77777) == expected)",
             input = py(&input)
-        ),
-    );
-    let out = serve(&[], &["size=1M"], &script).ok();
+        ))
+        .ok();
     assert_eq!(
         out.stdout.trim(),
         "multi_conn True True\nb reads a True\na reads b True"

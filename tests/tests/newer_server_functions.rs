@@ -4,12 +4,8 @@
 //! `-D rustshim.fallback=1` the shim uses its own version even where nbdkit has one, so on
 //! nbdkit 1.48 (`cargo xtask test --nbdkit 1.48`) each fallback is compared with nbdkit itself.
 
-#[path = "../fixtures/support.rs"]
-mod support;
-
 use nbdkit_rustshim_plugin::fallback;
 use rustshim_tests::*;
-use support::*;
 
 const HEXDUMP_SINCE: [u32; 2] = [1, 46];
 const NAME_OPTION_SINCE: [u32; 2] = [1, 46];
@@ -21,15 +17,7 @@ fn serve(options: &[&str], keys: &[&str]) -> (Trace, String) {
     let t = Trace::new("newer");
     let mut args = vec![test_plugin(), t.arg()];
     args.extend(keys.iter().map(|k| k.to_string()));
-    let mut argv = nbdkit_argv(&args);
-    argv.splice(1..1, options.iter().map(|o| o.to_string()));
-    let out = run(command(&argv[0])
-        .arg("-U")
-        .arg("-")
-        .args(&argv[1..])
-        .arg("--run")
-        .arg("nbdinfo --size \"$uri\""))
-    .ok();
+    let out = nbdkit_run_with(options, &args, "nbdinfo --size \"$uri\"").ok();
     assert_eq!(out.stdout.trim(), "1048576");
     (t, out.stderr)
 }

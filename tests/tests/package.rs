@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use rustshim_tests::*;
 
@@ -28,12 +29,15 @@ const BOOKWORM_GLIBC: u32 = 36;
 /// `cargo xtask ARGS` on the host (never in a root), under `timeout`: the first package build
 /// compiles the release profile, the first `roots package` downloads two Debian systems.
 fn xtask(args: &[&str]) -> Run {
-    run(Command::new("timeout")
-        .args(["--kill-after=5", "1800", env!("CARGO")])
-        .args(["run", "--quiet", "-p", "xtask", "--"])
-        .args(args)
-        .current_dir(workspace())
-        .stdin(std::process::Stdio::null()))
+    run_within(
+        Command::new("timeout")
+            .args(["--kill-after=5", "1800", env!("CARGO")])
+            .args(["run", "--quiet", "-p", "xtask", "--"])
+            .args(args)
+            .current_dir(workspace())
+            .stdin(std::process::Stdio::null()),
+        Duration::from_secs(1830),
+    )
 }
 
 /// The package, built once per test binary.
@@ -143,7 +147,7 @@ fn the_package_holds_the_shim_the_plugins_the_man_page_and_the_copyright() {
     assert_eq!(files, expected);
 
     // The copyright file is machine-readable, with both licences of `MIT OR Apache-2.0`.
-    let dir = TempDir::new("package-contents");
+    let dir = temp_dir("package-contents");
     run(Command::new("dpkg-deb")
         .arg("-x")
         .arg(deb())
@@ -183,7 +187,7 @@ fn on_debian_13_it_installs_serves_documents_itself_and_goes_cleanly() {
 fn try_in_fresh_root(suite: &str) {
     let deb = deb();
     let cached = fresh_root(suite);
-    let scratch = TempDir::new(&format!("package-{suite}"));
+    let scratch = temp_dir(&format!("package-{suite}"));
     let root = scratch.join("root");
     run(Command::new("cp")
         .args(["-a", "--reflink=auto"])

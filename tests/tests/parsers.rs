@@ -12,12 +12,8 @@
 //! checks that the shim says so (`--dump-plugin`) and that the plugin sees exactly what the
 //! fallback computes in this process (the same machine, the same C library).
 
-#[path = "../fixtures/support.rs"]
-mod support;
-
 use nbdkit_rustshim_plugin::fallback;
 use rustshim_tests::*;
-use support::*;
 
 /// nbdkit_parse_probability came in 1.36, nbdkit_parse_delay in 1.40 (their man pages).
 const PROBABILITY_SINCE: [u32; 2] = [1, 36];
@@ -144,15 +140,7 @@ fn answers(inputs: &[String], options: &[&str]) -> Vec<String> {
         args.push(format!("parse_probability={s}"));
         args.push(format!("parse_delay={s}"));
     }
-    let mut argv = nbdkit_argv(&args);
-    argv.splice(1..1, options.iter().map(|o| o.to_string()));
-    run(command(&argv[0])
-        .arg("-U")
-        .arg("-")
-        .args(&argv[1..])
-        .arg("--run")
-        .arg("true"))
-    .ok();
+    nbdkit_run_with(options, &args, "true").ok();
     t.lines()
         .iter()
         .filter(|l| l.starts_with("parse_probability(") || l.starts_with("parse_delay("))

@@ -4,13 +4,9 @@
 //! running nbdkit lacks a function (1.32 has none of the three) the plugin gets ENOTSUP naming
 //! the function and the version.
 
-#[path = "../fixtures/support.rs"]
-mod support;
-
 use std::path::Path;
 
 use rustshim_tests::*;
-use support::*;
 
 /// nbdkit_peer_tls_dn and nbdkit_peer_tls_issuer_dn came in 1.40 (checked in nbdkit's
 /// include/nbdkit-common.h), nbdkit_peer_security_context in 1.36.
@@ -104,7 +100,7 @@ fn peer_tls_dn_and_issuer_dn_of_a_real_client_certificate() {
         "CN=client.example.com,O=BigCo,L=New York,ST=New York,C=US"
     );
 
-    let server = Server::start(
+    let server = serve(
         &[
             "--tls=require",
             &format!("--tls-certificates={}", certs.display()),
@@ -118,13 +114,13 @@ fn peer_tls_dn_and_issuer_dn_of_a_real_client_certificate() {
              h.set_tls_certificates({certs:?})\n\
              # libnbd < 1.22 has no set_tls_hostname, and checks no host name on a Unix socket.\n\
              getattr(h, 'set_tls_hostname', lambda name: None)('localhost')\n\
-             h.connect_unix(sock)\n\
+             h.connect_unix(SOCKET)\n\
              print(h.get_tls_negotiated(), h.pread(4, 0) == bytes(4))\n\
              h.shutdown()",
             certs = certs.display().to_string()
         ))
         .ok();
-    assert_eq!(out.stdout.trim(), "True True", "{}", server.stderr());
+    assert_eq!(out.stdout.trim(), "True True", "{}", server.log());
     assert_eq!(t.result("is_tls"), "Ok(true)");
     if nbdkit_at_least(&TLS_DN_SINCE) {
         assert_eq!(t.result("peer_tls_dn"), format!("Ok({subject:?})"));

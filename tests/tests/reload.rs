@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use rustshim_tests::fixtures::{build_plugin, build_plugins, ApiCopy, MINIMAL_PLUGIN};
+use rustshim_tests::fixtures::{build_plugins, other_major_plugin, ApiCopy};
 use rustshim_tests::*;
 
 /// A plugin whose data is one repeated byte, so a client sees which build serves it, and which
@@ -136,7 +136,7 @@ fn builds() -> &'static Builds {
 /// A plugin path the test owns, with v1 at it, served with reload=watch and a trace file.
 struct Watched {
     dir: TempDir,
-    server: BackgroundNbdkit,
+    server: Server,
 }
 
 impl Watched {
@@ -146,13 +146,13 @@ impl Watched {
 
     /// Like `start`, with extra nbdkit options (e.g. `-v` to see the shim's debug lines).
     fn start_with(nbdkit_options: &[&str]) -> Watched {
-        let dir = TempDir::new("reload");
+        let dir = temp_dir("reload");
         install_build(
             &builds().v1,
             &dir.join("libwatched.so"),
             Install::RenameOver,
         );
-        let server = BackgroundNbdkit::start(
+        let server = serve(
             nbdkit_options,
             &[
                 format!("plugin={}", dir.join("libwatched.so").display()),
@@ -174,7 +174,7 @@ impl Watched {
     /// Reads one byte of the export on a new connection.
     fn new_connection_reads(&self) -> String {
         self.server
-            .python("h = nbd.NBD()\nh.connect_unix(SOCKET)\nprint(h.pread(1, 0).hex())")
+            .client("h.connect_unix(SOCKET)\nprint(h.pread(1, 0).hex())")
             .ok()
             .stdout
             .trim()
@@ -187,46 +187,17 @@ fn open_connections_keep_their_build_while_new_ones_get_the_new_build() {
     let w = Watched::start();
     // One connection reads in a loop on its own thread while the file is replaced; after the
     // reload line it must still see v1, a new connection must see v2, and no read may fail.
-    let script = format!(
-        r#"
-import threading, shutil
-h1 = nbd.NBD()
-h1.connect_unix(SOCKET)
-assert h1.pread(4, 0) == b'\x11' * 4
-reads, bad, stop = [0], [], [False]
-def loop():
-    while not stop[0]:
-        try:
-            if h1.pread(65536, 0) != b'\x11' * 65536:
-                bad.append('wrong data')
-            reads[0] += 1
-        except Exception as e:
-            bad.append(str(e))
-t = threading.Thread(target=loop)
-t.start()
-while reads[0] < 50:
-    time.sleep(0.001)
-shutil.copy({v2:?}, {tmp:?})
-os.rename({tmp:?}, {plugin:?})
-while 'generation 2 from' not in open({log:?}).read():
-    time.sleep(0.01)
-h2 = nbd.NBD()
-h2.connect_unix(SOCKET)
-assert h2.pread(4, 0) == b'\x22' * 4, h2.pread(4, 0)
-assert h1.pread(4, 0) == b'\x11' * 4
-after = reads[0]
-while reads[0] < after + 50:
-    time.sleep(0.001)
-stop[0] = True
-t.join()
-print(reads[0], len(bad), bad[:3])
-"#,
-        v2 = builds().v2.display().to_string(),
-        tmp = w.dir.join("incoming.tmp").display().to_string(),
-        plugin = w.plugin_path().display().to_string(),
-        log = w.server.log.display().to_string(),
-    );
-    let out = w.server.python(&script).ok();
+    let out = python_script(
+        "reload_keeps_open_connections.py",
+        &[
+            w.server.socket(),
+            &builds().v2,
+            &w.dir.join("incoming.tmp"),
+            &w.plugin_path(),
+            w.server.log_path(),
+        ],
+    )
+    .ok();
     let fields: Vec<&str> = out.stdout.split_whitespace().collect();
     assert!(fields[0].parse::<u32>().unwrap() >= 100, "{}", out.stdout);
     assert_eq!(
@@ -234,7 +205,7 @@ print(reads[0], len(bad), bad[:3])
         "failed reads during the reload: {}",
         out.stdout
     );
-    let line = w.server.wait_for_log("generation 2 from", 1);
+    let line = w.server.wait_for_log("generation 2 from", 1).unwrap();
     assert!(
         line.contains("version 1 -> 2"),
         "the reload line says what changed: {line}"
@@ -249,19 +220,19 @@ fn a_replaced_generation_is_cleaned_up_and_unloaded_once_after_its_last_connecti
 import shutil
 h1 = nbd.NBD()
 h1.connect_unix(SOCKET)
-shutil.copy({v2:?}, {plugin:?})
-while 'generation 2 from' not in open({log:?}).read():
+shutil.copy({v2}, {plugin})
+while 'generation 2 from' not in open({log}).read():
     time.sleep(0.01)
-print(open({trace:?}).read().count('cleanup'))
+print(open({trace}).read().count('cleanup'))
 h1.shutdown()
 "#,
-        v2 = builds().v2.display().to_string(),
-        plugin = w.plugin_path().display().to_string(),
-        log = w.server.log.display().to_string(),
-        trace = w.dir.join("trace").display().to_string(),
+        v2 = py(&builds().v2),
+        plugin = py(&w.plugin_path()),
+        log = py(w.server.log_path()),
+        trace = py(&w.dir.join("trace")),
     );
     // While the v1 connection is open, v1 is not cleaned up.
-    let out = w.server.python(&script).ok();
+    let out = w.server.client(&script).ok();
     assert_eq!(
         out.stdout.trim(),
         "0",
@@ -296,25 +267,17 @@ h1.shutdown()
 
 #[test]
 fn broken_builds_are_refused_and_the_good_one_keeps_serving() {
-    let mut w = Watched::start();
+    let w = Watched::start();
     install_build(&builds().v2, &w.plugin_path(), Install::RenameOver);
-    w.server.wait_for_log("generation 2 from", 1);
+    w.server.wait_for_log("generation 2 from", 1).unwrap();
     assert_eq!(w.new_connection_reads(), "22");
 
-    let dir = TempDir::new("broken");
+    let dir = temp_dir("broken");
     let text = dir.join("text.so");
     std::fs::write(&text, "not a plugin\n").unwrap();
     let truncated = dir.join("truncated.so");
     std::fs::write(&truncated, &std::fs::read(&builds().v1).unwrap()[..200_000]).unwrap();
-    let other_major = build_plugin(
-        "api_v2",
-        &ApiCopy {
-            version: "2.0.0",
-            edits: &[],
-        },
-        MINIMAL_PLUGIN,
-        &[],
-    );
+    let other_major = other_major_plugin();
 
     let cases: [(&PathBuf, Install, &str); 6] = [
         (
@@ -342,7 +305,7 @@ fn broken_builds_are_refused_and_the_good_one_keeps_serving() {
     ];
     for (n, (build, how, reason)) in cases.iter().enumerate() {
         install_build(build, &w.plugin_path(), *how);
-        let line = w.server.wait_for_log(reason, 1);
+        let line = w.server.wait_for_log(reason, 1).unwrap();
         assert!(
             line.contains("refused, generation 2 keeps serving"),
             "case {n}: {line}"
@@ -364,10 +327,11 @@ fn a_touched_but_unchanged_file_is_not_reloaded() {
     install_build(&builds().v1, &w.plugin_path(), Install::CopyInPlace);
     // The rewrite of the same bytes is seen, and not made a generation of its own...
     w.server
-        .wait_for_log("changed on disk but not in content: no reload", 1);
+        .wait_for_log("changed on disk but not in content: no reload", 1)
+        .unwrap();
     // ...so the real change that follows is generation 2, straight from v1 to v2.
     install_build(&builds().v2, &w.plugin_path(), Install::RenameOver);
-    let line = w.server.wait_for_log("serves new connections", 1);
+    let line = w.server.wait_for_log("serves new connections", 1).unwrap();
     assert!(
         line.contains("generation 2 from") && line.contains("version 1 -> 2"),
         "{line}"
@@ -381,10 +345,10 @@ fn a_touched_but_unchanged_file_is_not_reloaded() {
 
 #[test]
 fn the_memory_disk_keeps_its_data_across_reloads() {
-    let dir = TempDir::new("handover");
+    let dir = temp_dir("handover");
     let watched = dir.join("libmemory.so");
     install_build(&plugin("memory"), &watched, Install::RenameOver);
-    let server = BackgroundNbdkit::start(
+    let server = serve(
         &[],
         &[
             format!("plugin={}", watched.display()),
@@ -394,41 +358,13 @@ fn the_memory_disk_keeps_its_data_across_reloads() {
     );
     let v2 = rebuilt(&plugin("memory"), &dir, "v2");
     let v3 = rebuilt(&plugin("memory"), &dir, "v3");
-    let script = format!(
-        r#"
-import shutil
-def wait_for(text):
-    while text not in open({log:?}).read():
-        time.sleep(0.01)
-data = os.urandom(1 << 20)
-h1 = nbd.NBD()
-h1.connect_unix(SOCKET)
-h1.pwrite(data, 4 << 20)
-shutil.copy({v2:?}, {plugin:?} + '.tmp'); os.rename({plugin:?} + '.tmp', {plugin:?})
-wait_for('generation 2 from')
-h2 = nbd.NBD()
-h2.connect_unix(SOCKET)
-assert h2.pread(1 << 20, 4 << 20) == data, 'data written before the reload is kept'
-# The old connection still writes to the same disk the new build serves.
-h1.pwrite(b'old' * 1000, 0)
-assert h2.pread(3000, 0) == b'old' * 1000, 'a write on the old build is seen by the new one'
-h2.pwrite(b'new' * 1000, 8192)
-assert h1.pread(3000, 8192) == b'new' * 1000, 'and the other way round'
-h1.shutdown()
-shutil.copy({v3:?}, {plugin:?} + '.tmp'); os.rename({plugin:?} + '.tmp', {plugin:?})
-wait_for('generation 3 from')
-h3 = nbd.NBD()
-h3.connect_unix(SOCKET)
-assert h3.pread(1 << 20, 4 << 20) == data and h3.pread(3000, 0) == b'old' * 1000
-print('ok')
-"#,
-        log = server.log.display().to_string(),
-        v2 = v2.display().to_string(),
-        v3 = v3.display().to_string(),
-        plugin = watched.display().to_string(),
-    );
-    assert_eq!(server.python(&script).ok().stdout.trim(), "ok");
-    let line = server.wait_for_log("generation 3 from", 1);
+    let out = python_script(
+        "reload_memory_handover.py",
+        &[server.socket(), server.log_path(), &v2, &v3, &watched],
+    )
+    .ok();
+    assert_eq!(out.stdout.trim(), "ok");
+    let line = server.wait_for_log("generation 3 from", 1).unwrap();
     assert!(
         line.contains("took over state 'rustshim-memory-disk'"),
         "{line}"
@@ -439,6 +375,6 @@ print('ok')
 fn a_plugin_that_does_not_opt_in_starts_fresh() {
     let w = Watched::start();
     install_build(&builds().v2, &w.plugin_path(), Install::RenameOver);
-    let line = w.server.wait_for_log("generation 2 from", 1);
+    let line = w.server.wait_for_log("generation 2 from", 1).unwrap();
     assert!(line.contains("starts with fresh state"), "{line}");
 }

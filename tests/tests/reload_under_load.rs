@@ -24,7 +24,7 @@ const MIB: u64 = 1 << 20;
 
 #[test]
 fn twenty_reloads_under_parallel_load_lose_no_request_and_no_data() {
-    let dir = TempDir::new("reload-load");
+    let dir = temp_dir("reload-load");
     let disk = dir.join("disk.img");
     std::fs::File::create(&disk)
         .unwrap()
@@ -37,7 +37,7 @@ fn twenty_reloads_under_parallel_load_lose_no_request_and_no_data() {
         rebuilt(&plugin("file"), &dir, "b"),
     ];
 
-    let server = BackgroundNbdkit::start(
+    let server = serve(
         &[],
         &[
             format!("plugin={}", watched.display()),
@@ -84,30 +84,10 @@ fn twenty_reloads_under_parallel_load_lose_no_request_and_no_data() {
     // The churner: new connections all the time over the second 64 MiB; each write is checked
     // by a read on another new connection, which may be served by another build.
     let stop = dir.join("stop");
-    let churn_script = format!(
-        r#"
-import nbd, os, random, sys
-ops, failures = 0, []
-while not os.path.exists({stop:?}):
-    try:
-        offset = (64 << 20) + random.randrange(0, 1024) * 65536
-        data = os.urandom(65536)
-        w = nbd.NBD(); w.connect_unix({sock:?}); w.pwrite(data, offset); w.shutdown()
-        r = nbd.NBD(); r.connect_unix({sock:?})
-        if r.pread(65536, offset) != data:
-            failures.append('corrupt at %d' % offset)
-        r.shutdown()
-        ops += 1
-    except Exception as e:
-        failures.append(str(e))
-print(ops, len(failures), failures[:3])
-"#,
-        stop = stop.display().to_string(),
-        sock = server.socket.display().to_string(),
-    );
     let churn = command("/usr/bin/python3")
-        .arg("-c")
-        .arg(churn_script)
+        .arg(script("reload_churner.py"))
+        .arg(&stop)
+        .arg(server.socket())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -115,7 +95,9 @@ print(ops, len(failures), failures[:3])
 
     for i in 0..20 {
         install_build(&builds[i % 2], &watched, Install::RenameOver);
-        server.wait_for_log(&format!("generation {} from", i + 2), 1);
+        server
+            .wait_for_log(&format!("generation {} from", i + 2), 1)
+            .unwrap();
     }
     let rss_after_reloads = rss_kib(pid);
 
@@ -162,7 +144,7 @@ print(ops, len(failures), failures[:3])
         rss_after_reloads < 400 * 1024,
         "RSS {rss_after_reloads} KiB after 20 reloads"
     );
-    let log = server.log_text();
+    let log = server.log();
     assert!(!log.contains("refused"), "{log}");
     eprintln!(
         "churner: {churn_out}fio runs: {}\nRSS after 20 reloads: {rss_after_reloads} KiB",

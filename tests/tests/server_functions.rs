@@ -2,13 +2,9 @@
 //! plugin calls each one and traces the result (plugins/test), and the tests compare it with
 //! what the client, the file system or nbdkit itself says it must be.
 
-#[path = "../fixtures/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use rustshim_tests::*;
-use support::*;
 
 /// Configures the test plugin with `keys` (each `key=value`), serves one client and returns
 /// the trace and nbdkit's stderr.
@@ -169,7 +165,7 @@ fn parse_delay() {
 
 #[test]
 fn read_password() {
-    let dir = TempDir::new("password");
+    let dir = temp_dir("password");
     let file = dir.join("pw");
     std::fs::write(&file, "hunter2\n").unwrap();
     let plus = format!("password=+{}", file.display());
@@ -191,7 +187,7 @@ fn read_password() {
 
 #[test]
 fn realpath() {
-    let dir = TempDir::new("realpath");
+    let dir = temp_dir("realpath");
     let target = dir.join("target");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("file"), "x").unwrap();
@@ -258,7 +254,7 @@ fn export_name_with_odd_names() {
         long.as_str(),
     ];
     let t = Trace::new("export-names");
-    let server = Server::start(&[], &[test_plugin(), t.arg()]);
+    let server = serve(&[], &[test_plugin(), t.arg()]);
     // Rust's {:?} of these strings is also a Python string literal.
     let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
     let out = server
@@ -266,7 +262,7 @@ fn export_name_with_odd_names() {
             "for name in [{}]:\n    \
                  h = nbd.NBD()\n    \
                  h.set_export_name(name)\n    \
-                 h.connect_unix(sock)\n    \
+                 h.connect_unix(SOCKET)\n    \
                  h.pread(512, 0)\n    \
                  h.shutdown()\n    \
                  del h\n\
@@ -297,7 +293,7 @@ fn is_tls_with_psk_and_without() {
     let t = Trace::new("tls");
     let psk = t.file("keys.psk");
     run(command("psktool").args(["-u", "alice", "-p"]).arg(&psk)).ok();
-    let server = Server::start(
+    let server = serve(
         &["--tls=require", &format!("--tls-psk={}", psk.display())],
         &[test_plugin(), t.arg()],
     );
@@ -307,14 +303,14 @@ fn is_tls_with_psk_and_without() {
              h.set_tls_psk_file({psk:?})\n\
              h.set_tls_username('alice')\n\
              h.set_opt_mode(True)\n\
-             h.connect_unix(sock)\n\
+             h.connect_unix(SOCKET)\n\
              h.opt_list(lambda *a: 0)\n\
              h.opt_go()\n\
              print(h.get_tls_negotiated(), h.pread(4, 0) == bytes(4))\n\
              h.shutdown()\n\
              # Without TLS the server refuses the client.\n\
              h2 = nbd.NBD()\n\
-             print(attempt(h2.connect_unix, sock) != 'ok')",
+             print(attempt(h2.connect_unix, SOCKET) != 'ok')",
             psk = psk.display().to_string()
         ))
         .ok();
@@ -339,10 +335,10 @@ fn is_tls_with_psk_and_without() {
 #[test]
 fn peer_credentials_on_a_unix_socket() {
     let t = Trace::new("peer");
-    let server = Server::start(&[], &[test_plugin(), t.arg()]);
+    let server = serve(&[], &[test_plugin(), t.arg()]);
     let out = server
         .client(
-            "h.connect_unix(sock)\n\
+            "h.connect_unix(SOCKET)\n\
              print(os.getpid(), os.getuid(), os.getgid())\n\
              h.shutdown()",
         )
@@ -371,10 +367,10 @@ fn nanosleep_sleeps() {
 #[test]
 fn nanosleep_returns_early_with_eshutdown_when_nbdkit_stops() {
     let t = Trace::new("nanosleep-shutdown");
-    let mut server = Server::start(&[], &[test_plugin(), t.arg(), "on_pread=sleep:60".into()]);
+    let server = serve(&[], &[test_plugin(), t.arg(), "on_pread=sleep:60".into()]);
     let out = server
         .client(&format!(
-            "h.connect_unix(sock)\n\
+            "h.connect_unix(SOCKET)\n\
              c = h.aio_pread(nbd.Buffer(512), 0)\n\
              time.sleep(0.5)\n\
              start = time.monotonic()\n\
@@ -386,9 +382,10 @@ fn nanosleep_returns_early_with_eshutdown_when_nbdkit_stops() {
         .ok();
     assert_eq!(out.stdout.trim(), "ESHUTDOWN\nTrue");
     let status = server
-        .wait_exit(Duration::from_secs(10))
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap()
         .expect("nbdkit exits");
-    assert!(status.success(), "{status}: {}", server.stderr());
+    assert!(status.success(), "{status}: {}", server.log());
     assert_eq!(
         t.result("nanosleep(60s)"),
         "Err(ESHUTDOWN: nbdkit_nanosleep failed)"
@@ -398,10 +395,10 @@ fn nanosleep_returns_early_with_eshutdown_when_nbdkit_stops() {
 #[test]
 fn shutdown_stops_the_server_after_the_request() {
     let t = Trace::new("shutdown");
-    let mut server = Server::start(&[], &[test_plugin(), t.arg(), "on_pread=shutdown".into()]);
+    let server = serve(&[], &[test_plugin(), t.arg(), "on_pread=shutdown".into()]);
     let out = server
         .client(
-            "h.connect_unix(sock)\n\
+            "h.connect_unix(SOCKET)\n\
              h.pwrite(b'\\x42' * 512, 0)\n\
              print(h.pread(512, 0) == b'\\x42' * 512)",
         )
@@ -409,9 +406,10 @@ fn shutdown_stops_the_server_after_the_request() {
     // The request that asked for the shutdown is still served.
     assert_eq!(out.stdout.trim(), "True");
     let status = server
-        .wait_exit(Duration::from_secs(10))
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap()
         .expect("nbdkit exits by itself");
-    assert!(status.success(), "{status}: {}", server.stderr());
+    assert!(status.success(), "{status}: {}", server.log());
     let lines = t.lines();
     let at = lines
         .iter()
@@ -433,15 +431,14 @@ fn disconnect_as_the_client_sees_it_on_every_nbdkit() {
     let native = nbdkit_at_least(&[1, 33, 5]);
     for (action, force) in [("disconnect", false), ("disconnect_force", true)] {
         let t = Trace::new("disconnect");
-        let mut server =
-            Server::start(&[], &[test_plugin(), t.arg(), format!("on_pread={action}")]);
+        let server = serve(&[], &[test_plugin(), t.arg(), format!("on_pread={action}")]);
         let out = server
             .client(
-                "h.connect_unix(sock)\n\
+                "h.connect_unix(SOCKET)\n\
                  read = lambda: h.pread(4, 0) == bytes(4)\n\
                  print(attempt(read), attempt(read))\n\
                  h = nbd.NBD()\n\
-                 h.connect_unix(sock)\n\
+                 h.connect_unix(SOCKET)\n\
                  print(h.get_size())",
             )
             .ok();
@@ -458,7 +455,7 @@ fn disconnect_as_the_client_sees_it_on_every_nbdkit() {
             "disconnect({force}) on nbdkit {}",
             nbdkit_version()
         );
-        assert!(server.running(), "{}", server.stderr());
+        assert!(server.is_running(), "{}", server.log());
         let results = t.results(&format!("disconnect({force})"));
         if native {
             // Called once: the connection takes no further read.

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::demo::Server;
+use rustshim_harness::Server;
+
+use crate::demo::{serve_with, start};
 use crate::deps;
 use crate::signals::{install_stop_handlers, stopped};
-use crate::workspace::{cargo, path_env, run, target_dir, SHIM};
+use crate::workspace::{cargo, run, target_dir, SHIM};
 use crate::Result;
 
 /// How long the sources must be quiet before a rebuild (editors save in several steps).
@@ -38,13 +40,14 @@ pub fn dev(dir: &Path, plugin_args: &[String]) -> Result {
         .ok_or("the first build failed: fix it and run cargo xtask dev again")?;
 
     install_stop_handlers();
-    let mut args = vec![
-        format!("plugin={}", plugin.display()),
-        "reload=watch".to_string(),
-    ];
-    args.extend(plugin_args.iter().cloned());
-    let server = Server::start(&shim, &args)?;
-    let uri = format!("nbd+unix:///?socket={}", server.socket.display());
+    let builder = Server::builder(&plugin)
+        .shim(&shim)
+        .arg("reload=watch")
+        .args(plugin_args);
+    let Some(server) = start(builder)? else {
+        return Ok(());
+    };
+    let uri = server.uri();
     println!(
         "\nServing {} with reload=watch at\n\n    {uri}\n",
         plugin.display()
@@ -58,7 +61,7 @@ pub fn dev(dir: &Path, plugin_args: &[String]) -> Result {
 
     let mut seen = snapshot(dir);
     let mut changed_at: Option<Instant> = None;
-    server.serve_with(None, || {
+    serve_with(server, None, || {
         if stopped() {
             return Ok(());
         }
@@ -91,7 +94,6 @@ fn build_plugin(manifest: &Path) -> Result<Option<PathBuf>> {
             "--manifest-path",
         ])
         .arg(manifest)
-        .env("PATH", path_env())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .output()

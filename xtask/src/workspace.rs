@@ -33,20 +33,9 @@ pub fn plugin_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("librustshim_{name}.so"))
 }
 
-/// `PATH` with `/usr/bin` first: nbdsh runs `python3`, and only Debian's has the `nbd` module
-/// (a pyenv or venv python earlier on `PATH` would not).
-pub fn path_env() -> OsString {
-    let mut path = OsString::from("/usr/bin:/bin");
-    if let Some(rest) = std::env::var_os("PATH") {
-        path.push(":");
-        path.push(rest);
-    }
-    path
-}
-
 /// Cargo itself: the one that runs us, so the same toolchain builds everything. Its directory
-/// goes first on `PATH`, before `/usr/bin`, so neither it nor `cargo fmt`/`cargo clippy` pick
-/// up a Debian rustc that may be installed there.
+/// goes first on `PATH`, before the harness's (`/usr/bin` first), so neither it nor `cargo
+/// fmt`/`cargo clippy` pick up a Debian rustc that may be installed there.
 pub fn cargo() -> Command {
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let mut path = OsString::new();
@@ -54,7 +43,7 @@ pub fn cargo() -> Command {
         path.push(toolchain);
         path.push(":");
     }
-    path.push(path_env());
+    path.push(rustshim_harness::path_env());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace()).env("PATH", path);
     cmd

@@ -6,14 +6,13 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use super::env::{Env, CRATE_PLUGIN};
 use super::matrix::Kind;
 use super::nbd::NbdClient;
 use super::server::Server;
 use super::{interrupted, Result};
-use crate::workspace::{path_env, SHIM};
+use crate::workspace::SHIM;
 
 /// Reads before callgrind's counters are zeroed, and reads counted after.
 pub const CALLGRIND_WARMUP: u64 = 1_000;
@@ -164,11 +163,11 @@ fn callgrind_run(env: &Env, kind: Kind, run_number: u32) -> Result<Instructions>
 }
 
 fn callgrind_control(server: &Server, command: &str) -> Result {
-    let out = Command::new("callgrind_control")
+    // valgrind's gdbserver makes the FIFOs callgrind_control talks through in its TMPDIR.
+    let out = rustshim_harness::command("callgrind_control")
+        .env("TMPDIR", server.tmpdir())
         .arg(command)
         .arg(server.pid().to_string())
-        .env("PATH", path_env())
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run callgrind_control: {e}"))?;
     if out.status.success() {

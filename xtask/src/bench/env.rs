@@ -22,12 +22,12 @@ pub const CRATE_PLUGIN: &str = "libnbdkit_crate_ramdisk.so";
 pub const PYTHON_RAMDISK: &str = include_str!("ramdisk.py");
 
 pub struct Env {
-    /// Scratch directory (sockets, the disk image, the python script, callgrind output).
+    /// Scratch directory (the disk image, the python script, callgrind output; each server
+    /// has a directory of its own, made by the harness).
     pub dir: PathBuf,
     artifacts: PathBuf,
     disk_image: PathBuf,
     python_script: PathBuf,
-    next_server: std::cell::Cell<u32>,
     /// `None` on a machine with one CPU: then nothing is pinned.
     pub placement: Option<Placement>,
 }
@@ -42,7 +42,6 @@ impl Env {
             python_script: dir.join("ramdisk.py"),
             dir,
             artifacts: target_dir(release),
-            next_server: std::cell::Cell::new(0),
             placement: Placement::probe(),
         };
         if settings.uses(Kind::Python) {
@@ -66,12 +65,12 @@ impl Env {
 
     /// A server of this kind, listening.
     pub fn start(&self, kind: Kind, wrapper: &[OsString]) -> Result<Server> {
-        Server::start(self.new_server_dir()?, &self.launch(kind, wrapper))
+        Server::start(&self.launch(kind, wrapper))
     }
 
     /// A server of this kind, just spawned.
     pub fn spawn(&self, kind: Kind) -> Result<Server> {
-        Server::spawn(self.new_server_dir()?, &self.launch(kind, &[]))
+        Server::spawn(&self.launch(kind, &[]))
     }
 
     /// What follows `nbdkit -f --exit-with-parent -U SOCKET -P PIDFILE`.
@@ -100,14 +99,6 @@ impl Env {
             size
         });
         args
-    }
-
-    fn new_server_dir(&self) -> Result<PathBuf> {
-        let n = self.next_server.get() + 1;
-        self.next_server.set(n);
-        let dir = self.dir.join(format!("srv{n}"));
-        fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Ok(dir)
     }
 
     /// A path or argument as the report shows it: the scratch directory as `$BENCH`, the

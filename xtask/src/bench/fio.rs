@@ -1,13 +1,12 @@
 //! fio: its command lines, and what we read of its JSON output.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 
 use super::matrix::Workload;
 use super::Result;
-use crate::workspace::path_env;
 
 /// `fio` (or `taskset -c CPU fio`, pinned to `client_cpu`) on the NBD server at `socket`.
 fn fio(socket: &Path, client_cpu: Option<&str>) -> Command {
@@ -87,10 +86,11 @@ struct Direction {
     total_ios: u64,
 }
 
-pub fn run_fio(cmd: &mut Command) -> Result<FioResult> {
-    let out = cmd
-        .env("PATH", path_env())
-        .stdin(Stdio::null())
+/// Runs fio as the harness runs every outside program (inside `RUSTSHIM_ROOT`, if set): `cmd`
+/// (from [`fio_command`] or [`fio_prewrite`]) says what, and is what the report shows.
+pub fn run_fio(cmd: &Command) -> Result<FioResult> {
+    let out = rustshim_harness::command(cmd.get_program())
+        .args(cmd.get_args())
         .output()
         .map_err(|e| format!("cannot run fio: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);

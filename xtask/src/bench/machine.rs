@@ -5,8 +5,6 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::workspace::path_env;
-
 /// The machine, as BENCHMARKS.md describes it.
 pub struct Machine {
     pub cpu: String,
@@ -58,20 +56,28 @@ impl Machine {
                 .trim()
                 .to_string(),
             load_start: loadavg(),
-            nbdkit: first_line("nbdkit", &["--version"]),
-            rustc: first_line(rustc, &["--version"]),
-            fio: first_line("fio", &["--version"]),
-            valgrind: first_line("valgrind", &["--version"]),
-            date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            // What the bench runs, where it runs it (inside RUSTSHIM_ROOT, if set).
+            nbdkit: first_line(
+                rustshim_harness::command(rustshim_harness::nbdkit_program()).arg("--version"),
+            ),
+            rustc: first_line(host(rustc).arg("--version")),
+            fio: first_line(rustshim_harness::command("fio").arg("--version")),
+            valgrind: first_line(rustshim_harness::command("valgrind").arg("--version")),
+            date: first_line(host("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
         }
     }
 }
 
-fn first_line(program: impl AsRef<OsStr>, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .env("PATH", path_env())
-        .output()
+/// A program of the host itself, with the harness's `PATH`.
+fn host(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("PATH", rustshim_harness::path_env());
+    cmd
+}
+
+/// The first line `cmd` prints, or `unknown`.
+fn first_line(cmd: &mut Command) -> String {
+    cmd.output()
         .ok()
         .and_then(|o| {
             String::from_utf8_lossy(&o.stdout)

@@ -164,9 +164,9 @@ fn prepare(server: &Server, kind: Kind, settings: &Settings) -> Result {
         return Ok(());
     }
     if kind.keeps_data() {
-        run_fio(&mut fio_prewrite(server.socket()))?;
+        run_fio(&fio_prewrite(server.socket()))?;
     }
-    run_fio(&mut fio_command(
+    run_fio(&fio_command(
         server.socket(),
         Workload::get(RANDREAD),
         1,
@@ -189,10 +189,10 @@ fn measure(env: &Env, server: &Server, w: &Workload, runtime: u32) -> Result<Sam
         }
         (None, _) => None,
     };
-    let mut fio = fio_command(server.socket(), w, runtime, client_cpu);
+    let fio = fio_command(server.socket(), w, runtime, client_cpu);
     let switches = context_switches()?;
     let before = cpu_seconds(server.pid())?;
-    let result = run_fio(&mut fio)?;
+    let result = run_fio(&fio)?;
     let after = cpu_seconds(server.pid())?;
     Ok(Sample {
         iops: result.iops,

@@ -1,10 +1,8 @@
 //! Where client and server run.
 
 use std::fs;
-use std::process::{Command, Stdio};
 
 use super::Result;
-use crate::workspace::path_env;
 
 /// Which CPUs fio and nbdkit run on for a pinned workload: fio on the first CPU we may use,
 /// nbdkit (every thread) on the rest. On a 2-CPU machine where fio and 64 nbdkit threads
@@ -59,10 +57,8 @@ fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
 
 /// Moves every thread of process `pid` onto `cpus`; threads it makes later inherit that.
 pub fn set_affinity(pid: i32, cpus: &str) -> Result {
-    let out = Command::new("taskset")
+    let out = rustshim_harness::command("taskset")
         .args(["-a", "-p", "-c", cpus, &pid.to_string()])
-        .env("PATH", path_env())
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run taskset: {e}"))?;
     if !out.status.success() {

@@ -9,12 +9,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+use rustshim_harness::TempDir;
 
 use super::server::{Launch, Server};
 use super::Result;
-use crate::workspace::{cargo, path_env, plugin_path, run, target_dir, SHIM};
+use crate::workspace::{cargo, plugin_path, run, target_dir, SHIM};
 
 /// One reload, in milliseconds.
 struct ReloadSample {
@@ -64,14 +65,10 @@ pub fn reload_section(release: bool, rounds: usize) -> Result<String> {
 /// Serves `plugin` (the memory plugin: its disk is handed over on each reload) through `shim`
 /// with `reload=watch` and rolls `rounds` new builds into it.
 fn reload_latency(shim: &Path, plugin: &Path, rounds: usize) -> Result<Vec<ReloadSample>> {
-    let dir = std::env::temp_dir().join(format!("rustshim-reload-bench-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = TempDir::with_prefix("rustshim-reload-bench").map_err(|e| e.to_string())?;
     let watched = dir.join("libwatched.so");
     let original = fs::read(plugin).map_err(|e| format!("{}: {e}", plugin.display()))?;
     fs::write(&watched, &original).map_err(|e| e.to_string())?;
-    // The shim's private copies of the plugin go to TMPDIR: into the server's directory, so
-    // they are removed with it.
     let launch = Launch {
         label: "nbdkit with reload=watch".to_string(),
         wrapper: Vec::new(),
@@ -81,9 +78,9 @@ fn reload_latency(shim: &Path, plugin: &Path, rounds: usize) -> Result<Vec<Reloa
             "reload=watch".into(),
             "size=64M".into(),
         ],
-        env: vec![("TMPDIR".into(), dir.clone().into())],
+        env: Vec::new(),
     };
-    let server = Server::start(dir.clone(), &launch)?;
+    let server = Server::start(&launch)?;
     let log = server.log_path();
     let uri = format!("nbd+unix:///?socket={}", server.socket().display());
 
@@ -104,8 +101,7 @@ fn reload_latency(shim: &Path, plugin: &Path, rounds: usize) -> Result<Vec<Reloa
             log,
         )?;
         let swap_ms = landed.elapsed().as_secs_f64() * 1e3;
-        let out = Command::new("nbdinfo")
-            .env("PATH", path_env())
+        let out = rustshim_harness::command("nbdinfo")
             .args(["--size", &uri])
             .output()
             .map_err(|e| format!("nbdinfo: {e}"))?;

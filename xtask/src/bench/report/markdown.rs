@@ -1,5 +1,6 @@
 //! BENCHMARKS.md: the machine, the targets, the tables, and the exact commands that made them.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::process::Command;
 
@@ -145,11 +146,16 @@ impl Report<'_> {
                 }
             }
         }
-        let socket = self.env.dir.join("srvN/nbd.sock");
-        let pidfile = self.env.dir.join("srvN/nbdkit.pid");
+        // Each server's own directory, as the report shows it.
+        let server_dir = self.env.dir.join("srvN");
+        let socket = server_dir.join("nbd.sock");
         for &k in &kinds {
-            let cmd = self.env.launch(k, &[]).command(&socket, &pidfile);
-            let _ = writeln!(md, "{}", self.shown_command(&cmd));
+            let words = self.env.launch(k, &[]).command_line(&server_dir);
+            let _ = writeln!(
+                md,
+                "{}",
+                self.shown_words(words.iter().map(OsString::as_os_str))
+            );
         }
         md.push_str("```\n\n");
         let _ = writeln!(
@@ -186,8 +192,12 @@ impl Report<'_> {
         if self.instructions.is_some() {
             let wrapper = valgrind(&self.env.dir.join("callgrind.out"));
             for k in CALLGRIND_KINDS {
-                let cmd = self.env.launch(k, &wrapper).command(&socket, &pidfile);
-                let _ = writeln!(md, "{}", self.shown_command(&cmd));
+                let words = self.env.launch(k, &wrapper).command_line(&server_dir);
+                let _ = writeln!(
+                    md,
+                    "{}",
+                    self.shown_words(words.iter().map(OsString::as_os_str))
+                );
             }
             let _ = writeln!(
                 md,
@@ -207,8 +217,12 @@ impl Report<'_> {
     }
 
     fn shown_command(&self, cmd: &Command) -> String {
-        std::iter::once(cmd.get_program())
-            .chain(cmd.get_args())
+        self.shown_words(std::iter::once(cmd.get_program()).chain(cmd.get_args()))
+    }
+
+    fn shown_words<'a>(&self, words: impl IntoIterator<Item = &'a OsStr>) -> String {
+        words
+            .into_iter()
             .map(|a| {
                 let shown = self.env.shown(a);
                 if shown.contains(['?', ' ', '*', '\'']) {

@@ -1,7 +1,7 @@
-//! Load with verification: 64 parallel connections of fio writing and checking (crc32c) through
-//! the shim, against the memory and file plugins, directly, through `--filter=cow`, and while
-//! new builds roll in with `reload=watch`; and a real image copied in with nbdcopy and compared
-//! with qemu-img. Zero verification errors allowed.
+//! A stress test, with verification: 64 parallel connections of fio writing and checking
+//! (crc32c) through the shim, against the memory and file plugins, directly, through
+//! `--filter=cow`, and while new builds roll in with `reload=watch`; and a real image copied in
+//! with nbdcopy and compared with qemu-img. Zero verification errors allowed.
 
 use rustshim_tests::*;
 
@@ -60,23 +60,23 @@ fn memory_args() -> Vec<String> {
 
 #[test]
 fn memory_plugin_64_connections() {
-    let server = BackgroundNbdkit::start(&[], &memory_args());
+    let server = serve(&[], &memory_args());
     fio_64_connections(&server.uri());
 }
 
 #[test]
 fn file_plugin_64_connections() {
-    let dir = TempDir::new("load-file");
-    let server = BackgroundNbdkit::start(&[], &file_args(&dir));
+    let dir = temp_dir("load-file");
+    let server = serve(&[], &file_args(&dir));
     fio_64_connections(&server.uri());
 }
 
 #[test]
 fn memory_and_file_through_the_cow_filter() {
-    let server = BackgroundNbdkit::start(&["--filter=cow"], &memory_args());
+    let server = serve(&["--filter=cow"], &memory_args());
     fio_64_connections(&server.uri());
-    let dir = TempDir::new("load-cow");
-    let server = BackgroundNbdkit::start(&["--filter=cow"], &file_args(&dir));
+    let dir = temp_dir("load-cow");
+    let server = serve(&["--filter=cow"], &file_args(&dir));
     fio_64_connections(&server.uri());
     // The cow filter keeps writes to itself: the file underneath is untouched.
     let disk = std::fs::read(dir.join("disk.img")).unwrap();
@@ -88,14 +88,14 @@ fn memory_and_file_through_the_cow_filter() {
 
 #[test]
 fn memory_plugin_while_new_builds_roll_in() {
-    let dir = TempDir::new("load-reload");
+    let dir = temp_dir("load-reload");
     let watched = dir.join("libmemory.so");
     install_build(&plugin("memory"), &watched, Install::RenameOver);
     let builds = [
         rebuilt(&plugin("memory"), &dir, "a"),
         rebuilt(&plugin("memory"), &dir, "b"),
     ];
-    let server = BackgroundNbdkit::start(
+    let server = serve(
         &[],
         &[
             format!("plugin={}", watched.display()),
@@ -112,17 +112,19 @@ fn memory_plugin_while_new_builds_roll_in() {
     });
     for i in 0..6 {
         install_build(&builds[i % 2], &watched, Install::RenameOver);
-        server.wait_for_log(&format!("generation {} from", i + 2), 1);
+        server
+            .wait_for_log(&format!("generation {} from", i + 2), 1)
+            .unwrap();
     }
     fio.join().expect("fio verified every block");
     assert!(server
-        .log_text()
+        .log()
         .contains("took over state 'rustshim-memory-disk'"));
 }
 
 #[test]
 fn a_real_image_copied_in_with_nbdcopy_compares_identical() {
-    let dir = TempDir::new("load-image");
+    let dir = temp_dir("load-image");
     // A raw image with data, zero runs and a sparse tail, like a real disk.
     let image = dir.join("image.raw");
     let mut data = pattern(7, 48 * MIB as usize);

@@ -1,4 +1,4 @@
-//! Finding plugins by short name, and refusing plugin files that someone else could change.
+//! Locating plugins by short name, and refusing plugin files that someone else could change.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -10,20 +10,23 @@ fn chmod(path: &std::path::Path, mode: u32) {
 
 /// A directory laid out like `cargo xtask install`: the shim, and its plugins in `rustshim/`.
 fn installed() -> TempDir {
-    let dir = TempDir::new("installed");
+    let dir = temp_dir("installed");
     std::fs::create_dir(dir.join("rustshim")).unwrap();
     std::fs::copy(shim(), dir.join("nbdkit-rustshim-plugin.so")).unwrap();
     std::fs::copy(plugin("null"), dir.join("rustshim/librustshim_null.so")).unwrap();
     dir
 }
 
+/// nbdkit with the shim installed in `dir` (see [`installed`]).
+fn installed_nbdkit(dir: &TempDir) -> ServerBuilder {
+    shim_nbdkit().shim(dir.join("nbdkit-rustshim-plugin.so"))
+}
+
 #[test]
 fn a_short_name_finds_the_plugin_installed_beside_the_shim() {
     let dir = installed();
-    let out = run(command("nbdkit")
-        .arg(dir.join("nbdkit-rustshim-plugin.so"))
-        .args(["plugin=null", "size=2M", "--dump-plugin"]))
-    .ok();
+    let out =
+        run_nbdkit(installed_nbdkit(&dir).args(["plugin=null", "size=2M", "--dump-plugin"])).ok();
     let want = format!(
         "rustshim_plugin_path={}",
         dir.join("rustshim/librustshim_null.so").display()
@@ -34,16 +37,17 @@ fn a_short_name_finds_the_plugin_installed_beside_the_shim() {
 #[test]
 fn rustshim_plugin_path_is_searched_first() {
     let dir = installed();
-    let extra = TempDir::new("plugin-path");
+    let extra = temp_dir("plugin-path");
     std::fs::copy(plugin("memory"), extra.join("libmydisk.so")).unwrap();
-    let mut cmd = command("nbdkit");
-    cmd.env(
-        "RUSTSHIM_PLUGIN_PATH",
-        format!("/nonexistent:{}", extra.path().display()),
+    let out = run_nbdkit(
+        installed_nbdkit(&dir)
+            .env(
+                "RUSTSHIM_PLUGIN_PATH",
+                format!("/nonexistent:{}", extra.path().display()),
+            )
+            .args(["plugin=mydisk", "size=1M", "--dump-plugin"]),
     )
-    .arg(dir.join("nbdkit-rustshim-plugin.so"))
-    .args(["plugin=mydisk", "size=1M", "--dump-plugin"]);
-    let out = run(&mut cmd).ok();
+    .ok();
     assert!(
         out.stdout.contains("rustshim_plugin_name=memory"),
         "{}",
@@ -54,10 +58,7 @@ fn rustshim_plugin_path_is_searched_first() {
 #[test]
 fn an_unknown_short_name_says_where_it_looked() {
     let dir = installed();
-    let out = run(command("nbdkit")
-        .arg(dir.join("nbdkit-rustshim-plugin.so"))
-        .args(["plugin=nosuch", "--run", "true"]))
-    .failed();
+    let out = run_nbdkit(installed_nbdkit(&dir).args(["plugin=nosuch", "--run", "true"])).failed();
     let line = out
         .stderr
         .lines()
@@ -72,24 +73,18 @@ fn an_unknown_short_name_says_where_it_looked() {
 
 #[test]
 fn a_group_writable_plugin_is_refused_unless_allowed() {
-    let dir = TempDir::new("perm-file");
+    let dir = temp_dir("perm-file");
     let so = dir.join("libnull.so");
     std::fs::copy(plugin("null"), &so).unwrap();
     chmod(dir.path(), 0o755);
     chmod(&so, 0o664);
-    let out = nbdkit(&[
-        format!("plugin={}", so.display()),
-        "size=1M".into(),
-        "--run".into(),
-        "true".into(),
-    ])
-    .failed();
-    assert!(
-        out.stderr.lines().any(|l| l.contains("libnull.so")
-            && l.contains("writable by group or others")
-            && l.contains("allow-insecure-plugin=true")),
-        "{}",
-        out.stderr
+    refused(
+        &[format!("plugin={}", so.display()), "size=1M".into()],
+        &[
+            "libnull.so",
+            "writable by group or others",
+            "allow-insecure-plugin=true",
+        ],
     );
     // The opt-out may follow plugin=: loading waits for the plugin's first parameter.
     let out = nbdinfo(
@@ -106,7 +101,7 @@ fn a_group_writable_plugin_is_refused_unless_allowed() {
 
 #[test]
 fn a_directory_others_can_write_is_refused_but_a_sticky_one_is_not() {
-    let dir = TempDir::new("perm-dir");
+    let dir = temp_dir("perm-dir");
     chmod(dir.path(), 0o755);
     let open_dir = dir.join("open");
     std::fs::create_dir(&open_dir).unwrap();
@@ -115,19 +110,12 @@ fn a_directory_others_can_write_is_refused_but_a_sticky_one_is_not() {
     chmod(&so, 0o644);
 
     chmod(&open_dir, 0o777);
-    let out = nbdkit(&[
-        format!("plugin={}", so.display()),
-        "--run".into(),
-        "true".into(),
-    ])
-    .failed();
-    assert!(
-        out.stderr.contains(&format!(
+    refused(
+        &[format!("plugin={}", so.display())],
+        &[&format!(
             "its directory '{}' is writable by group or others",
             open_dir.display()
-        )),
-        "{}",
-        out.stderr
+        )],
     );
 
     chmod(&open_dir, 0o1777);
@@ -143,21 +131,14 @@ fn a_plugin_owned_by_another_user_is_refused() {
     if !nix::unistd::geteuid().is_root() {
         return; // only root can give a file away
     }
-    let dir = TempDir::new("perm-owner");
+    let dir = temp_dir("perm-owner");
     chmod(dir.path(), 0o755);
     let so = dir.join("libnull.so");
     std::fs::copy(plugin("null"), &so).unwrap();
     chmod(&so, 0o644);
     nix::unistd::chown(&so, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    let out = nbdkit(&[
-        format!("plugin={}", so.display()),
-        "--run".into(),
-        "true".into(),
-    ])
-    .failed();
-    assert!(
-        out.stderr.contains("belongs to another user (uid 65534)"),
-        "{}",
-        out.stderr
+    refused(
+        &[format!("plugin={}", so.display())],
+        &["belongs to another user (uid 65534)"],
     );
 }
