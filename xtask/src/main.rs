@@ -94,6 +94,10 @@ enum Cmd {
         /// the callgrind files in target/bench-callgrind/ for callgrind_annotate; writes nothing else
         #[arg(long, conflicts_with_all = ["quick", "reload"])]
         instructions: bool,
+        /// Which nbdkit to measure: `system` (the host's), `1.42` or `1.48` (in the Debian roots
+        /// of `cargo xtask test --nbdkit`, whose C plugins are then the ones compared)
+        #[arg(long, value_name = "WHICH", default_value = "system")]
+        nbdkit: String,
     },
     /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit)
     NewPlugin {
@@ -121,14 +125,15 @@ fn main() -> ExitCode {
         Cmd::Package => package::package(),
         Cmd::Demo { seconds } => demo::demo(seconds),
         Cmd::Bench {
-            instructions: true, ..
-        } => bench::instructions_only(),
-        Cmd::Bench {
             quick,
-            reload: true,
-            ..
-        } => bench::reload_only(quick),
-        Cmd::Bench { quick, .. } => bench::bench(quick),
+            reload,
+            instructions,
+            nbdkit,
+        } => roots::enter_for_this_process(&nbdkit).and_then(|()| match (instructions, reload) {
+            (true, _) => bench::instructions_only(),
+            (false, true) => bench::reload_only(quick),
+            (false, false) => bench::bench(quick),
+        }),
         Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
         Cmd::NewPlugin { name, path } => new_plugin::new_plugin(&name, &path),
     };

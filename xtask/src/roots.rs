@@ -293,3 +293,18 @@ pub fn versions(root: Option<&Path>) -> Result<Vec<(String, String)>> {
         .map(|(p, v)| (p.to_string(), v.to_string()))
         .collect())
 }
+
+/// Makes every child this process starts through the harness (nbdkit, the clients, valgrind)
+/// run against the nbdkit `which` names: for `system` nothing changes; otherwise its root is made
+/// if needed and set as the harness's root. Call before any thread is started.
+pub fn enter_for_this_process(which: &str) -> Result {
+    let servers = select(which)?;
+    let [server] = servers.as_slice() else {
+        return Err(format!("--nbdkit {which}: name one nbdkit, not all"));
+    };
+    if let Some(root) = ensure(server)? {
+        println!("nbdkit {}: children run in {}", server.key, root.display());
+        std::env::set_var(rustshim_harness::ROOT_ENV, root);
+    }
+    Ok(())
+}
