@@ -118,11 +118,24 @@ pub struct Workspace<'a> {
     pub target: &'a str,
 }
 
+/// The version of this workspace's `plugin-api` (the shim's and the plugins').
+pub const API_VERSION: &str = rustshim_plugin_api::abi::ABI_VERSION;
+
 /// The shim's own `plugin-api`, unchanged.
 pub const SAME_API: ApiCopy<'static> = ApiCopy {
-    version: "1.0.0",
+    version: API_VERSION,
     edits: &[],
 };
+
+/// The version after [`API_VERSION`] with the same major and the next minor (`1.2.0` after
+/// `1.1.0`): a release that may only add.
+pub fn next_minor() -> String {
+    let mut parts = API_VERSION
+        .split('.')
+        .map(|n| n.parse::<u32>().expect("a number"));
+    let (major, minor) = (parts.next().unwrap(), parts.next().unwrap());
+    format!("{major}.{}.0", minor + 1)
+}
 
 impl Default for Workspace<'_> {
     fn default() -> Self {
@@ -160,7 +173,7 @@ fn copy_with_edits(from: &Path, to: &Path, edits: &[(&str, &str, &str)], version
         if let Some(version) = version {
             if src == from.join("Cargo.toml") {
                 text = text.replacen(
-                    "version = \"1.0.0\"",
+                    &format!("version = \"{API_VERSION}\""),
                     &format!("version = \"{version}\""),
                     1,
                 );
@@ -194,7 +207,7 @@ pub fn build(ws: &Workspace<'_>) -> Built {
         .expect("workspace.package")..];
     let shared = shared
         .replace(
-            "path = \"plugin-api\", version = \"1.0.0\"",
+            &format!("path = \"plugin-api\", version = \"{API_VERSION}\""),
             &format!("path = \"{api_rel}\", version = \"{}\"", ws.api.version),
         )
         .replace(

@@ -112,11 +112,12 @@ fn help_documents_the_shims_keys() {
 fn dump_plugin_describes_the_inner_plugin() {
     let null = plugin("null");
     let out = nbdkit(&[format!("plugin={}", null.display()), "--dump-plugin".into()]).ok();
+    let api_line = format!("rustshim_plugin_api_version={API_VERSION}");
     for line in [
         "name=rustshim",
         "rustshim_plugin_name=null",
         "rustshim_plugin_version=0.1.0",
-        "rustshim_plugin_api_version=1.0.0",
+        &api_line,
         "rustshim_plugin_magic_config_key=size",
         "rustshim_plugin_panic=unwind",
         "rustshim_has_pread=1",

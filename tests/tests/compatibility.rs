@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use rustshim_tests::fixtures::{build, build_plugin, ApiCopy, Workspace, MINIMAL_PLUGIN, SAME_API};
+use rustshim_tests::fixtures::{
+    build, build_plugin, next_minor, ApiCopy, Workspace, MINIMAL_PLUGIN, SAME_API,
+};
 use rustshim_tests::*;
 
-/// `plugin-api` 1.1.0 as a minor release may change it: a callback and a host service appended
+/// `plugin-api`'s next minor release ([`next_minor`]) as it may change it: a callback and a host
+/// service appended
 /// after the `last_prefix_field` markers (see the rules in `plugin-api/src/abi/mod.rs`). Each
 /// edit inserts before one of the "... go here" marker comments.
 const API_1_1_EDITS: &[(&str, &str, &str)] = &[
@@ -65,7 +68,7 @@ fn v1_1() -> &'static V11 {
         );
         let built = build(&Workspace {
             name: "compat_1_1",
-            api: &ApiCopy { version: "1.1.0", edits: API_1_1_EDITS },
+            api: &ApiCopy { version: &next_minor(), edits: API_1_1_EDITS },
             plugins: &[("plain_1_1", MINIMAL_PLUGIN), ("uses_new_1_1", &uses_new)],
             shim_edits: Some(SHIM_1_1_EDITS),
             ..Workspace::default()
@@ -105,18 +108,20 @@ fn dump(shim: &Path, plugin: &Path) -> Run {
 
 #[test]
 fn an_old_plugin_runs_on_a_newer_shim() {
-    // This project's null plugin (1.0.0) on a shim built against 1.1.0: abi_stable's own
+    // This project's null plugin on a shim built against the next minor: abi_stable's own
     // checker refuses this (its issue #118); the shim's loader must not.
     let out = read_through(&v1_1().shim, &plugin("null")).ok();
     assert_eq!(out.stdout.trim(), "00000000");
     let out = dump(&v1_1().shim, &plugin("null")).ok();
     assert!(
-        out.stdout.contains("rustshim_api_version=1.1.0"),
+        out.stdout
+            .contains(&format!("rustshim_api_version={}", next_minor())),
         "{}",
         out.stdout
     );
     assert!(
-        out.stdout.contains("rustshim_plugin_api_version=1.0.0"),
+        out.stdout
+            .contains(&format!("rustshim_plugin_api_version={API_VERSION}")),
         "{}",
         out.stdout
     );
@@ -128,7 +133,8 @@ fn a_newer_plugin_runs_on_an_older_shim_if_it_uses_only_what_the_shim_has() {
     assert_eq!(out.stdout.trim(), "5a5a5a5a");
     let out = dump(&shim(), &v1_1().plain_plugin).ok();
     assert!(
-        out.stdout.contains("rustshim_plugin_api_version=1.1.0"),
+        out.stdout
+            .contains(&format!("rustshim_plugin_api_version={}", next_minor())),
         "{}",
         out.stdout
     );
@@ -148,7 +154,7 @@ fn a_newer_plugin_that_needs_more_than_the_older_shim_has_is_refused_by_name() {
         .find(|l| l.contains("cannot call"))
         .unwrap_or_else(|| panic!("{}", out.stderr));
     assert!(
-        line.contains("new_callback") && line.contains("1.1.0") && line.contains("1.0.0"),
+        line.contains("new_callback") && line.contains(&next_minor()) && line.contains(API_VERSION),
         "{line}"
     );
     // The shim of its own version takes it.

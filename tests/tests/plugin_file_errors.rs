@@ -85,7 +85,7 @@ fn a_rust_cdylib_without_the_root_module() {
     let so = build_plugin(
         "no_root_module",
         &ApiCopy {
-            version: "1.0.0",
+            version: API_VERSION,
             edits: &[],
         },
         &src,
@@ -109,7 +109,7 @@ fn a_plugin_built_against_another_major_version() {
         &["libapi_v2.so", "rustshim-plugin-api 2.0.0"],
     );
     assert!(
-        line.contains("1.0.0") && line.contains("rebuild"),
+        line.contains(API_VERSION) && line.contains("rebuild"),
         "names both versions and the fix: {line}"
     );
 }
@@ -132,7 +132,7 @@ fn a_changed_abi_without_a_version_bump() {
     let so = build_plugin(
         "api_changed",
         &ApiCopy {
-            version: "1.0.0",
+            version: API_VERSION,
             edits: &edits,
         },
         MINIMAL_PLUGIN,
@@ -184,7 +184,7 @@ fn a_fixture_built_in_its_own_workspace_serves_data() {
     let so = build_plugin(
         "fixture_ok",
         &ApiCopy {
-            version: "1.0.0",
+            version: API_VERSION,
             edits: &[],
         },
         MINIMAL_PLUGIN,

@@ -16,7 +16,7 @@ fn the_readme_example_builds_and_serves_its_pattern() {
     let so = build_plugin(
         "readme_example",
         &ApiCopy {
-            version: "1.0.0",
+            version: API_VERSION,
             edits: &[],
         },
         &readme_plugin_source(),

@@ -122,7 +122,7 @@ fn builds() -> &'static Builds {
             ),
         ];
         let named: Vec<(&str, &str)> = sources.iter().map(|(n, s)| (*n, s.as_str())).collect();
-        let so = build_plugins("reload", &ApiCopy { version: "1.0.0", edits: &[] }, &named, &[]);
+        let so = build_plugins("reload", &ApiCopy { version: API_VERSION, edits: &[] }, &named, &[]);
         Builds {
             v1: so[0].clone(),
             v2: so[1].clone(),
