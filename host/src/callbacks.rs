@@ -20,13 +20,13 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustshim_plugin_api::abi::{
     DumpSink, HandlePtr, InstancePtr, PluginModuleRef, ROption, RStr, RString, ABI_VERSION,
 };
 
-use crate::config::{self, ReloadMode, CONFIG_HELP, MAGIC_CONFIG_KEY};
+use crate::config::{self, ReloadMode, CONFIG_HELP, FRONTED_CONFIG_HELP, MAGIC_CONFIG_KEY};
 use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
 use crate::failure::Failure;
 use crate::generation::{self, Generation, Lifecycle};
@@ -93,6 +93,30 @@ pub static PLUGIN: Registration = Registration(NbdkitPlugin {
     cleanup: Some(cleanup),
     block_size: Some(block_size),
 });
+
+/// [`PLUGIN`] under the name of the Rust plugin a copy of the shim installed as
+/// `nbdkit-NAME-plugin.so` stands for (see [`locate::fronted_plugin`]), so nbdkit's messages,
+/// `--help` and `--dump-plugin` say NAME. Made once; nbdkit copies it.
+pub fn registration_as(name: &'static str) -> &'static Registration {
+    static FRONTING: OnceLock<Registration> = OnceLock::new();
+    FRONTING.get_or_init(|| {
+        let text = |s: String| -> *const c_char {
+            Box::leak(nbdkit_c::cstring_lossy(&s).into_boxed_c_str()).as_ptr()
+        };
+        Registration(NbdkitPlugin {
+            name: text(name.to_owned()),
+            longname: text(format!("nbdkit {name} plugin (Rust, served by rustshim)")),
+            description: text(format!(
+                "The Rust plugin '{name}', loaded from rustshim/ beside this file by the rustshim shim, which forwards every nbdkit callback to it."
+            )),
+            config_help: text(format!(
+                "This is the Rust plugin '{name}' behind rustshim: its own keys, plus\n{}",
+                FRONTED_CONFIG_HELP
+            )),
+            ..PLUGIN.0
+        })
+    })
+}
 
 /// Runs a cold callback body, turning a panic in the shim itself into an error instead of an
 /// abort (the plugin's own panics are already caught on its side).

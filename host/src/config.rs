@@ -28,20 +28,47 @@ pub const BARE_ARGUMENT_KEY: &str = "rustshim-bare-argument";
 const _: () = assert!(MAGIC_CONFIG_KEY.to_bytes().len() == BARE_ARGUMENT_KEY.len());
 
 /// The text of `nbdkit rustshim --help`.
-pub const CONFIG_HELP: &CStr =
-    c"plugin=PATH|NAME       (required) The Rust plugin to load: a .so built with
-                       rustshim-plugin-api. A NAME (no '/' or '.') is looked up as
-                       librustshim_NAME.so or libNAME.so in $RUSTSHIM_PLUGIN_PATH,
-                       then in rustshim/ beside this shim. The first bare argument
-                       is the same; later bare arguments go to the plugin's magic key.
-allow-insecure-plugin=true
+/// The shim's options other than `plugin=` (for [`CONFIG_HELP`] and [`FRONTED_CONFIG_HELP`]).
+macro_rules! shim_options_help {
+    () => {
+        "allow-insecure-plugin=true
                        Load the plugin even if others could write to it or to a
                        directory above it (refused by default).
 reload=watch           Load each new build of the plugin file while serving:
                        new connections get the new build, open ones keep theirs
-                       (default: reload=off).
+                       (default: reload=off)."
+    };
+}
+
+/// `--help` of `nbdkit rustshim`.
+pub const CONFIG_HELP: &CStr = c_text(concat!(
+    "plugin=PATH|NAME       (required) The Rust plugin to load: a .so built with
+                       rustshim-plugin-api. A NAME (no '/' or '.') is looked up as
+                       librustshim_NAME.so or libNAME.so in $RUSTSHIM_PLUGIN_PATH,
+                       then in rustshim/ beside this shim. The first bare argument
+                       is the same; later bare arguments go to the plugin's magic key.
+",
+    shim_options_help!(),
+    "
 [KEY=VALUE ...]        Anything else is the plugin's own configuration:
-                       see nbdkit rustshim plugin=PATH --dump-plugin.";
+                       see nbdkit rustshim plugin=PATH --dump-plugin.\0"
+));
+
+/// The shim's part of `--help` for a copy installed as `nbdkit-NAME-plugin.so`, which serves
+/// one plugin and takes no `plugin=`.
+pub const FRONTED_CONFIG_HELP: &str = concat!(
+    shim_options_help!(),
+    "
+[KEY=VALUE ...]        The plugin's own configuration (bare arguments go to its
+                       magic key): see --dump-plugin."
+);
+
+const fn c_text(text: &str) -> &CStr {
+    match CStr::from_bytes_with_nul(text.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("a NUL-terminated text without inner NULs"),
+    }
+}
 
 /// What `reload=` asked for.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
@@ -67,6 +94,10 @@ pub struct ShimState {
     pub plugin_path: Option<PathBuf>,
     /// Pairs given before `plugin=`.
     pending: Vec<(String, String)>,
+    /// The plugin this copy of the shim stands for (`nbdkit-NAME-plugin.so`), if any.
+    fronted: Option<&'static str>,
+    /// Whether `fronted` (and with it `plugin_path`) has been set from the shim's file name.
+    initialised: bool,
 }
 
 impl ShimState {
@@ -85,13 +116,21 @@ static STATE: Mutex<ShimState> = Mutex::new(ShimState {
     allow_insecure: false,
     plugin_path: None,
     pending: Vec::new(),
+    fronted: None,
+    initialised: false,
 });
 
 /// Locks the shim's options (never held across a plugin callback that could re-enter it).
 pub fn state() -> MutexGuard<'static, ShimState> {
-    STATE
+    let mut st = STATE
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !st.initialised {
+        st.initialised = true;
+        st.fronted = locate::fronted_plugin();
+        st.plugin_path = st.fronted.map(PathBuf::from);
+    }
+    st
 }
 
 /// Handles one `key=value` from nbdkit's `.config`. Errors are one line, not yet reported.
@@ -170,6 +209,11 @@ fn parse_bool(value: &str) -> Option<bool> {
 /// keys such as `allow-insecure-plugin=` may follow it.
 fn set_plugin(given: &str, how: &str) -> Result<(), Failure> {
     let mut st = state();
+    if let Some(name) = st.fronted {
+        return Err(Failure::invalid(format!(
+            "'{given}' ({how}): this is the nbdkit plugin '{name}' (the rustshim shim installed as nbdkit-{name}-plugin.so), which serves the Rust plugin '{name}' and takes no plugin="
+        )));
+    }
     if let Some(first) = &st.plugin_path {
         return Err(Failure::invalid(format!(
             "plugin given twice: '{}' and then '{given}' (as {how}); the shim loads one plugin",

@@ -32,5 +32,8 @@ pub mod serving;
 /// nbdkit's entry point: returns the plugin struct, which nbdkit copies once.
 #[no_mangle]
 pub extern "C" fn plugin_init() -> *const nbdkit_c::NbdkitPlugin {
-    &callbacks::PLUGIN.0
+    match locate::fronted_plugin() {
+        None => &callbacks::PLUGIN.0,
+        Some(name) => &callbacks::registration_as(name).0,
+    }
 }

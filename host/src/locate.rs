@@ -30,8 +30,8 @@ fn is_short_name(given: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The directory the shim was loaded from.
-fn shim_directory() -> Option<PathBuf> {
+/// The file the shim was loaded from, as the dynamic linker was given it (so a symlink's path).
+fn shim_file() -> Option<PathBuf> {
     // SAFETY: an all-zero Dl_info is a valid out value; dladdr only reads the address.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     let addr = crate::plugin_init as *const () as *const libc::c_void;
@@ -43,10 +43,30 @@ fn shim_directory() -> Option<PathBuf> {
     let file = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
     let file =
         Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(file.to_bytes()));
-    std::path::absolute(file)
-        .ok()?
-        .parent()
-        .map(Path::to_path_buf)
+    std::path::absolute(file).ok()
+}
+
+/// The directory the shim was loaded from.
+fn shim_directory() -> Option<PathBuf> {
+    shim_file()?.parent().map(Path::to_path_buf)
+}
+
+/// The Rust plugin this copy of the shim stands for, when it is installed as
+/// `nbdkit-NAME-plugin.so` (a copy or a link of the shim in nbdkit's plugin directory) with a
+/// NAME other than `rustshim`: `nbdkit NAME [args]` then serves the plugin NAME, found as
+/// `plugin=NAME` would be (in `rustshim/` beside it), as if it were a C plugin called NAME.
+pub fn fronted_plugin() -> Option<&'static str> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let file = shim_file()?;
+        let name = file
+            .file_name()?
+            .to_str()?
+            .strip_prefix("nbdkit-")?
+            .strip_suffix("-plugin.so")?;
+        (name != "rustshim" && is_short_name(name)).then(|| name.to_owned())
+    })
+    .as_deref()
 }
 
 /// The plugin file for what the user gave: a path as is, a short name looked up.

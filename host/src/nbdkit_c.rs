@@ -78,8 +78,11 @@ include!("nbdkit_c/plugin_struct.rs");
 
 /// The registered struct: nbdkit reads it once from `plugin_init` and never frees it.
 pub struct Registration(pub NbdkitPlugin);
-// SAFETY: the struct is immutable after construction and its pointers refer to static data.
+// SAFETY: the struct is immutable after construction and its pointers refer to static data
+// (string literals, or strings leaked for the process), so any thread may hold or read it.
 unsafe impl Sync for Registration {}
+// SAFETY: as above.
+unsafe impl Send for Registration {}
 
 #[cfg(test)]
 mod layout_tests {

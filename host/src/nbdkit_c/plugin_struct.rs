@@ -5,6 +5,7 @@
 c_struct! {
     /// `struct nbdkit_plugin` of `<nbdkit-plugin.h>` for `NBDKIT_API_VERSION 2`, field for
     /// field, with the header's names.
+    #[derive(Clone, Copy)]
     pub struct NbdkitPlugin = nbdkit_plugin {
         pub _struct_size: u64,
         pub _api_version: c_int,
