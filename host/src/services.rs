@@ -409,30 +409,41 @@ extern "C" fn api_version() -> i32 {
     nbdkit_c::API_VERSION
 }
 
-/// The prefix as nbdkit takes it: NULL for none.
-fn prefix_arg(function: &str, prefix: RStr<'_>) -> Result<Option<CString>, i32> {
-    match prefix.as_str() {
-        "" => Ok(None),
-        _ => c_arg(function, prefix).map(Some),
-    }
-}
-
-extern "C" fn debug_hexdump(buf: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32 {
-    let Some(f) = fallback::native(server().debug_hexdump) else {
-        // nbdkit < 1.46: the same lines, made here.
-        for line in fallback::hexdump(buf.as_slice(), prefix.as_str(), start) {
+/// Calls nbdkit's hexdump-like function `f` with `prefix` as nbdkit takes it (NULL for none),
+/// or, where the running nbdkit lacks it, logs the lines the shim makes itself (`here`).
+fn hex_lines<F>(
+    function: &str,
+    f: Option<F>,
+    prefix: RStr<'_>,
+    here: impl FnOnce() -> Vec<String>,
+    call: impl FnOnce(F, *const c_char),
+) -> i32 {
+    let Some(f) = f else {
+        for line in here() {
             nbdkit_c::debug(&line);
         }
         return 0;
     };
-    let prefix = match prefix_arg("nbdkit_debug_hexdump", prefix) {
-        Ok(prefix) => prefix,
-        Err(errno) => return errno,
+    let prefix = match prefix.as_str() {
+        "" => None,
+        _ => match c_arg(function, prefix) {
+            Ok(prefix) => Some(prefix),
+            Err(errno) => return errno,
+        },
     };
-    let prefix = prefix.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
-    // SAFETY: `buf` is valid for its length; the prefix is NULL or NUL-terminated.
-    unsafe { f(buf.as_ptr().cast(), buf.len(), prefix, start) };
+    call(f, prefix.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()));
     0
+}
+
+extern "C" fn debug_hexdump(buf: RSlice<'_, u8>, prefix: RStr<'_>, start: u64) -> i32 {
+    hex_lines(
+        "nbdkit_debug_hexdump",
+        fallback::native(server().debug_hexdump),
+        prefix,
+        || fallback::hexdump(buf.as_slice(), prefix.as_str(), start),
+        // SAFETY: `buf` is valid for its length; the prefix is NULL or NUL-terminated.
+        |f, prefix| unsafe { f(buf.as_ptr().cast(), buf.len(), prefix, start) },
+    )
 }
 
 extern "C" fn debug_hexdiff(
@@ -449,22 +460,15 @@ extern "C" fn debug_hexdiff(
         ));
         return EINVAL;
     }
-    let Some(f) = fallback::native(server().debug_hexdiff) else {
-        // nbdkit < 1.48: the same lines, made here.
-        for line in fallback::hexdiff(a.as_slice(), b.as_slice(), prefix.as_str(), start) {
-            nbdkit_c::debug(&line);
-        }
-        return 0;
-    };
-    let prefix = match prefix_arg("nbdkit_debug_hexdiff", prefix) {
-        Ok(prefix) => prefix,
-        Err(errno) => return errno,
-    };
-    let prefix = prefix.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
-    // SAFETY: both buffers are valid for the (equal) length; the prefix is NULL or
-    // NUL-terminated.
-    unsafe { f(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), prefix, start) };
-    0
+    hex_lines(
+        "nbdkit_debug_hexdiff",
+        fallback::native(server().debug_hexdiff),
+        prefix,
+        || fallback::hexdiff(a.as_slice(), b.as_slice(), prefix.as_str(), start),
+        // SAFETY: both buffers are valid for the (equal) length; the prefix is NULL or
+        // NUL-terminated.
+        |f, prefix| unsafe { f(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), prefix, start) },
+    )
 }
 
 extern "C" fn name(out: &mut ROption<RString>) -> i32 {
