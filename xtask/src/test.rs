@@ -58,8 +58,22 @@ pub fn test(which: &str, args: &[OsString]) -> Result {
                 None => String::new(),
             }
         );
+        // Each leg's children get a TMPDIR of their own, removed afterwards: nbdkit (`-U -`) and
+        // libnbd (socket activation) leave empty directories behind in it when a test ends
+        // them by a signal, and the suite must not litter /tmp. (What the shim itself leaves is
+        // asserted by the tests.) Short, under /tmp: socket paths must fit in 108 bytes.
+        let tmpdir = std::env::temp_dir().join(format!(
+            "rustshim-suite-{}-{}",
+            std::process::id(),
+            server.key
+        ));
+        std::fs::create_dir_all(&tmpdir)
+            .map_err(|e| format!("cannot create {}: {e}", tmpdir.display()))?;
+        cmd.env("TMPDIR", &tmpdir);
         let started = Instant::now();
-        run(&format!("the suite on nbdkit {}", server.key), &mut cmd)?;
+        let passed = run(&format!("the suite on nbdkit {}", server.key), &mut cmd);
+        let _ = std::fs::remove_dir_all(&tmpdir);
+        passed?;
         let versions = roots::versions(root.as_deref())?;
         legs.push((server.key, started.elapsed(), versions));
     }
