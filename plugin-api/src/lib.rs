@@ -61,6 +61,9 @@ mod handover;
 mod host;
 mod logger;
 mod page_lock;
+// nbdkit's parsers in Rust: `server`'s answers outside nbdkit, and the shim's on old nbdkit.
+#[doc(hidden)]
+pub mod parse;
 mod plugin;
 pub mod server;
 mod shared_pages;
