@@ -90,6 +90,7 @@
 
 mod builder;
 mod clients;
+mod dump;
 mod error;
 mod plugin;
 mod process;
@@ -98,6 +99,8 @@ mod shim;
 mod temp_dir;
 
 pub use builder::{ServerBuilder, DEFAULT_TIMEOUT};
+pub use clients::Export;
+pub use dump::{dump_plugin, PluginDump};
 pub use error::{HarnessError, Result};
 pub use plugin::PluginCrate;
 pub use process::{command, command_in, path_env, root, run, Output, ROOT_ENV};
