@@ -48,8 +48,32 @@
 //! * [`Error`]: an errno for the client plus a message for the log.
 //! * [`abi`]: what crosses the boundary (for the shim; plugins never need it).
 //!
-//! `log` macros (`log::debug!`, …) reach nbdkit's log: errors and warnings always, the rest
-//! with `nbdkit -v`.
+//! # Logging
+//! The `log` crate's macros reach nbdkit's log (the plugin needs `log` as a dependency; the
+//! logger is installed for it). nbdkit itself has only two levels for plugins, errors (always
+//! shown) and debug messages (shown with `nbdkit -v`), so the shim maps the five as follows
+//! (where marked \*, nbdkit adds its context in a connection: `nbdkit: rustshim[1]: error:
+//! MSG`, or `rustshim.0` on nbdkit 1.48):
+//!
+//! | `log` macro | what nbdkit's stderr shows | when |
+//! |---|---|---|
+//! | `error!` | `nbdkit: error: MSG`\* (`nbdkit_error`) | always; with `--log=syslog`, or in the background without `-f`, in syslog like nbdkit's errors |
+//! | `warn!` | `nbdkit: rustshim: warning: MSG` | always, on stderr, as nbdkit prints its own warnings |
+//! | `info!` | `nbdkit: rustshim: MSG` | always, on stderr, as the shim prints its own notices (a reload, say) |
+//! | `debug!` | `nbdkit: debug: MSG`\* (`nbdkit_debug`) | with `nbdkit -v` |
+//! | `trace!` | `nbdkit: debug: MSG`\* | with `nbdkit -v` and `RUSTSHIM_LOG=trace` |
+//!
+//! (`rustshim` is the plugin's name instead for a native-looking install, `nbdkit NAME`.)
+//! `warn!` and `info!` lines go to stderr only, as nbdkit's own warnings do: nbdkit in the
+//! background without `-f` or `-v` sends stderr to `/dev/null`. `RUSTSHIM_LOG=off|error|warn|
+//! info|debug|trace` in nbdkit's environment sets the most detailed level passed on (default
+//! `debug`). [`server::debug`] is `debug!` without the `log` crate.
+//!
+//! # Messages
+//! What the plugin writes, in an [`Error`] or a log record, is shown as it wrote it: the shim
+//! adds nothing (nbdkit puts its own context first in a connection). So a plugin that wants its
+//! name in its messages writes it, as the generated template does (`"my-disk: unknown
+//! parameter 'x'"`). Everything the shim says itself starts with `rustshim: `.
 
 #![deny(missing_docs)]
 
