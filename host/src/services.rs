@@ -94,13 +94,13 @@ extern "C" fn set_error(errno: i32, msg: RStr<'_>) {
 
 /// A record of the `log` crate (its level as `log::Level`'s number), mapped onto nbdkit's two
 /// levels so that each reads as what it is:
-/// * `error` (1): `nbdkit_error`, `nbdkit: rustshim[1]: error: MSG`, always shown, and sent
+/// * `error` (1): `nbdkit_error`, `nbdkit: error: MSG` (`nbdkit: rustshim.0: error: MSG` in a connection), always shown, and sent
 ///   where nbdkit sends errors (syslog with `--log=syslog` or in the background);
 /// * `warn` (2): `nbdkit: rustshim: warning: MSG` on stderr, always, as nbdkit prints its own
 ///   warnings (nbdkit has no warning level for plugins, and `nbdkit_error` would call it an
 ///   error);
 /// * `info` (3): `nbdkit: rustshim: MSG` on stderr, always, as the shim prints its own notices;
-/// * `debug` (4), `trace` (5): `nbdkit_debug`, `nbdkit: rustshim[1]: debug: MSG`, shown with
+/// * `debug` (4), `trace` (5): `nbdkit_debug`, `nbdkit: debug: MSG`, shown with
 ///   `nbdkit -v`.
 extern "C" fn log(level: u32, msg: RStr<'_>) {
     match level {

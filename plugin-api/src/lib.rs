@@ -52,8 +52,8 @@
 //! The `log` crate's macros reach nbdkit's log (the plugin needs `log` as a dependency; the
 //! logger is installed for it). nbdkit itself has only two levels for plugins, errors (always
 //! shown) and debug messages (shown with `nbdkit -v`), so the shim maps the five as follows
-//! (where marked \*, nbdkit adds its context in a connection: `nbdkit: rustshim[1]: error:
-//! MSG`, or `rustshim.0` on nbdkit 1.48):
+//! (where marked \*, nbdkit adds its context in a connection, e.g. `nbdkit: rustshim.0:
+//! error: MSG`):
 //!
 //! | `log` macro | what nbdkit's stderr shows | when |
 //! |---|---|---|
@@ -68,6 +68,48 @@
 //! background without `-f` or `-v` sends stderr to `/dev/null`. `RUSTSHIM_LOG=off|error|warn|
 //! info|debug|trace` in nbdkit's environment sets the most detailed level passed on (default
 //! `debug`). [`server::debug`] is `debug!` without the `log` crate.
+//!
+//! # Errors
+//! A callback returns [`Error`]: an [`Errno`] for the client and a message for nbdkit's log.
+//! `?` converts a [`std::io::Error`] (keeping its OS errno) and a boxed error
+//! (`Box<dyn std::error::Error + Send + Sync>`, `EIO`); for another crate's error, or an
+//! `anyhow::Error`, use [`Error::other`]`(errno, e)`.
+//!
+//! # Panics and locks
+//! A panic in a callback fails that one request with `EIO` and a message naming the callback,
+//! and nbdkit keeps serving (with the default `panic = "unwind"`). But a panic while the plugin
+//! holds a `std::sync::Mutex` or `RwLock` *poisons* it: every later `lock().unwrap()` panics
+//! too, so every later request that takes the lock fails, until nbdkit restarts. To keep a bug
+//! to the one request:
+//! * take std locks with `lock().unwrap_or_else(PoisonError::into_inner)` (below) where the
+//!   data cannot be left half-changed: do what may panic (indexing, arithmetic, parsing, an
+//!   `unwrap`) before changing it, and change it in steps that cannot panic;
+//! * or, where it can be, repair it when the lock comes back poisoned, then
+//!   `Mutex::clear_poison()`;
+//! * or use a lock without poisoning: [`SharedPages`]' page locks are released, not
+//!   poisoned, when a panic unwinds through them.
+//!
+//! ```
+//! use std::sync::{Mutex, MutexGuard, PoisonError};
+//!
+//! /// Takes the lock whatever an earlier panic left: a panic fails its own request only.
+//! fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+//!     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+//! }
+//!
+//! let blocks = Mutex::new(vec![0u8; 4]);
+//! // A request with a bug panics while it holds the lock (the shim catches it: one EIO).
+//! let _ = std::panic::catch_unwind(|| {
+//!     let mut b = blocks.lock().unwrap();
+//!     let i = 7;
+//!     b[i] = 1; // out of bounds: panics before anything changed
+//! });
+//! assert!(blocks.lock().is_err()); // poisoned: `lock().unwrap()` would fail every request now
+//! assert_eq!(*lock(&blocks), [0; 4]); // the pattern: later requests work on intact data
+//! ```
+//!
+//! `plugins/test/examples/locks.rs` in the repository serves both ways
+//! (`tests/tests/author_locks.rs`).
 //!
 //! # Messages
 //! What the plugin writes, in an [`Error`] or a log record, is shown as it wrote it: the shim

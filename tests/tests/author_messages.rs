@@ -110,8 +110,8 @@ fn the_plugins_messages_are_shown_as_it_wrote_them() {
             nbdkit_version()
         );
     }
-    // In a request: nbdkit puts its own context first (`rustshim[1]:` or `rustshim.0:`,
-    // depending on the version), then the plugin's words.
+    // In a request: nbdkit puts its own context first (`rustshim.0:` or
+    // `rustshim.1:`, depending on the version), then the plugin's words.
     let server = serve(&[], &[test_plugin(), "fail=pread@4096".into()]);
     let out = server
         .client(
