@@ -5,9 +5,11 @@ use std::fmt;
 /// An errno value, the error code a failed callback gives the NBD client: `Errno::ENOSPC`,
 /// `Errno::EIO`, `Errno::from_raw(n)`, `errno.desc()` for its text.
 ///
-/// This is `nix::errno::Errno` (the `nix` crate's enum of the platform's errno values), under
-/// this crate's name so that a plugin needs no `nix` dependency; a plugin that uses `nix` itself
-/// gets the same type from both.
+/// This is the `nix` crate's enum of the platform's errno values, re-exported so that a plugin
+/// needs no `nix` dependency (one that uses `nix` itself gets the same type from both). Of its
+/// methods below, a plugin needs the variants, `from_raw` and `desc`; `last`, `set` and `clear`
+/// (with `nix`'s examples) are about the thread's C `errno`, which the shim handles: a callback
+/// reports its errno by returning an [`Error`].
 ///
 /// What the client sees of it: NBD carries only a few error codes, and nbdkit maps the others
 /// to `EINVAL` (see [`Error`] and `nbdkit_set_error(3)`):
@@ -32,7 +34,8 @@ use std::fmt;
 /// assert_eq!(Errno::ENOSPC as i32, 28);
 /// assert_eq!(Errno::ENOSPC.desc(), "No space left on device");
 /// ```
-pub type Errno = nix::errno::Errno;
+#[doc(inline)]
+pub use nix::errno::Errno;
 
 /// The result of a plugin callback.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
