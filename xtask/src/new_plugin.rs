@@ -168,8 +168,8 @@ fn fill(template: &str, name: &str, repo: &Path, dir: &Path) -> String {
 fn relative(from: &Path, to: &Path) -> PathBuf {
     let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
     let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path: PathBuf = std::iter::repeat(Component::ParentDir)
-        .take(from.len() - common)
+    let mut path: PathBuf = (common..from.len())
+        .map(|_| Component::ParentDir)
         .chain(to[common..].iter().copied())
         .collect();
     if path.as_os_str().is_empty() {
