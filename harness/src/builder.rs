@@ -53,6 +53,7 @@ pub struct ServerBuilder {
     envs: Vec<(OsString, OsString)>,
     current_dir: Option<PathBuf>,
     timeout: Duration,
+    reloadable: bool,
 }
 
 impl Default for ServerBuilder {
@@ -78,6 +79,7 @@ impl ServerBuilder {
             envs: Vec::new(),
             current_dir: None,
             timeout: DEFAULT_TIMEOUT,
+            reloadable: false,
         }
     }
 
@@ -191,6 +193,27 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves the plugin with hot reload (`reload=watch`) from a copy in the server's private
+    /// directory, so that [`Server::reload`] can put a new build there, as cargo puts one in
+    /// `target/`, without touching the crate's own build. Needs the plugin as a path
+    /// ([`Server::builder`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), rustshim_harness::HarnessError> {
+    /// use rustshim_harness::{plugin_path, Server};
+    /// let server = Server::builder(plugin_path!()).arg("size=1M").reloadable().start()?;
+    /// server.write(0, b"kept")?;
+    /// // The same code as a new build: the state goes through `hand_over`/`take_over`.
+    /// let line = server.reload_rebuilt()?;
+    /// assert!(line.contains("generation 2"), "{line}");
+    /// assert_eq!(server.read(0, 4)?, b"kept");
+    /// # Ok(()) }
+    /// ```
+    pub fn reloadable(mut self) -> Self {
+        self.reloadable = true;
+        self
+    }
+
     /// How long nbdkit may take to become ready, to stop after SIGTERM, or to end when
     /// [`run`](Self::run), and each client call ([`Server::python`], [`Server::read`], ...) to
     /// finish. Default [`DEFAULT_TIMEOUT`].
@@ -237,8 +260,9 @@ impl ServerBuilder {
             .try_clone()
             .map_err(|e| HarnessError::io("cannot duplicate the log file", e))?;
         let (nbdkit, shim) = self.programs()?;
-        let words = self.words(&nbdkit, shim.as_deref(), Some(dir.path()));
-        let mut cmd = self.command(&words);
+        let (served, this) = self.serve_a_copy(&dir)?;
+        let words = this.words(&nbdkit, shim.as_deref(), Some(dir.path()));
+        let mut cmd = this.command(&words);
         // The shim puts its private copies of the plugin in $TMPDIR: here, they go with the
         // directory even if nbdkit is killed before it can remove them.
         cmd.env("TMPDIR", &tmpdir)
@@ -258,8 +282,45 @@ impl ServerBuilder {
             shim: shim.unwrap_or_default(),
             command,
             timeout: self.timeout,
+            served,
             dir,
         }))
+    }
+
+    /// For [`reloadable`](Self::reloadable): the plugin copied into the server's directory
+    /// (`dir/plugin/FILE`), and this command line serving that copy with `reload=watch`.
+    fn serve_a_copy(&self, dir: &TempDir) -> Result<(Option<PathBuf>, ServerBuilder)> {
+        if !self.reloadable {
+            return Ok((None, self.clone()));
+        }
+        let plugin = self.plugin.as_deref().map(Path::new).ok_or_else(|| {
+            HarnessError::Unexpected(
+                "reloadable() needs the plugin as a path: use Server::builder(plugin)".into(),
+            )
+        })?;
+        let file = plugin
+            .file_name()
+            .filter(|_| plugin.is_file())
+            .ok_or_else(|| {
+                HarnessError::Unexpected(format!(
+                    "reloadable() needs the plugin as a file, not {}",
+                    plugin.display()
+                ))
+            })?;
+        let plugin_dir = dir.join("plugin");
+        std::fs::create_dir(&plugin_dir)
+            .map_err(|e| HarnessError::io(format!("cannot create {}", plugin_dir.display()), e))?;
+        let copy = plugin_dir.join(file);
+        std::fs::copy(plugin, &copy).map_err(|e| {
+            HarnessError::io(
+                format!("cannot copy {} to {}", plugin.display(), copy.display()),
+                e,
+            )
+        })?;
+        let mut this = self.clone();
+        this.plugin = Some(copy.clone().into_os_string());
+        this.args.insert(0, "reload=watch".into());
+        Ok((Some(copy), this))
     }
 
     /// Runs nbdkit in the foreground to its end and returns its status, stdout and stderr,

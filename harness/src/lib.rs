@@ -43,6 +43,30 @@
 //! assert!(error.to_string().contains("unknown parameter 'colour'"));
 //! ```
 //!
+//! # Named exports, `--dump-plugin`, hot reload
+//!
+//! * [`Server::export`]`("disk2")` is one export of a plugin that serves several: its
+//!   [`uri`](Export::uri) (`nbd+unix:///disk2?socket=…`) and the same clients, with `h`
+//!   connected to it in [`python`](Export::python).
+//! * [`dump_plugin`]`(plugin_path!(), &[])` runs `--dump-plugin` and returns its `key=value`
+//!   lines ([`PluginDump`]: [`get`](PluginDump::get), the plugin's own
+//!   [`plugin_fields`](PluginDump::plugin_fields)).
+//! * A server started with [`ServerBuilder::reloadable`] serves a copy of the plugin with
+//!   `reload=watch`; [`Server::reload`]`(new_build)` puts a new build in its place and returns
+//!   the shim's line once the new build serves (an error with the shim's reason if it refused
+//!   it), and [`Server::reload_rebuilt`] does the same with the same code, to test a plugin's
+//!   `hand_over` and `take_over`.
+//!
+//! ```no_run
+//! # use rustshim_harness::{plugin_path, HarnessError, Server};
+//! # fn main() -> Result<(), HarnessError> {
+//! let server = Server::builder(plugin_path!()).arg("size=1M").reloadable().start()?;
+//! server.export("scratch").write(0, b"data")?;
+//! server.reload_rebuilt()?; // new connections get generation 2, with what it took over
+//! assert_eq!(server.export("scratch").read(0, 4)?, b"data");
+//! # Ok(()) }
+//! ```
+//!
 //! # Any nbdkit command line
 //!
 //! The same [`ServerBuilder`] makes every nbdkit command line the project's own tests, demo and
@@ -90,6 +114,7 @@
 
 mod builder;
 mod clients;
+mod dump;
 mod error;
 mod plugin;
 mod process;
@@ -98,6 +123,8 @@ mod shim;
 mod temp_dir;
 
 pub use builder::{ServerBuilder, DEFAULT_TIMEOUT};
+pub use clients::Export;
+pub use dump::{dump_plugin, PluginDump};
 pub use error::{HarnessError, Result};
 pub use plugin::PluginCrate;
 pub use process::{command, command_in, path_env, root, run, Output, ROOT_ENV};

@@ -39,6 +39,7 @@ pub(crate) struct Parts {
     pub shim: PathBuf,
     pub command: String,
     pub timeout: Duration,
+    pub served: Option<PathBuf>,
     pub dir: TempDir,
 }
 
@@ -60,6 +61,8 @@ pub struct Server {
     shim: PathBuf,
     command: String,
     pub(crate) timeout: Duration,
+    /// The plugin file served with `reload=watch` ([`ServerBuilder::reloadable`]).
+    served: Option<PathBuf>,
     // Last: removed after nbdkit is killed (see `Drop`).
     pub(crate) dir: TempDir,
 }
@@ -98,6 +101,7 @@ impl Server {
             shim: parts.shim,
             command: parts.command,
             timeout: parts.timeout,
+            served: parts.served,
             dir: parts.dir,
         }
     }
@@ -234,6 +238,84 @@ impl Server {
             };
             return Err(HarnessError::Unexpected(format!(
                 "{why} before its log had {count} line(s) containing {needle:?}; its log:\n{log}"
+            )));
+        }
+    }
+
+    /// Puts `build` (a plugin `.so`, e.g. from a [`PluginCrate`](crate::PluginCrate) with other
+    /// features) where this server, started [`reloadable`](ServerBuilder::reloadable), watches
+    /// its plugin (a copy and a rename, as cargo does), and waits for the shim's line about it.
+    /// Returns the line saying that the new build serves new connections (open ones keep the
+    /// build that opened them); a build the shim refuses is [`HarnessError::Unexpected`] with
+    /// the shim's line saying why, and the previous build keeps serving. `build` must differ
+    /// from the build serving (an identical file is not reloaded):
+    /// [`reload_rebuilt`](Self::reload_rebuilt) reloads the same code.
+    pub fn reload(&self, build: impl AsRef<Path>) -> Result<String> {
+        let bytes = std::fs::read(build.as_ref()).map_err(|e| {
+            HarnessError::io(format!("cannot read {}", build.as_ref().display()), e)
+        })?;
+        self.reload_bytes(&bytes)
+    }
+
+    /// Reloads the build that serves as if it had been rebuilt: the same code in a new file (a
+    /// few bytes appended, which the loader ignores), so the shim loads it as a new generation.
+    /// For testing a plugin's `hand_over`/`take_over` (and `cleanup` of the old generation)
+    /// without a second build. See [`reload`](Self::reload).
+    pub fn reload_rebuilt(&self) -> Result<String> {
+        static REBUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let served = self.served_plugin()?;
+        let mut bytes = std::fs::read(served)
+            .map_err(|e| HarnessError::io(format!("cannot read {}", served.display()), e))?;
+        let n = REBUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes.extend_from_slice(format!("\0rustshim-harness rebuild {n}\0").as_bytes());
+        self.reload_bytes(&bytes)
+    }
+
+    fn served_plugin(&self) -> Result<&Path> {
+        self.served.as_deref().ok_or_else(|| {
+            HarnessError::Unexpected(
+                "reload needs a server started with Server::builder(plugin).reloadable()".into(),
+            )
+        })
+    }
+
+    fn reload_bytes(&self, bytes: &[u8]) -> Result<String> {
+        // The shim's lines (host/src/reload.rs): one per build it loaded or refused.
+        const LOADED: &str = "rustshim: reload: generation ";
+        const REFUSED: &str = "rustshim: reload of '";
+        let is_reload_line = |l: &&str| l.contains(LOADED) || l.contains(REFUSED);
+        let served = self.served_plugin()?;
+        let before = self.log().lines().filter(is_reload_line).count();
+        let tmp = served.with_extension("rustshim-harness-new");
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, served))
+            .map_err(|e| HarnessError::io(format!("cannot replace {}", served.display()), e))?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let exited = self.try_wait()?;
+            let log = self.log();
+            if let Some(line) = log.lines().filter(is_reload_line).nth(before) {
+                return if line.contains(LOADED) {
+                    Ok(line.to_string())
+                } else {
+                    Err(HarnessError::Unexpected(format!(
+                        "the shim refused the new build of {}: {line}",
+                        served.display()
+                    )))
+                };
+            }
+            let why = match exited {
+                Some(status) => format!("nbdkit exited ({status})"),
+                None if Instant::now() >= deadline => format!("{:?} passed", self.timeout),
+                None => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            return Err(HarnessError::Unexpected(format!(
+                "{why} before the shim said whether it reloaded {} (was the server started \
+                 reloadable(), and does the new build differ?); its log:\n{log}",
+                served.display()
             )));
         }
     }

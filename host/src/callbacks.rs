@@ -18,6 +18,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -118,6 +119,70 @@ pub fn registration_as(name: &'static str) -> &'static Registration {
     })
 }
 
+/// `base` (what nbdkit is to copy), with the `--help` of the plugin named on nbdkit's command
+/// line added to its `config_help` when the command line asks for `--help` (see
+/// [`config::plugin_for_help`]): the plugin is loaded to read its `CONFIG_HELP`, and unloaded
+/// again. Otherwise `base` itself. Made once; nbdkit copies it.
+pub fn with_plugin_help(base: &'static Registration) -> &'static Registration {
+    static WITH_HELP: OnceLock<Option<Registration>> = OnceLock::new();
+    let made = WITH_HELP.get_or_init(|| {
+        let (given, trust) = config::plugin_for_help()?;
+        // SAFETY: a registration's strings are NUL-terminated and static (`Registration`).
+        let shim_help = unsafe { CStr::from_ptr(base.0.config_help) }.to_string_lossy();
+        let help = format!("{}\n\n{}", shim_help.trim_end(), plugin_help(&given, trust));
+        Some(Registration(NbdkitPlugin {
+            config_help: Box::leak(nbdkit_c::cstring_lossy(&help).into_boxed_c_str()).as_ptr(),
+            ..base.0
+        }))
+    });
+    made.as_ref().unwrap_or(base)
+}
+
+/// The part of `--help` about the plugin `given`: its name, version, file, description and
+/// `CONFIG_HELP`, or why it could not be loaded.
+fn plugin_help(given: &Path, trust: crate::locate::Trust) -> String {
+    let loaded = crate::locate::resolve(given)
+        .map_err(Failure::invalid)
+        .and_then(|path| Generation::load(1, &path, trust));
+    let g = match loaded {
+        Ok(g) => g,
+        Err(why) => {
+            return format!(
+                "The plugin '{}' could not be loaded to show its parameters: {why}",
+                given.display()
+            )
+        }
+    };
+    let m = &g.module;
+    let mut text = format!("The Rust plugin '{}'", g.name());
+    if let ROption::RSome(version) = m.version() {
+        text += &format!(", version {}", version.as_str());
+    }
+    text += &format!(" ({}):", g.source.display());
+    if let ROption::RSome(description) = m.description() {
+        text += &format!("\n{}", description.as_str().trim_end());
+    }
+    text += &match m.config_help() {
+        ROption::RSome(help) if !help.as_str().trim().is_empty() => {
+            format!("\n{}", help.as_str().trim_end())
+        }
+        _ => "\n(It describes no parameters: its CONFIG_HELP is empty.)".to_string(),
+    };
+    text
+}
+
+/// A lifecycle step as messages name it: the callback's name in nbdkit-plugin(3) and in the
+/// plugin's trait (`get_ready`), not the shim's type.
+impl std::fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lifecycle::ConfigComplete => "config_complete",
+            Lifecycle::GetReady => "get_ready",
+            Lifecycle::AfterFork => "after_fork",
+        })
+    }
+}
+
 /// Runs a cold callback body, turning a panic in the shim itself into an error instead of an
 /// abort (the plugin's own panics are already caught on its side).
 fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
@@ -214,20 +279,24 @@ unsafe extern "C" fn config(key: *const c_char, value: *const c_char) -> c_int {
             let v = unsafe { utf8(&format!("value of parameter '{k}'"), value) }?;
             Ok((k, v))
         });
-        shim_status(pair.and_then(|(k, v)| config::config(k, v)))
+        // `config::config` words its own errors (the shim's start with `rustshim: `).
+        status(
+            pair.map_err(Failure::from_shim)
+                .and_then(|(k, v)| config::config(k, v)),
+        )
     })
 }
 
 extern "C" fn config_complete() -> c_int {
     guarded("config_complete", -1, || match config::ensure_loaded() {
         Ok(generation) => status(generation.lifecycle(Lifecycle::ConfigComplete)),
-        Err(failure) => shim_status(Err(failure)),
+        Err(failure) => status(Err(failure)),
     })
 }
 
 extern "C" fn thread_model() -> c_int {
     guarded("thread_model", -1, || match config::plugin_if_given() {
-        Err(failure) => shim_status(Err(failure)),
+        Err(failure) => status(Err(failure)),
         Ok(Some(generation)) => match generation.thread_model() {
             Ok(model) => {
                 reload::announce_thread_model(model);
@@ -277,8 +346,35 @@ fn print_line(key: &str, value: &str) {
     unsafe { libc::printf(c"%s=%s\n".as_ptr(), k.as_ptr(), v.as_ptr()) };
 }
 
+/// One `key=value` line of the plugin's `dump_plugin`, unless it would read as something else:
+/// a key that is empty or has `=`, a blank or a control character, or a value with a line
+/// break, could forge lines of nbdkit's or the shim's (`rustshim_plugin_version=…`). Such a
+/// line is left out, and one error line names its key.
 extern "C" fn dump_line(_ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>) {
-    print_line(key.as_str(), value.as_str());
+    let (key, value) = (key.as_str(), value.as_str());
+    match dump_line_problem(key, value) {
+        None => print_line(key, value),
+        Some(why) => Failure::invalid(format!(
+            "rustshim: dump_plugin: the plugin's line for key '{}' is left out: {why}",
+            key.escape_debug()
+        ))
+        .report(),
+    }
+}
+
+/// Why `key=value` cannot be a line of `--dump-plugin` output, if it cannot.
+fn dump_line_problem(key: &str, value: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("the key is empty")
+    } else if key.contains('=') {
+        Some("a key cannot contain '='")
+    } else if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("a key cannot contain blanks or control characters")
+    } else if value.contains(['\n', '\r']) {
+        Some("a value cannot contain a line break")
+    } else {
+        None
+    }
 }
 
 extern "C" fn dump_plugin() {
@@ -300,7 +396,7 @@ extern "C" fn dump_plugin() {
                 return;
             }
             Err(failure) => {
-                shim_status(Err(failure));
+                status(Err(failure));
                 return;
             }
         };
@@ -399,7 +495,7 @@ extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
         }
         if name.len() > MAX_STRING {
             Failure::invalid(format!(
-                "{}: default_export returned a name of {} bytes, longer than NBD allows ({MAX_STRING})",
+                "rustshim: plugin '{}': default_export returned a name of {} bytes, longer than NBD allows ({MAX_STRING})",
                 g.name(),
                 name.len()
             ))
@@ -491,7 +587,7 @@ unsafe extern "C" fn get_size(h: Handle) -> i64 {
         Ok(size) => size,
         Err(_) => {
             Failure::invalid(format!(
-                "{}: get_size returned {size}, larger than nbdkit allows ({})",
+                "rustshim: plugin '{}': get_size returned {size}, larger than nbdkit allows ({})",
                 c.generation.name(),
                 i64::MAX
             ))
@@ -542,7 +638,7 @@ unsafe extern "C" fn block_size(
     match check_block_size(*minimum, *preferred, *maximum) {
         Ok(()) => 0,
         Err(why) => status(Err(Failure::invalid(format!(
-            "{}: block_size returned minimum {} preferred {} maximum {}: {why}",
+            "rustshim: plugin '{}': block_size returned minimum {} preferred {} maximum {}: {why}",
             c.generation.name(),
             *minimum,
             *preferred,
@@ -746,6 +842,29 @@ mod tests {
     use rustshim_plugin_api::abi::CALLBACK_NAMES;
 
     use super::*;
+
+    #[test]
+    fn dump_lines_that_could_forge_others_are_refused() {
+        for (key, value) in [
+            ("test_dump", "42"),
+            ("k", "a=b c"),
+            ("ключ", ""),
+            ("k", "\t"),
+        ] {
+            assert_eq!(dump_line_problem(key, value), None, "{key:?}={value:?}");
+        }
+        for (key, value) in [
+            ("", "1"),
+            ("a=b", "1"),
+            ("a b", "1"),
+            ("a\tb", "1"),
+            ("a\nrustshim_plugin_version", "9"),
+            ("k", "1\nrustshim_plugin_version=9"),
+            ("k", "1\r"),
+        ] {
+            assert!(dump_line_problem(key, value).is_some(), "{key:?}={value:?}");
+        }
+    }
 
     /// The plugin callbacks that are the shim's own (hot reload), not nbdkit's.
     const RUSTSHIM_ONLY: [&str; 2] = ["hand_over", "take_over"];

@@ -27,7 +27,6 @@ pub const MAGIC_CONFIG_KEY: &CStr = c"rustshim-bare-argument";
 pub const BARE_ARGUMENT_KEY: &str = "rustshim-bare-argument";
 const _: () = assert!(MAGIC_CONFIG_KEY.to_bytes().len() == BARE_ARGUMENT_KEY.len());
 
-/// The text of `nbdkit rustshim --help`.
 /// The shim's options other than `plugin=` (for [`CONFIG_HELP`] and [`FRONTED_CONFIG_HELP`]).
 macro_rules! shim_options_help {
     () => {
@@ -50,8 +49,8 @@ pub const CONFIG_HELP: &CStr = c_text(concat!(
 ",
     shim_options_help!(),
     "
-[KEY=VALUE ...]        Anything else is the plugin's own configuration:
-                       see nbdkit rustshim plugin=PATH --dump-plugin.\0"
+[KEY=VALUE ...]        Anything else is the plugin's own configuration: its keys
+                       are shown by nbdkit rustshim plugin=PATH --help.\0"
 ));
 
 /// The shim's part of `--help` for a copy installed as `nbdkit-NAME-plugin.so`, which serves
@@ -60,7 +59,7 @@ pub const FRONTED_CONFIG_HELP: &str = concat!(
     shim_options_help!(),
     "
 [KEY=VALUE ...]        The plugin's own configuration (bare arguments go to its
-                       magic key): see --dump-plugin."
+                       magic key): its keys are shown below."
 );
 
 const fn c_text(text: &str) -> &CStr {
@@ -68,6 +67,109 @@ const fn c_text(text: &str) -> &CStr {
         Ok(c) => c,
         Err(_) => panic!("a NUL-terminated text without inner NULs"),
     }
+}
+
+/// nbdkit's options that take a value (nbdkit ≥ 1.32 to 1.48, `server/options.h`): the short
+/// ones and the long ones, so that the plugin's arguments can be told from option values.
+const SHORT_WITH_VALUE: &str = "DegipPtuU";
+const LONG_WITH_VALUE: &[&str] = &[
+    "debug",
+    "export",
+    "export-name",
+    "exportname",
+    "filter",
+    "group",
+    "ip-addr",
+    "ipaddr",
+    "log",
+    "mask-handshake",
+    "name",
+    "pid-file",
+    "pidfile",
+    "port",
+    "run",
+    "selinux-label",
+    "threads",
+    "timeout",
+    "time-out",
+    "tls",
+    "tls-certificates",
+    "tls-psk",
+    "unix",
+    "user",
+];
+
+/// The plugin `nbdkit [options] SHIM [args] --help` names, when nbdkit's command line asks for
+/// `--help`: nbdkit reads the shim's `config_help` before it passes the shim any parameter, so
+/// the shim reads the plugin from the command line itself (as `plugin=`, the first bare
+/// argument, or the plugin a native-looking copy stands for) to show its parameters too.
+/// Returns it with the trust `allow-insecure-plugin=` asks for.
+pub fn plugin_for_help() -> Option<(PathBuf, Trust)> {
+    let cmdline = std::fs::read("/proc/self/cmdline").ok()?;
+    // Each argument ends with a NUL.
+    let args: Vec<String> = cmdline
+        .strip_suffix(b"\0")
+        .unwrap_or(&cmdline)
+        .split(|&b| b == 0)
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let (plugin, insecure) = help_request(&args, locate::fronted_plugin())?;
+    let trust = if insecure {
+        Trust::AnyFile
+    } else {
+        Trust::CheckPermissions
+    };
+    Some((PathBuf::from(plugin), trust))
+}
+
+/// [`plugin_for_help`] for nbdkit's arguments `args` (without the program): `--help` among the
+/// options, then the shim's own arguments after its name, read as nbdkit's `getopt` reads them
+/// (options may come anywhere before `--`).
+fn help_request(args: &[String], fronted: Option<&str>) -> Option<(String, bool)> {
+    let mut help = false;
+    let mut positional: Vec<&str> = Vec::new();
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            positional.extend(words.by_ref().map(String::as_str));
+        } else if let Some(long) = word.strip_prefix("--") {
+            help |= long == "help";
+            if !long.contains('=') && LONG_WITH_VALUE.contains(&long) {
+                words.next();
+            }
+        } else if let Some(short) = word.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // A cluster (`-fv`) ends at the first option with a value, which is the rest of the
+            // word or the next word.
+            if let Some(at) = short.find(|c| SHORT_WITH_VALUE.contains(c)) {
+                if at + 1 == short.len() {
+                    words.next();
+                }
+            }
+        } else {
+            positional.push(word);
+        }
+    }
+    // The first positional argument is the shim (or a native-looking copy of it).
+    let shim_args = positional.get(1..).unwrap_or_default();
+    if !help {
+        return None;
+    }
+    let insecure = shim_args.iter().any(|a| {
+        a.strip_prefix(ALLOW_INSECURE_KEY)
+            .and_then(|rest| rest.strip_prefix('='))
+            .and_then(parse_bool)
+            == Some(true)
+    });
+    let plugin = match fronted {
+        Some(name) => name.to_owned(),
+        None => shim_args
+            .iter()
+            .find_map(|a| a.strip_prefix("plugin="))
+            .or_else(|| shim_args.iter().copied().find(|a| !a.contains('=')))?
+            .to_owned(),
+    };
+    Some((plugin, insecure))
 }
 
 /// What `reload=` asked for.
@@ -133,10 +235,11 @@ pub fn state() -> MutexGuard<'static, ShimState> {
     st
 }
 
-/// Handles one `key=value` from nbdkit's `.config`. Errors are one line, not yet reported.
+/// Handles one `key=value` from nbdkit's `.config`. Errors are one line, not yet reported: the
+/// shim's own start with `rustshim: `, the plugin's are its own words (see [`give`]).
 pub fn config(key: &str, value: &str) -> Result<(), Failure> {
     match key {
-        "plugin" => set_plugin(value, "plugin="),
+        "plugin" => set_plugin(value, "plugin=").map_err(Failure::from_shim),
         "reload" => {
             state().reload = match value {
                 "watch" => ReloadMode::Watch,
@@ -144,7 +247,8 @@ pub fn config(key: &str, value: &str) -> Result<(), Failure> {
                 _ => {
                     return Err(Failure::invalid(format!(
                         "reload={value}: expected reload=watch or reload=off"
-                    )))
+                    ))
+                    .from_shim())
                 }
             };
             Ok(())
@@ -154,20 +258,22 @@ pub fn config(key: &str, value: &str) -> Result<(), Failure> {
                 Failure::invalid(format!(
                     "{ALLOW_INSECURE_KEY}={value}: expected true or false"
                 ))
+                .from_shim()
             })?;
             Ok(())
         }
         BARE_ARGUMENT_KEY => {
-            refuse_unread_argument_file(value)?;
+            refuse_unread_argument_file(value).map_err(Failure::from_shim)?;
             if state().plugin_path.is_none() {
-                set_plugin(value, "the first bare argument")
+                set_plugin(value, "the first bare argument").map_err(Failure::from_shim)
             } else {
                 give_bare_argument(&*ensure_loaded()?, value)
             }
         }
         _ if key.starts_with("rustshim") => Err(Failure::invalid(format!(
             "unknown shim key '{key}': the shim's keys are plugin, reload and {ALLOW_INSECURE_KEY} (keys starting with 'rustshim' are reserved for it)"
-        ))),
+        ))
+        .from_shim()),
         _ => {
             let mut st = state();
             if st.plugin_path.is_none() {
@@ -226,17 +332,22 @@ fn set_plugin(given: &str, how: &str) -> Result<(), Failure> {
 
 /// The loaded plugin, loading it now if a plugin was given but not loaded yet: at its first
 /// parameter, or at `config_complete` (or `--dump-plugin`). Pairs that came before `plugin=`
-/// are given to it right after loading.
+/// are given to it right after loading. Errors are ready to report, as [`config`]'s.
 pub fn ensure_loaded() -> Result<Arc<Generation>, Failure> {
     if let Some(generation) = serving::current() {
         return Ok(generation);
     }
     let (given, trust) = {
         let st = state();
-        (st.plugin_path.clone().ok_or_else(no_plugin)?, st.trust())
+        (
+            st.plugin_path
+                .clone()
+                .ok_or_else(|| no_plugin().from_shim())?,
+            st.trust(),
+        )
     };
-    let path = locate::resolve(&given)?;
-    let generation = Arc::new(Generation::load(1, &path, trust)?);
+    let path = locate::resolve(&given).map_err(|why| Failure::invalid(why).from_shim())?;
+    let generation = Arc::new(Generation::load(1, &path, trust).map_err(Failure::from_shim)?);
     serving::replace(Arc::clone(&generation));
     let pending = std::mem::take(&mut state().pending);
     for (key, value) in pending {
@@ -263,23 +374,44 @@ fn give_bare_argument(generation: &Generation, value: &str) -> Result<(), Failur
         None => Err(Failure::invalid(format!(
             "plugin '{}' has no magic config key, so the bare argument '{value}' means nothing: write it as key=value",
             generation.name()
-        ))),
+        ))
+        .from_shim()),
     }
 }
 
-/// Gives one pair to the plugin and records it.
+/// Gives one pair to the plugin and records it. A refusal is the plugin's message as it wrote
+/// it (nothing added: a plugin names itself if it wants to), or the shim's own, which starts
+/// with `rustshim: ` like all of the shim's.
 fn give(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> {
     serving::record(key, value);
-    configure(generation, key, value)
+    configure_pair(generation, key, value).map_err(|refusal| match refusal {
+        Refusal::ByPlugin(failure) => failure,
+        Refusal::ByShim(failure) => failure.from_shim(),
+    })
 }
 
-/// Calls `config` of one generation. Errors are one line (`EINVAL`), not yet reported.
+/// Who refused a pair.
+enum Refusal {
+    /// The plugin's `config` failed, with this message.
+    ByPlugin(Failure),
+    /// The shim could not give it (the plugin takes no parameters, or said nothing).
+    ByShim(Failure),
+}
+
+/// Calls `config` of one generation. Errors are one line (`EINVAL`), not yet reported, with no
+/// prefix (a reload quotes them in its own line).
 pub fn configure(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> {
+    configure_pair(generation, key, value).map_err(|refusal| match refusal {
+        Refusal::ByPlugin(failure) | Refusal::ByShim(failure) => failure,
+    })
+}
+
+fn configure_pair(generation: &Generation, key: &str, value: &str) -> Result<(), Refusal> {
     let Some(f) = generation.module.config() else {
-        return Err(Failure::invalid(format!(
+        return Err(Refusal::ByShim(Failure::invalid(format!(
             "plugin '{}' takes no parameters, but was given '{key}={value}'",
             generation.name()
-        )));
+        ))));
     };
     // SAFETY: configuration runs single-threaded before serving (the threading contract).
     if unsafe {
@@ -291,11 +423,52 @@ pub fn configure(generation: &Generation, key: &str, value: &str) -> Result<(), 
     } != 0
     {
         let msg = services::take_error().msg;
-        return Err(Failure::invalid(if msg.is_empty() {
-            format!("plugin '{}': {key}={value} was refused", generation.name())
+        return Err(if msg.is_empty() {
+            Refusal::ByShim(Failure::invalid(format!(
+                "plugin '{}': {key}={value} was refused",
+                generation.name()
+            )))
         } else {
-            msg
-        }));
+            Refusal::ByPlugin(Failure::invalid(msg))
+        });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(line: &str, fronted: Option<&str>) -> Option<(String, bool)> {
+        let args: Vec<String> = line.split(' ').map(String::from).collect();
+        help_request(&args, fronted)
+    }
+
+    #[test]
+    fn help_names_the_plugin_as_the_shim_would_take_it() {
+        let p = |s: &str| Some((s.to_string(), false));
+        assert_eq!(request("rustshim plugin=./x.so --help", None), p("./x.so"));
+        assert_eq!(request("--help rustshim ./x.so 1G", None), p("./x.so"));
+        assert_eq!(
+            request("-U /tmp/s -fv rustshim size=1 y.so --help", None),
+            p("y.so")
+        );
+        assert_eq!(request("-fU /tmp/s rustshim y.so --help", None), p("y.so"));
+        assert_eq!(
+            request(
+                "--filter cow -D x.y=1 --unix=/s rustshim --help plugin=m",
+                None
+            ),
+            p("m")
+        );
+        assert_eq!(
+            request("rustshim allow-insecure-plugin=true z.so --help", None),
+            Some(("z.so".into(), true))
+        );
+        assert_eq!(request("memory --help size=1", Some("memory")), p("memory"));
+        // No --help, or no plugin: nothing to describe.
+        assert_eq!(request("rustshim plugin=./x.so", None), None);
+        assert_eq!(request("rustshim --help", None), None);
+        assert_eq!(request("rustshim -- --help x.so", None), None);
+    }
 }

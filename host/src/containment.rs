@@ -19,7 +19,7 @@ pub const MAX_STRING: usize = 4096;
 pub fn intern(callback: &str, s: &str) -> *const c_char {
     let Ok(c) = CString::new(s) else {
         Failure::invalid(format!(
-            "{callback}: the plugin returned a string with a NUL byte: '{}'",
+            "rustshim: {callback}: the plugin returned a string with a NUL byte: '{}'",
             s.escape_debug()
         ))
         .report();
@@ -116,7 +116,7 @@ extern "C" fn add_extent(ctx: *mut c_void, offset: u64, length: u64, kind: u32) 
         Clipped::Skip => return 0,
         Clipped::Gap => {
             nbdkit_c::error(&format!(
-                "extents: the plugin left a gap: extent at {offset} but the previous one ended at {}",
+                "rustshim: extents: the plugin left a gap: extent at {offset} but the previous one ended at {}",
                 clip.next
             ));
             return libc::ERANGE;
@@ -181,7 +181,7 @@ extern "C" fn add_export(ctx: *mut c_void, name: RStr<'_>, description: ROption<
     };
     let Ok(name_c) = CString::new(name.as_str()) else {
         nbdkit_c::error(&format!(
-            "list_exports: export name '{}' contains a NUL byte",
+            "rustshim: list_exports: export name '{}' contains a NUL byte",
             name.as_str().escape_debug()
         ));
         return libc::EINVAL;
@@ -191,7 +191,7 @@ extern "C" fn add_export(ctx: *mut c_void, name: RStr<'_>, description: ROption<
         Some(Ok(d)) => Some(d),
         Some(Err(_)) => {
             nbdkit_c::error(&format!(
-                "list_exports: description of '{}' contains a NUL byte",
+                "rustshim: list_exports: description of '{}' contains a NUL byte",
                 name.as_str()
             ));
             return libc::EINVAL;

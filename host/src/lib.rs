@@ -32,8 +32,10 @@ pub mod serving;
 /// nbdkit's entry point: returns the plugin struct, which nbdkit copies once.
 #[no_mangle]
 pub extern "C" fn plugin_init() -> *const nbdkit_c::NbdkitPlugin {
-    match locate::fronted_plugin() {
-        None => &callbacks::PLUGIN.0,
-        Some(name) => &callbacks::registration_as(name).0,
-    }
+    let registration = match locate::fronted_plugin() {
+        None => &callbacks::PLUGIN,
+        Some(name) => callbacks::registration_as(name),
+    };
+    // With `--help`, the plugin's own parameters are shown too.
+    &callbacks::with_plugin_help(registration).0
 }

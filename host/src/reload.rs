@@ -250,7 +250,7 @@ fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
 fn step(generation: &Generation, callback: Lifecycle) -> Result<(), String> {
     generation.lifecycle(callback).map_err(|f| {
         format!(
-            "{callback:?} failed{}",
+            "{callback} failed{}",
             if f.msg.is_empty() {
                 String::new()
             } else {

@@ -92,12 +92,33 @@ extern "C" fn set_error(errno: i32, msg: RStr<'_>) {
     LAST_ERROR.with(|e| *e.borrow_mut() = Some(Failure::new(errno, msg.as_str())));
 }
 
+/// A record of the `log` crate (its level as `log::Level`'s number), mapped onto nbdkit's two
+/// levels so that each reads as what it is:
+/// * `error` (1): `nbdkit_error`, `nbdkit: error: MSG` (`nbdkit: rustshim.0: error: MSG` in a connection), always shown, and sent
+///   where nbdkit sends errors (syslog with `--log=syslog` or in the background);
+/// * `warn` (2): `nbdkit: rustshim: warning: MSG` on stderr, always, as nbdkit prints its own
+///   warnings (nbdkit has no warning level for plugins, and `nbdkit_error` would call it an
+///   error);
+/// * `info` (3): `nbdkit: rustshim: MSG` on stderr, always, as the shim prints its own notices;
+/// * `debug` (4), `trace` (5): `nbdkit_debug`, `nbdkit: debug: MSG`, shown with
+///   `nbdkit -v`.
 extern "C" fn log(level: u32, msg: RStr<'_>) {
     match level {
         1 => nbdkit_c::error(msg.as_str()),
-        2 => nbdkit_c::error(&format!("warning: {}", msg.as_str())),
+        2 => notice(&format!("warning: {}", msg.as_str())),
+        3 => notice(msg.as_str()),
         _ => nbdkit_c::debug(msg.as_str()),
     }
+}
+
+/// A line on stderr in nbdkit's form, `nbdkit: NAME: TEXT`, shown without `-v` (NAME is the
+/// name nbdkit knows the shim by: `rustshim`, or the plugin's own for a native-looking one).
+/// One `write` per line, so lines of concurrent connections do not interleave.
+pub fn notice(text: &str) {
+    use std::io::Write;
+    let name = crate::locate::fronted_plugin().unwrap_or("rustshim");
+    let line = format!("nbdkit: {name}: {text}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// A C string for nbdkit, or `EINVAL` (logged) if `s` has a NUL byte.

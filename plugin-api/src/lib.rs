@@ -48,8 +48,74 @@
 //! * [`Error`]: an errno for the client plus a message for the log.
 //! * [`abi`]: what crosses the boundary (for the shim; plugins never need it).
 //!
-//! `log` macros (`log::debug!`, …) reach nbdkit's log: errors and warnings always, the rest
-//! with `nbdkit -v`.
+//! # Logging
+//! The `log` crate's macros reach nbdkit's log (the plugin needs `log` as a dependency; the
+//! logger is installed for it). nbdkit itself has only two levels for plugins, errors (always
+//! shown) and debug messages (shown with `nbdkit -v`), so the shim maps the five as follows
+//! (where marked \*, nbdkit adds its context in a connection, e.g. `nbdkit: rustshim.0:
+//! error: MSG`):
+//!
+//! | `log` macro | what nbdkit's stderr shows | when |
+//! |---|---|---|
+//! | `error!` | `nbdkit: error: MSG`\* (`nbdkit_error`) | always; with `--log=syslog`, or in the background without `-f`, in syslog like nbdkit's errors |
+//! | `warn!` | `nbdkit: rustshim: warning: MSG` | always, on stderr, as nbdkit prints its own warnings |
+//! | `info!` | `nbdkit: rustshim: MSG` | always, on stderr, as the shim prints its own notices (a reload, say) |
+//! | `debug!` | `nbdkit: debug: MSG`\* (`nbdkit_debug`) | with `nbdkit -v` |
+//! | `trace!` | `nbdkit: debug: MSG`\* | with `nbdkit -v` and `RUSTSHIM_LOG=trace` |
+//!
+//! (`rustshim` is the plugin's name instead for a native-looking install, `nbdkit NAME`.)
+//! `warn!` and `info!` lines go to stderr only, as nbdkit's own warnings do: nbdkit in the
+//! background without `-f` or `-v` sends stderr to `/dev/null`. `RUSTSHIM_LOG=off|error|warn|
+//! info|debug|trace` in nbdkit's environment sets the most detailed level passed on (default
+//! `debug`). [`server::debug`] is `debug!` without the `log` crate.
+//!
+//! # Errors
+//! A callback returns [`Error`]: an [`Errno`] for the client and a message for nbdkit's log.
+//! `?` converts a [`std::io::Error`] (keeping its OS errno) and a boxed error
+//! (`Box<dyn std::error::Error + Send + Sync>`, `EIO`); for another crate's error, or an
+//! `anyhow::Error`, use [`Error::other`]`(errno, e)`.
+//!
+//! # Panics and locks
+//! A panic in a callback fails that one request with `EIO` and a message naming the callback,
+//! and nbdkit keeps serving (with the default `panic = "unwind"`). But a panic while the plugin
+//! holds a `std::sync::Mutex` or `RwLock` *poisons* it: every later `lock().unwrap()` panics
+//! too, so every later request that takes the lock fails, until nbdkit restarts. To keep a bug
+//! to the one request:
+//! * take std locks with `lock().unwrap_or_else(PoisonError::into_inner)` (below) where the
+//!   data cannot be left half-changed: do what may panic (indexing, arithmetic, parsing, an
+//!   `unwrap`) before changing it, and change it in steps that cannot panic;
+//! * or, where it can be, repair it when the lock comes back poisoned, then
+//!   `Mutex::clear_poison()`;
+//! * or use a lock without poisoning: [`SharedPages`]' page locks are released, not
+//!   poisoned, when a panic unwinds through them.
+//!
+//! ```
+//! use std::sync::{Mutex, MutexGuard, PoisonError};
+//!
+//! /// Takes the lock whatever an earlier panic left: a panic fails its own request only.
+//! fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+//!     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+//! }
+//!
+//! let blocks = Mutex::new(vec![0u8; 4]);
+//! // A request with a bug panics while it holds the lock (the shim catches it: one EIO).
+//! let _ = std::panic::catch_unwind(|| {
+//!     let mut b = blocks.lock().unwrap();
+//!     let i = 7;
+//!     b[i] = 1; // out of bounds: panics before anything changed
+//! });
+//! assert!(blocks.lock().is_err()); // poisoned: `lock().unwrap()` would fail every request now
+//! assert_eq!(*lock(&blocks), [0; 4]); // the pattern: later requests work on intact data
+//! ```
+//!
+//! `plugins/test/examples/locks.rs` in the repository serves both ways
+//! (`tests/tests/author_locks.rs`).
+//!
+//! # Messages
+//! What the plugin writes, in an [`Error`] or a log record, is shown as it wrote it: the shim
+//! adds nothing (nbdkit puts its own context first in a connection). So a plugin that wants its
+//! name in its messages writes it, as the generated template does (`"my-disk: unknown
+//! parameter 'x'"`). Everything the shim says itself starts with `rustshim: `.
 
 #![deny(missing_docs)]
 
@@ -61,6 +127,9 @@ mod handover;
 mod host;
 mod logger;
 mod page_lock;
+// nbdkit's parsers in Rust: `server`'s answers outside nbdkit, and the shim's on old nbdkit.
+#[doc(hidden)]
+pub mod parse;
 mod plugin;
 pub mod server;
 mod shared_pages;

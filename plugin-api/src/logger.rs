@@ -1,9 +1,10 @@
-//! A `log` backend that forwards records to nbdkit: errors and warnings to `nbdkit_error`
-//! (always shown), the rest to `nbdkit_debug` (shown with `nbdkit -v`).
+//! A `log` backend that forwards records to the shim, which maps them onto nbdkit's two levels
+//! (the table is in the crate docs, "Logging").
 //!
 //! Each loaded copy of a plugin has its own `log` globals, so the shim cannot install this for
 //! the plugin: the adapter does, once per copy. `RUSTSHIM_LOG=off|error|warn|info|debug|trace`
-//! sets the level (default `debug`).
+//! sets the level (default `debug`). Outside nbdkit (a unit test) records go to stderr as
+//! `LEVEL: message`.
 
 use log::{LevelFilter, Log, Metadata, Record};
 

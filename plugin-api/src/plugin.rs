@@ -86,8 +86,14 @@ pub trait Plugin: Default + Send + Sync + 'static {
         Ok(())
     }
 
-    /// Extra `key=value` lines for `nbdkit --dump-plugin` (prefix keys with the plugin name).
-    /// Called after `config`, without `config_complete`.
+    /// Extra `key=value` lines for `nbdkit --dump-plugin` (prefix keys with the plugin name),
+    /// written with [`Dump::field`].
+    ///
+    /// `nbdkit rustshim plugin=… [key=value …] --dump-plugin` is a run of nbdkit of its own, in
+    /// its own process, that serves nothing: the plugin is loaded (`load`), gets `config` for
+    /// each parameter on that command line, then `dump_plugin`, and is unloaded. There is no
+    /// `config_complete`, `get_ready`, connection or state from a serving nbdkit: write what
+    /// the plugin can say from its build and its parameters (a serving nbdkit never calls this).
     /// [`.dump_plugin`](https://libguestfs.org/nbdkit-plugin.3.html#dump_plugin)
     fn dump_plugin(&self, dump: &mut Dump) {}
 

@@ -3,8 +3,23 @@
 //! These reach the running nbdkit through the shim. Functions newer than the running nbdkit
 //! either work anyway (the shim parses probabilities and delays itself on nbdkit < 1.36/1.40) or
 //! fail with `ENOTSUP` and a message naming the function and the server's version; they never
-//! stop the plugin from loading. Outside nbdkit (say, in a unit test) every function fails with
-//! `ENOTSUP`.
+//! stop the plugin from loading.
+//!
+//! Outside nbdkit (in a plugin's unit tests, say) the four parsers, [`parse_size`],
+//! [`parse_bool`], [`parse_probability`] and [`parse_delay`], answer as the newest nbdkit does
+//! (the same syntax, limits and error messages, `EINVAL` for a refusal), so a plugin's `config`
+//! can be tested with `cargo test` alone:
+//!
+//! ```
+//! use rustshim_plugin_api::{server, Errno};
+//! assert_eq!(server::parse_size("64K").unwrap(), 65536);
+//! assert!(server::parse_bool("on").unwrap());
+//! let e = server::parse_size("1MiB").unwrap_err();
+//! assert_eq!(e.errno(), Errno::EINVAL);
+//! assert_eq!(e.message(), "could not parse size: unknown suffix: iB");
+//! ```
+//!
+//! Every other function fails there with `ENOTSUP` (`not running inside nbdkit`).
 //!
 //! Functions about the client (`export_name`, `is_tls`, `peer_*`) only work on the thread nbdkit
 //! called the plugin on, from `open` to `close`.
@@ -50,16 +65,32 @@ pub fn debug(msg: &str) {
     }
 }
 
-/// Parses a size such as `512`, `1M`, `2G` ([`nbdkit_parse_size`](https://libguestfs.org/nbdkit_parse_size.3.html)).
+/// A parser's answer outside nbdkit: nbdkit's own algorithm, done here (see [the module](self)).
+fn parsed_here<T>(parsed: std::result::Result<T, String>) -> Result<T> {
+    parsed.map_err(Error::invalid)
+}
+
+/// Parses a size such as `512`, `1M`, `2G`, `100s` (512-byte sectors) as a number of bytes, at
+/// most 2⁶³−1 ([`nbdkit_parse_size`](https://libguestfs.org/nbdkit_parse_size.3.html)).
+/// Inside nbdkit, nbdkit parses and logs the reason for a refusal; outside it, the same parser
+/// runs here and the reason is the error's message.
 pub fn parse_size(s: &str) -> Result<u64> {
+    if host().is_none() {
+        return parsed_here(crate::parse::parse_size(s));
+    }
     with_host("nbdkit_parse_size", |h| {
         let mut out = 0;
         ((h.parse_size())(RStr::from_str(s), &mut out), out)
     })
 }
 
-/// Parses a boolean such as `true`, `on`, `1`, `no` ([`nbdkit_parse_bool`](https://libguestfs.org/nbdkit_parse_bool.3.html)).
+/// Parses a boolean: `1`, `true`, `t`, `yes`, `y`, `on` or `0`, `false`, `f`, `no`, `n`, `off`,
+/// in any case ([`nbdkit_parse_bool`](https://libguestfs.org/nbdkit_parse_bool.3.html); also
+/// outside nbdkit, see [`parse_size`]).
 pub fn parse_bool(s: &str) -> Result<bool> {
+    if host().is_none() {
+        return parsed_here(crate::parse::parse_bool(s));
+    }
     with_host("nbdkit_parse_bool", |h| {
         let mut out = false;
         ((h.parse_bool())(RStr::from_str(s), &mut out), out)
@@ -67,8 +98,11 @@ pub fn parse_bool(s: &str) -> Result<bool> {
 }
 
 /// Parses a probability such as `0.1`, `10%`, `1:10` or `1/10` ([`nbdkit_parse_probability`](https://libguestfs.org/nbdkit_parse_probability.3.html));
-/// `what` names the parameter in error messages.
+/// `what` names the parameter in error messages (also outside nbdkit, see [`parse_size`]).
 pub fn parse_probability(what: &str, s: &str) -> Result<f64> {
+    if host().is_none() {
+        return parsed_here(crate::parse::parse_probability(what, s));
+    }
     with_host("nbdkit_parse_probability", |h| {
         let mut out = 0.0;
         (
@@ -78,8 +112,13 @@ pub fn parse_probability(what: &str, s: &str) -> Result<f64> {
     })
 }
 
-/// Parses a delay such as `1`, `1.5s`, `120ms`, `10us` or `1ns` ([`nbdkit_parse_delay`](https://libguestfs.org/nbdkit_parse_delay.3.html)).
+/// Parses a delay such as `1`, `1.5s`, `120ms`, `10us` or `1ns` ([`nbdkit_parse_delay`](https://libguestfs.org/nbdkit_parse_delay.3.html));
+/// `what` names the parameter in error messages (also outside nbdkit, see [`parse_size`]).
 pub fn parse_delay(what: &str, s: &str) -> Result<Duration> {
+    if host().is_none() {
+        return parsed_here(crate::parse::parse_delay(what, s))
+            .map(|(sec, nsec)| Duration::new(sec.into(), nsec));
+    }
     with_host("nbdkit_parse_delay", |h| {
         let (mut sec, mut nsec) = (0, 0);
         let status =

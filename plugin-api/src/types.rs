@@ -224,8 +224,8 @@ impl Exports {
     }
 }
 
-/// Where `dump_plugin` writes its `key=value` lines (by convention keys start with the
-/// plugin's name).
+/// Where [`Plugin::dump_plugin`](crate::Plugin::dump_plugin) writes its `key=value` lines (by
+/// convention keys start with the plugin's name: `mydisk_pages=12`).
 pub struct Dump {
     sink: DumpSink,
 }
@@ -235,7 +235,12 @@ impl Dump {
         Dump { sink }
     }
 
-    /// Prints `key=value`.
+    /// Prints the line `key=value`.
+    ///
+    /// Each field must be one line that reads back as that key and value, so the shim leaves
+    /// out a field whose key is empty or contains `=`, a blank or a control character, or
+    /// whose value contains a line break (either could forge other lines, such as the shim's
+    /// `rustshim_plugin_version=`), and logs one error line naming the key instead.
     pub fn field(&mut self, key: &str, value: impl fmt::Display) {
         let value = value.to_string();
         (self.sink.line)(self.sink.ctx, RStr::from_str(key), RStr::from_str(&value));

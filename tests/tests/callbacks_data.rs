@@ -221,7 +221,7 @@ fn extents_are_clipped_to_the_request_and_gaps_refused() {
     assert_eq!(out.stdout.trim(), "EINVAL\nEINVAL\n[[512, 0]]\nTrue");
     assert!(
         out.stderr.contains(
-            "error: extents: the plugin left a gap: extent at 66560 but the previous one ended at 66048"
+            "error: rustshim: extents: the plugin left a gap: extent at 66560 but the previous one ended at 66048"
         ),
         "{}",
         out.stderr

@@ -127,8 +127,9 @@ print("flush", attempt(h.flush), attempt(h.pread, 512, 0) == bytes(512))"#,
     }
 }
 
-/// The plugin's log records reach nbdkit's log: errors and warnings always, the rest (and
-/// server::debug) only with -v, trace records only with RUSTSHIM_LOG=trace too.
+/// The plugin's log records reach nbdkit's log: errors, warnings and infos always, the rest
+/// (and server::debug) only with -v, trace records only with RUSTSHIM_LOG=trace too
+/// (`author_messages.rs` has the exact lines).
 #[test]
 fn log_messages_reach_nbdkit() {
     let mut args = vec![test_plugin()];
@@ -137,10 +138,10 @@ fn log_messages_reach_nbdkit() {
     }
     let always = [
         "error: test: log at ERROR\n",
-        "error: warning: test: log at WARN\n",
+        "rustshim: warning: test: log at WARN\n",
+        "rustshim: test: log at INFO\n",
     ];
     let verbose = [
-        "debug: test: log at INFO\n",
         "debug: test: log at DEBUG\n",
         "debug: test: get_ready: the test plugin is ready\n",
         "debug: test: after_fork: server::debug works\n",

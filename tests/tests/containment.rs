@@ -108,7 +108,7 @@ fn block_sizes_nbdkit_would_reject_are_refused_naming_the_plugin() {
         let (min, rest) = triple.split_once(':').unwrap();
         let (pref, max) = rest.split_once(':').unwrap();
         let want = format!(
-            "test: block_size returned minimum {min} preferred {pref} maximum {max}: {why}"
+            "rustshim: plugin 'test': block_size returned minimum {min} preferred {pref} maximum {max}: {why}"
         );
         assert!(out.stderr.contains(&want), "{triple}: {}", out.stderr);
     }
@@ -153,7 +153,7 @@ fn a_default_export_name_nbd_cannot_carry_is_refused() {
 fn a_size_nbdkit_cannot_hold_is_refused() {
     let out = nbdinfo(&["--size"], &args(&["size_raw=18446744073709551615"])).failed();
     assert!(
-        out.stderr.contains("test: get_size returned 18446744073709551615, larger than nbdkit allows (9223372036854775807)"),
+        out.stderr.contains("rustshim: plugin 'test': get_size returned 18446744073709551615, larger than nbdkit allows (9223372036854775807)"),
         "{}",
         out.stderr
     );

@@ -4,14 +4,16 @@
 //! to build, serve, develop and test it.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use crate::workspace::write;
 use crate::Result;
 
 /// The crate's files and their templates, in which `@NAME@` (the package), `@LIB@` (its
-/// library's name), `@REPO@` (this checkout), `@DIR@` (the new crate's directory), `@API@` and
-/// `@HARNESS@` (the paths of `plugin-api` and `harness`, as TOML strings) are filled in.
+/// library's name), `@REPO@` (this checkout, from the new crate), `@DIR@` (the new crate, from
+/// this checkout), `@API@` and `@HARNESS@` (the paths of `plugin-api` and `harness` from the new
+/// crate, as TOML strings) are filled in: all relative, so no generated file names an absolute
+/// path, and the two directories may move together.
 const TEMPLATES: [(&str, &str); 5] = [
     (
         "Cargo.toml",
@@ -143,21 +145,37 @@ pub fn new_plugin(name: &str, path: &Path) -> Result {
     Ok(())
 }
 
-/// A template with its placeholders filled in (see [`TEMPLATES`]).
+/// A template with its placeholders filled in (see [`TEMPLATES`]), for the checkout `repo` and
+/// the new crate `dir` (both absolute).
 fn fill(template: &str, name: &str, repo: &Path, dir: &Path) -> String {
+    let to_repo = relative(dir, repo);
     template
         .replace("@NAME@", name)
         .replace("@LIB@", &name.replace('-', "_"))
-        .replace("@REPO@", &repo.display().to_string())
-        .replace("@DIR@", &dir.display().to_string())
+        .replace("@REPO@", &to_repo.display().to_string())
+        .replace("@DIR@", &relative(repo, dir).display().to_string())
         .replace(
             "@API@",
-            &toml_string(&repo.join("plugin-api").display().to_string()),
+            &toml_string(&to_repo.join("plugin-api").display().to_string()),
         )
         .replace(
             "@HARNESS@",
-            &toml_string(&repo.join("harness").display().to_string()),
+            &toml_string(&to_repo.join("harness").display().to_string()),
         )
+}
+
+/// The path of `to` relative to the directory `from` (both absolute): `../nbdkit-rustshim`.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path: PathBuf = (common..from.len())
+        .map(|_| Component::ParentDir)
+        .chain(to[common..].iter().copied())
+        .collect();
+    if path.as_os_str().is_empty() {
+        path.push(".");
+    }
+    path
 }
 
 /// A package name: lowercase ASCII letters, digits and `-`, starting with a letter, not ending
@@ -215,11 +233,31 @@ mod tests {
     }
 
     #[test]
-    fn every_placeholder_is_filled_in() {
+    fn every_placeholder_is_filled_in_with_relative_paths() {
+        let (repo, dir) = (Path::new("/src/nbdkit-rustshim"), Path::new("/src/my-disk"));
         for (file, template) in TEMPLATES {
-            let filled = fill(template, "my-disk", Path::new("/repo"), Path::new("/dir"));
+            let filled = fill(template, "my-disk", repo, dir);
             assert!(!filled.contains('@'), "{file}: {filled}");
+            assert!(
+                !filled.contains("/src/"),
+                "{file} has an absolute path: {filled}"
+            );
         }
+        let cargo_toml = fill(TEMPLATES[0].1, "my-disk", repo, dir);
+        assert!(cargo_toml.contains(r#"path = "../nbdkit-rustshim/plugin-api""#));
+    }
+
+    #[test]
+    fn relative_paths() {
+        let rel = |a: &str, b: &str| relative(Path::new(a), Path::new(b)).display().to_string();
+        assert_eq!(
+            rel("/src/my-disk", "/src/nbdkit-rustshim"),
+            "../nbdkit-rustshim"
+        );
+        assert_eq!(rel("/a/b/c", "/a"), "../..");
+        assert_eq!(rel("/a", "/a/b/c"), "b/c");
+        assert_eq!(rel("/a", "/a"), ".");
+        assert_eq!(rel("/x/y", "/work/repo"), "../../work/repo");
     }
 
     #[test]

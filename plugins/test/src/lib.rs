@@ -32,6 +32,11 @@
 //!   `nbdkit_has=FUNCTION`: call `nbdkit_has`. Each traces its result.
 //! * `on_pread=shutdown|disconnect|disconnect_force|sleep:DELAY`: what `pread` does first.
 //! * `trace_outside=true`: see below.
+//! * `faults_if=PATH`: the `fail=` and `panic=` faults fire only while the file PATH exists (so
+//!   a test can make a later reload's `get_ready` fail, say).
+//! * `dump_field=LEN:KEYVALUE` (repeatable): `dump_plugin` also writes the field whose key is
+//!   the first LEN bytes of KEYVALUE and whose value is the rest (keys may hold `=` and values
+//!   line breaks: the shim must refuse them).
 //! * `log=error|warn|info|debug|trace` (repeatable): `get_ready` logs `test: log at LEVEL`
 //!   at that level with the `log` crate.
 //! * `extents_mode=store|whole|gap`: what `extents` returns: the store's data and holes
@@ -242,6 +247,10 @@ struct Test {
     extents_mode: ExtentsMode,
     log_levels: Vec<log::Level>,
     trace_outside: bool,
+    /// `faults_if=PATH`: `fail=` and `panic=` faults fire only while PATH exists.
+    faults_if: Option<std::path::PathBuf>,
+    /// `dump_field=`: extra lines for `dump_plugin`, as given.
+    dump_fields: Vec<(String, String)>,
 }
 
 impl Default for Test {
@@ -278,6 +287,8 @@ impl Default for Test {
             extents_mode: ExtentsMode::Store,
             log_levels: Vec::new(),
             trace_outside: false,
+            faults_if: None,
+            dump_fields: Vec::new(),
         }
     }
 }
@@ -312,7 +323,15 @@ fn parse_u32(key: &str, value: &str) -> Result<u32> {
 impl Test {
     /// Fails or panics if a fault was injected into `callback` (at `offset`, for data
     /// requests).
+    /// Whether `fail=` and `panic=` faults fire now (`faults_if=`).
+    fn faults_armed(&self) -> bool {
+        self.faults_if.as_ref().map_or(true, |path| path.exists())
+    }
+
     fn check(&self, callback: &str, offset: Option<u64>) -> Result<()> {
+        if !self.faults_armed() {
+            return Ok(());
+        }
         for fault in &self.faults {
             if fault.callback != callback || (fault.offset.is_some() && fault.offset != offset) {
                 continue;
@@ -332,10 +351,11 @@ impl Test {
 
     /// For callbacks that cannot fail: only panics apply.
     fn check_panic(&self, callback: &str) {
-        if self
-            .faults
-            .iter()
-            .any(|f| f.callback == callback && f.errno.is_none())
+        if self.faults_armed()
+            && self
+                .faults
+                .iter()
+                .any(|f| f.callback == callback && f.errno.is_none())
         {
             panic!("test: injected panic in {callback}");
         }
@@ -647,6 +667,18 @@ impl Plugin for Test {
                 })
             }
             "trace_outside" => self.trace_outside = parse_bool_key(key, value)?,
+            "faults_if" => self.faults_if = Some(value.into()),
+            "dump_field" => {
+                let bad =
+                    || Error::invalid(format!("test: dump_field=LEN:KEYVALUE, not '{value}'"));
+                let (len, field) = value.split_once(':').ok_or_else(bad)?;
+                let len: usize = len.parse().map_err(|_| bad())?;
+                if !field.is_char_boundary(len.min(field.len())) || len > field.len() {
+                    return Err(bad());
+                }
+                let (k, v) = field.split_at(len);
+                self.dump_fields.push((k.to_owned(), v.to_owned()));
+            }
             "log" => self.log_levels.push(
                 value
                     .parse()
@@ -721,6 +753,9 @@ impl Plugin for Test {
         self.trace.line("dump_plugin");
         self.check_panic("dump_plugin");
         dump.field("test_dump", 42);
+        for (key, value) in &self.dump_fields {
+            dump.field(key, value);
+        }
     }
 
     fn preconnect(&self, readonly: bool) -> Result<()> {
