@@ -127,10 +127,9 @@ impl SharedPages {
         let len = self.header().page_count << PAGE_SHIFT;
         let block = calloc::<u8>(len);
         if block.is_null() {
-            let why = std::io::Error::from_raw_os_error(libc::ENOMEM);
             return Err(Error::new(
                 Errno::ENOMEM,
-                format!("cannot allocate {len} bytes: {why}"),
+                format!("cannot allocate {len} bytes: {}", Errno::ENOMEM.desc()),
             ));
         }
         // SAFETY: the store is not shared yet; `block` is recorded at once so that drop frees it.
@@ -140,9 +139,8 @@ impl SharedPages {
         }
         // SAFETY: `block` has `len` bytes.
         if lock && unsafe { libc::mlock(block.cast(), len as usize) } != 0 {
-            let why = std::io::Error::last_os_error();
-            let errno = Errno::from_raw(why.raw_os_error().unwrap_or(libc::ENOMEM));
-            return Err(Error::new(errno, format!("mlock: {why}")));
+            let errno = Errno::last();
+            return Err(Error::new(errno, format!("mlock: {}", errno.desc())));
         }
         for index in 0..self.header().page_count {
             // SAFETY: page `index` of the block lies within it.
@@ -203,6 +201,22 @@ impl SharedPages {
             entry = unsafe { &*node.cast::<AtomicPtr<u8>>().add(i as usize) };
         }
         Some(entry)
+    }
+
+    /// Page `index`, or NULL (a hole). The read path: one load per level of the table.
+    #[inline]
+    fn page(&self, index: u64) -> *mut u8 {
+        let h = self.header();
+        let mut shift = h.top_shift;
+        // SAFETY: as in `entry`.
+        let mut p = unsafe { &*h.root.add((index >> shift) as usize) }.load(Ordering::Acquire);
+        while shift != 0 && !p.is_null() {
+            shift -= h.node_shift;
+            let i = (index >> shift) & ((1 << h.node_shift) - 1);
+            // SAFETY: as in `entry`.
+            p = unsafe { &*p.cast::<AtomicPtr<u8>>().add(i as usize) }.load(Ordering::Acquire);
+        }
+        p
     }
 
     /// The entry of page `index`, making the nodes above it that do not exist yet.
@@ -296,9 +310,7 @@ impl SharedPages {
         self.check_range(offset, buf.len() as u64)?;
         self.pieces(offset, buf.len(), |index, in_page, range| {
             self.locked(index, false, || {
-                let page = self
-                    .entry(index)
-                    .map_or(std::ptr::null_mut(), |e| e.load(Ordering::Acquire));
+                let page = self.page(index);
                 if page.is_null() {
                     buf[range].fill(0);
                 } else {
