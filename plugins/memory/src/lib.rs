@@ -146,6 +146,15 @@ impl Plugin for Memory {
         Ok(self.disk().size())
     }
 
+    // As nbdkit's memory plugin (1.42 on) says: any size works, a page is best, no limit.
+    fn block_size(&self, _: &()) -> Result<BlockSize> {
+        Ok(BlockSize {
+            minimum: 1,
+            preferred: SharedPages::PAGE_SIZE as u32,
+            maximum: u32::MAX,
+        })
+    }
+
     // Every connection reads and writes the same pages, and a write is visible to all as soon as
     // it returns.
     fn can_multi_conn(&self, _: &()) -> Result<bool> {
