@@ -608,7 +608,7 @@ mod sparse_tests {
             assert!(pages.write_at(&[1], size).is_err(), "beyond the end");
             // Holes are reported a subtree at a time: few runs, fast, whatever the size.
             let runs = pages.runs(0, size);
-            assert_eq!(runs.last().unwrap().2, true);
+            assert!(runs.last().unwrap().2);
             assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), size);
             assert!(runs.len() <= 3, "{runs:?}");
             pages

@@ -51,7 +51,7 @@ fn dump_plugin_says_the_same_about_the_plugin() {
     ] {
         assert!(c.iter().any(|l| l == line), "C: {c:?}");
         let ours = format!("rustshim_plugin_{line}");
-        assert!(rust.iter().any(|l| *l == ours), "rustshim: {rust:?}");
+        assert!(rust.contains(&ours), "rustshim: {rust:?}");
     }
     assert!(rust.contains(&format!("rustshim_server_version={}", nbdkit_version())));
 }
