@@ -205,30 +205,40 @@ fn wake_sleepers<F: Futex>(word: &F) {
     word.wake_all();
 }
 
+/// The atomic operations of a [`Futex`] impl, forwarded to an atomic `u32`: `self` itself, or
+/// the field named.
+macro_rules! forward_atomics {
+    ($($field:tt)*) => {
+        #[inline]
+        fn load(&self, order: Ordering) -> u32 {
+            self$($field)*.load(order)
+        }
+        #[inline]
+        fn compare_exchange_weak(
+            &self,
+            current: u32,
+            new: u32,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u32, u32> {
+            self$($field)*.compare_exchange_weak(current, new, success, failure)
+        }
+        #[inline]
+        fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
+            self$($field)*.fetch_sub(value, order)
+        }
+        #[inline]
+        fn fetch_and(&self, value: u32, order: Ordering) -> u32 {
+            self$($field)*.fetch_and(value, order)
+        }
+    };
+}
+#[cfg(all(test, loom))]
+use forward_atomics;
+
 /// The store's locks: the kernel's futex on the word itself.
 impl Futex for std::sync::atomic::AtomicU32 {
-    #[inline]
-    fn load(&self, order: Ordering) -> u32 {
-        self.load(order)
-    }
-    #[inline]
-    fn compare_exchange_weak(
-        &self,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        self.compare_exchange_weak(current, new, success, failure)
-    }
-    #[inline]
-    fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
-        self.fetch_sub(value, order)
-    }
-    #[inline]
-    fn fetch_and(&self, value: u32, order: Ordering) -> u32 {
-        self.fetch_and(value, order)
-    }
+    forward_atomics!();
 
     fn wait(&self, expected: u32) {
         // SAFETY: FUTEX_WAIT on a valid, aligned u32 that lives as long as the store; no

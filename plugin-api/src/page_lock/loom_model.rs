@@ -21,25 +21,8 @@ struct Word {
 }
 
 impl Futex for Word {
-    fn load(&self, order: Ordering) -> u32 {
-        self.word.load(order)
-    }
-    fn compare_exchange_weak(
-        &self,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        self.word
-            .compare_exchange_weak(current, new, success, failure)
-    }
-    fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
-        self.word.fetch_sub(value, order)
-    }
-    fn fetch_and(&self, value: u32, order: Ordering) -> u32 {
-        self.word.fetch_and(value, order)
-    }
+    forward_atomics!(.word);
+
     fn wait(&self, expected: u32) {
         let queue = self.queue.lock().unwrap();
         if self.word.load(Relaxed) == expected {
