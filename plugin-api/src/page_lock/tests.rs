@@ -134,15 +134,15 @@ fn a_waiting_writer_goes_before_readers_that_come_after_it() {
 /// write behind 4 readers, and a writer behind 64 readers waited up to 31.8 s.
 #[test]
 fn a_stream_of_readers_does_not_starve_a_writer() {
-    const WRITES: u32 = 40;
-    const NONE: u64 = u64::MAX;
+    const WRITES: u64 = 40;
     for readers in [4usize, 16, 64] {
         let lock = Arc::new(AtomicU32::new(0));
         let admitted = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        // While the writer is in write_lock: the admissions counted when its wait showed.
-        let armed = Arc::new(AtomicBool::new(false));
-        let seen_at = Arc::new(AtomicU64::new(NONE));
+        // The writer's round (odd while it is in write_lock), and the admissions counted in a
+        // round while its wait showed: (round, count).
+        let round = Arc::new(AtomicU64::new(0));
+        let seen = Arc::new(std::sync::Mutex::new((0, 0)));
         let threads: Vec<_> = (0..readers)
             .map(|_| {
                 let (lock, admitted, stop) = (lock.clone(), admitted.clone(), stop.clone());
@@ -160,14 +160,23 @@ fn a_stream_of_readers_does_not_starve_a_writer() {
             .collect();
         let monitor = {
             let (lock, admitted, stop) = (lock.clone(), admitted.clone(), stop.clone());
-            let (armed, seen_at) = (armed.clone(), seen_at.clone());
+            let (round, seen) = (round.clone(), seen.clone());
             std::thread::spawn(move || {
                 while !stop.load(Relaxed) {
-                    if armed.load(Acquire) && lock.load(Acquire) & NEXT_WRITER != 0 {
-                        let at = admitted.load(Acquire);
-                        let _ = seen_at.compare_exchange(NONE, at, Relaxed, Relaxed);
-                    }
                     std::hint::spin_loop();
+                    let r = round.load(Acquire);
+                    if r % 2 == 0 || seen.lock().unwrap().0 == r {
+                        continue;
+                    }
+                    // Counted while the bit was set throughout, in this very round (the
+                    // writer sets it once a round and clears it when it takes the lock).
+                    if lock.load(Acquire) & NEXT_WRITER == 0 {
+                        continue;
+                    }
+                    let at = admitted.load(Acquire);
+                    if lock.load(Acquire) & NEXT_WRITER != 0 && round.load(Acquire) == r {
+                        *seen.lock().unwrap() = (r, at);
+                    }
                 }
             })
         };
@@ -180,16 +189,16 @@ fn a_stream_of_readers_does_not_starve_a_writer() {
         let mut writes = 0;
         while writes < WRITES && started.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(1));
-            seen_at.store(NONE, Relaxed);
-            armed.store(true, Release);
+            let r = 2 * writes + 1;
+            round.store(r, Release);
             let called = Instant::now();
             write_lock(&*lock);
             let waited = called.elapsed();
             let now = admitted.load(Acquire);
-            armed.store(false, Release);
+            round.store(r + 1, Release);
             write_unlock(&*lock);
-            let at = seen_at.load(Relaxed);
-            if at != NONE {
+            let (seen_round, at) = *seen.lock().unwrap();
+            if seen_round == r {
                 observed += 1;
                 most_overtaking = most_overtaking.max(now.saturating_sub(at));
             }
