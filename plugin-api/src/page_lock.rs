@@ -1,5 +1,5 @@
 //! The page locks of a [`crate::SharedPages`] store: a reader-writer lock in one `AtomicU32`,
-//! sleeping on Linux's futex.
+//! sleeping on Linux's futex, that prefers a waiting writer.
 //!
 //! Why not `pthread_rwlock_t` (the store's locks until layout version 2): every request took and
 //! released it through two calls into libc, which made rustshim's memory plugin dearer than the
@@ -13,257 +13,261 @@
 //! plugin (each with its own statics) share; a lock that parks threads in a table of its own
 //! (`parking_lot`) would lose wake-ups between generations.
 //!
-//! The word: the low 30 bits count readers, [`WRITER`] is set while a writer holds it, and
-//! [`WAITING`] is set by a thread about to sleep, only while someone holds the lock, so that
-//! the holder who releases it last wakes every sleeper (they then compete again). Readers do not
-//! take the lock while [`WAITING`] is set, so a waiting writer is not starved by a stream of
-//! readers. Critical sections are a memcpy of at most one page, so contention is short: a
-//! waiter spins a little before it sleeps.
+//! The word (layout version 3):
+//! * the low 29 bits ([`READERS`]) count the readers holding it;
+//! * [`WRITER`]: a writer holds it;
+//! * [`NEXT_WRITER`]: a writer waits and is next. It is set by a writer that finds the lock
+//!   held and the bit clear, and cleared only by that writer, in the compare-and-swap that
+//!   takes the lock. While it is set no reader is admitted and no other writer takes the lock,
+//!   so the waiting writer gets the lock as soon as the holders it found leave: a stream of
+//!   readers cannot starve it (version 2 cleared its waiting bit when the last reader left and
+//!   woke everyone, and a reader coming straight back got in first: a writer behind 64 busy
+//!   readers waited up to 31.8 s). Other writers queue behind it: they compete again, with
+//!   readers, once it has released the lock;
+//! * [`SLEEPING`]: someone sleeps on the word (or is about to). It is set, before sleeping, only
+//!   while something that will end with a release blocks the sleeper (a holder, or a next
+//!   writer that will take and release the lock), and every compare-and-swap keeps it; the
+//!   release that finds it clears it and wakes every sleeper, who then look again.
+//!
+//! Critical sections are a memcpy of at most one page, so contention is short: a waiter spins a
+//! little before it sleeps.
+//!
+//! The protocol is written once, over [`Futex`], and run by the store on a real `AtomicU32` and
+//! the kernel's futex, and under `cfg(loom)` on loom's atomics and a model of the futex
+//! (`loom_model`, which explores every interleaving of a few threads):
+//! `RUSTFLAGS="--cfg loom" cargo test -p rustshim-plugin-api --release --lib loom`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 
-use nix::libc;
+#[cfg(all(test, loom))]
+mod loom_model;
+#[cfg(test)]
+mod tests;
 
 /// Mask of the reader count.
 const READERS: u32 = WRITER - 1;
 /// A writer holds the lock.
-const WRITER: u32 = 1 << 30;
-/// Someone sleeps on the word (or is about to): the last to release must wake them.
-const WAITING: u32 = 1 << 31;
+const WRITER: u32 = 1 << 29;
+/// A writer waits and takes the lock next: readers and other writers stay out.
+const NEXT_WRITER: u32 = 1 << 30;
+/// Someone sleeps on the word (or is about to): the release that sees it must wake them.
+const SLEEPING: u32 = 1 << 31;
 /// How often a waiter looks again before it sleeps.
 const SPINS: u32 = 100;
 
+/// A lock word and the futex operations on it: the kernel's for the store, a model under loom.
+pub(crate) trait Futex {
+    fn load(&self, order: Ordering) -> u32;
+    fn compare_exchange_weak(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
+    fn fetch_sub(&self, value: u32, order: Ordering) -> u32;
+    fn fetch_and(&self, value: u32, order: Ordering) -> u32;
+    /// Sleeps while the word still holds `expected` (checked atomically with the sleep, so a
+    /// change made before it returns at once). May return early: callers look again.
+    fn wait(&self, expected: u32);
+    /// Wakes every thread sleeping in [`Futex::wait`] on this word.
+    fn wake_all(&self);
+    /// One round of spinning.
+    fn spin(&self);
+    /// How often a waiter looks again before it sleeps.
+    const SPINS: u32 = SPINS;
+}
+
 /// Takes `word` for reading.
 #[inline]
-pub(crate) fn read_lock(word: &AtomicU32) {
-    let s = word.load(Ordering::Relaxed);
+pub(crate) fn read_lock<F: Futex>(word: &F) {
+    let s = word.load(Relaxed);
     if !(can_read(s)
         && word
-            .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange_weak(s, s + 1, Acquire, Relaxed)
             .is_ok())
     {
-        lock_contended(word, can_read, 1);
+        read_contended(word);
     }
 }
 
 /// Releases a read lock taken with [`read_lock`].
 #[inline]
-pub(crate) fn read_unlock(word: &AtomicU32) {
-    let before = word.fetch_sub(1, Ordering::Release);
-    if before & READERS == 1 && before & WAITING != 0 {
-        wake_all(word);
+pub(crate) fn read_unlock<F: Futex>(word: &F) {
+    let before = word.fetch_sub(1, Release);
+    if before & READERS == 1 && before & SLEEPING != 0 {
+        wake_sleepers(word);
     }
 }
 
 /// Takes `word` for writing.
 #[inline]
-pub(crate) fn write_lock(word: &AtomicU32) {
-    let s = word.load(Ordering::Relaxed);
-    if !(can_write(s)
+pub(crate) fn write_lock<F: Futex>(word: &F) {
+    let s = word.load(Relaxed);
+    if !(s & (READERS | WRITER | NEXT_WRITER) == 0
         && word
-            .compare_exchange_weak(s, s | WRITER, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange_weak(s, s | WRITER, Acquire, Relaxed)
             .is_ok())
     {
-        lock_contended(word, can_write, WRITER);
+        write_contended(word);
     }
 }
 
-/// Releases a write lock taken with [`write_lock`].
+/// Releases a write lock taken with [`write_lock`]. A next writer's bit stays: it takes the lock
+/// before anyone else.
 #[inline]
-pub(crate) fn write_unlock(word: &AtomicU32) {
-    let before = word.fetch_and(!(WRITER | WAITING), Ordering::Release);
-    if before & WAITING != 0 {
-        futex_wake_all(word);
+pub(crate) fn write_unlock<F: Futex>(word: &F) {
+    let before = word.fetch_and(!(WRITER | SLEEPING), Release);
+    if before & SLEEPING != 0 {
+        word.wake_all();
     }
 }
 
+/// A reader may enter: no writer holds the lock or is next, and the count has room.
 fn can_read(s: u32) -> bool {
-    s & (WRITER | WAITING) == 0 && s & READERS != READERS
-}
-
-fn can_write(s: u32) -> bool {
-    s & (WRITER | READERS) == 0
+    s & (WRITER | NEXT_WRITER) == 0 && s & READERS != READERS
 }
 
 #[cold]
-fn lock_contended(word: &AtomicU32, can_take: fn(u32) -> bool, add: u32) {
+fn read_contended<F: Futex>(word: &F) {
     let mut spins = 0;
-    let mut s = word.load(Ordering::Relaxed);
+    let mut s = word.load(Relaxed);
     loop {
-        if can_take(s) {
-            match word.compare_exchange_weak(s, s + add, Ordering::Acquire, Ordering::Relaxed) {
+        if can_read(s) {
+            match word.compare_exchange_weak(s, s + 1, Acquire, Relaxed) {
                 Ok(_) => return,
-                Err(now) => {
-                    s = now;
-                    continue;
-                }
+                Err(now) => s = now,
             }
-        }
-        if spins < SPINS {
+        } else if s & (WRITER | NEXT_WRITER) == 0 {
+            // 2²⁹ − 1 readers (more threads than Linux's pid_max allows): no release is
+            // promised to wake us, so do not sleep.
+            std::thread::yield_now();
+            s = word.load(Relaxed);
+        } else if spins < F::SPINS {
             spins += 1;
-            std::hint::spin_loop();
-            s = word.load(Ordering::Relaxed);
-            continue;
+            word.spin();
+            s = word.load(Relaxed);
+        } else {
+            s = sleep(word, s);
         }
-        // Say so before sleeping, so that the release that makes the lock free wakes us. The
-        // bit is set only while the lock is held (`can_take` failed on this very value), so a
-        // release is still to come and will see it.
-        if s & WAITING == 0 {
-            if let Err(now) =
-                word.compare_exchange_weak(s, s | WAITING, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                s = now;
-                continue;
-            }
-            s |= WAITING;
-        }
-        futex_wait(word, s);
-        s = word.load(Ordering::Relaxed);
     }
+}
+
+#[cold]
+fn write_contended<F: Futex>(word: &F) {
+    // Whether this writer set NEXT_WRITER (and so must clear it when it takes the lock).
+    let mut next = false;
+    let mut spins = 0;
+    let mut s = word.load(Relaxed);
+    loop {
+        let free = s & (READERS | WRITER) == 0;
+        if free && (next || s & NEXT_WRITER == 0) {
+            // Take it; the next writer clears its bit. SLEEPING stays: our release wakes them.
+            match word.compare_exchange_weak(s, (s & !NEXT_WRITER) | WRITER, Acquire, Relaxed) {
+                Ok(_) => return,
+                Err(now) => s = now,
+            }
+        } else if !free && !next && s & NEXT_WRITER == 0 {
+            // Be next: from now on no reader gets in before us.
+            match word.compare_exchange_weak(s, s | NEXT_WRITER, Relaxed, Relaxed) {
+                Ok(_) => {
+                    next = true;
+                    s |= NEXT_WRITER;
+                }
+                Err(now) => s = now,
+            }
+        } else if spins < F::SPINS {
+            spins += 1;
+            word.spin();
+            s = word.load(Relaxed);
+        } else {
+            s = sleep(word, s);
+        }
+    }
+}
+
+/// Sleeps until `word` changes from `s`, a state that blocks the caller and that a release will
+/// end: says so first (SLEEPING), so that the release wakes it. Returns the word as it is now.
+fn sleep<F: Futex>(word: &F, s: u32) -> u32 {
+    if s & SLEEPING == 0 {
+        if let Err(now) = word.compare_exchange_weak(s, s | SLEEPING, Relaxed, Relaxed) {
+            return now;
+        }
+    }
+    word.wait(s | SLEEPING);
+    word.load(Relaxed)
 }
 
 /// The last reader is gone and someone sleeps: clear the bit, then wake them all.
 #[cold]
-fn wake_all(word: &AtomicU32) {
-    word.fetch_and(!WAITING, Ordering::Relaxed);
-    futex_wake_all(word);
+fn wake_sleepers<F: Futex>(word: &F) {
+    word.fetch_and(!SLEEPING, Relaxed);
+    word.wake_all();
 }
 
-/// Sleeps while `word` still holds `expected` (the kernel checks, so a change made before the
-/// sleep starts returns at once).
-fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT on a valid, aligned u32 that lives as long as the store; no timeout.
-    // Any result (woken, EAGAIN because the word changed, EINTR) means: look again.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            std::ptr::null::<libc::timespec>(),
-        );
-    }
-}
-
-fn futex_wake_all(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a valid, aligned u32; it only wakes threads sleeping on it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::UnsafeCell;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-
-    /// Two counters that writers always change together, so a reader that sees them differ saw
-    /// a write half done.
-    struct Guarded {
-        lock: AtomicU32,
-        pair: UnsafeCell<(u64, u64)>,
-    }
-    // SAFETY: `pair` is only touched under `lock`, which is what the test checks.
-    unsafe impl Sync for Guarded {}
-
-    #[test]
-    fn writers_exclude_everyone_and_readers_share() {
-        const WRITERS: usize = 4;
-        const READERS_N: usize = 4;
-        const ROUNDS: u64 = 20_000;
-        let g = Arc::new(Guarded {
-            lock: AtomicU32::new(0),
-            pair: UnsafeCell::new((0, 0)),
-        });
-        let done = Arc::new(AtomicBool::new(false));
-        let readers: Vec<_> = (0..READERS_N)
-            .map(|_| {
-                let (g, done) = (g.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let mut reads = 0u64;
-                    while !done.load(Ordering::Relaxed) {
-                        read_lock(&g.lock);
-                        // SAFETY: read lock held; writers are excluded.
-                        let (a, b) = unsafe { std::ptr::read_volatile(g.pair.get()) };
-                        read_unlock(&g.lock);
-                        assert_eq!(a, b, "a reader saw a write half done");
-                        reads += 1;
-                    }
-                    reads
-                })
-            })
-            .collect();
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|_| {
-                let g = g.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..ROUNDS {
-                        write_lock(&g.lock);
-                        // SAFETY: write lock held: no one else touches the pair.
-                        unsafe {
-                            let p = g.pair.get();
-                            std::ptr::write_volatile(&mut (*p).0, (*p).0 + 1);
-                            std::thread::yield_now();
-                            std::ptr::write_volatile(&mut (*p).1, (*p).1 + 1);
-                        }
-                        write_unlock(&g.lock);
-                    }
-                })
-            })
-            .collect();
-        for w in writers {
-            w.join().unwrap();
+/// The atomic operations of a [`Futex`] impl, forwarded to an atomic `u32`: `self` itself, or
+/// the field named.
+macro_rules! forward_atomics {
+    ($($field:tt)*) => {
+        #[inline]
+        fn load(&self, order: Ordering) -> u32 {
+            self$($field)*.load(order)
         }
-        done.store(true, Ordering::Relaxed);
-        let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
-        // SAFETY: every thread has finished.
-        let (a, b) = unsafe { *g.pair.get() };
-        assert_eq!((a, b), (WRITERS as u64 * ROUNDS, WRITERS as u64 * ROUNDS));
-        assert!(reads > 0);
-        assert_eq!(
-            g.lock.load(Ordering::Relaxed),
-            0,
-            "left unlocked, no one waiting"
-        );
-    }
+        #[inline]
+        fn compare_exchange_weak(
+            &self,
+            current: u32,
+            new: u32,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u32, u32> {
+            self$($field)*.compare_exchange_weak(current, new, success, failure)
+        }
+        #[inline]
+        fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
+            self$($field)*.fetch_sub(value, order)
+        }
+        #[inline]
+        fn fetch_and(&self, value: u32, order: Ordering) -> u32 {
+            self$($field)*.fetch_and(value, order)
+        }
+    };
+}
+#[cfg(all(test, loom))]
+use forward_atomics;
 
-    #[test]
-    fn readers_hold_it_together_and_a_writer_waits_for_them() {
-        let lock = Arc::new(AtomicU32::new(0));
-        read_lock(&lock);
-        read_lock(&lock);
-        assert_eq!(lock.load(Ordering::Relaxed), 2);
-        let wrote = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (lock, wrote) = (lock.clone(), wrote.clone());
-            std::thread::spawn(move || {
-                write_lock(&lock);
-                wrote.store(true, Ordering::Relaxed);
-                write_unlock(&lock);
-            })
-        };
-        // The writer spins, then sleeps with WAITING set.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while lock.load(Ordering::Relaxed) & WAITING == 0 {
-            assert!(
-                std::time::Instant::now() < deadline && !wrote.load(Ordering::Relaxed),
-                "the writer did not wait for the readers"
+/// The store's locks: the kernel's futex on the word itself.
+impl Futex for std::sync::atomic::AtomicU32 {
+    forward_atomics!();
+
+    fn wait(&self, expected: u32) {
+        // SAFETY: FUTEX_WAIT on a valid, aligned u32 that lives as long as the store; no
+        // timeout. Any result (woken, EAGAIN because the word changed, EINTR) means: look again.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_futex,
+                self.as_ptr(),
+                nix::libc::FUTEX_WAIT | nix::libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                std::ptr::null::<nix::libc::timespec>(),
             );
-            std::thread::yield_now();
         }
-        assert!(!wrote.load(Ordering::Relaxed));
-        read_unlock(&lock);
-        assert!(!wrote.load(Ordering::Relaxed), "one reader still holds it");
-        read_unlock(&lock);
-        writer.join().unwrap();
-        assert!(wrote.load(Ordering::Relaxed));
-        assert_eq!(lock.load(Ordering::Relaxed), 0);
+    }
+
+    fn wake_all(&self) {
+        // SAFETY: FUTEX_WAKE on a valid, aligned u32; it only wakes threads sleeping on it.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_futex,
+                self.as_ptr(),
+                nix::libc::FUTEX_WAKE | nix::libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+            );
+        }
+    }
+
+    #[inline]
+    fn spin(&self) {
+        std::hint::spin_loop();
     }
 }

@@ -22,15 +22,20 @@ use crate::error::{Errno, Error, Result};
 use crate::page_lock;
 
 /// Pages of 32 KiB (as nbdkit's sparse allocator): small enough that a first 4 KiB write
-/// allocates little, large enough that a 1 TiB disk needs a page table of 256 MiB of *virtual*
-/// memory (untouched entries cost nothing).
+/// allocates little, large enough that the page table stays small.
 const PAGE_SHIFT: u32 = 15;
 /// Lock stripes (a power of two): pages `i` and `i + LOCK_STRIPES` share a lock.
 const LOCK_STRIPES: u64 = 1024;
+/// Nodes below the page table's root have 4096 entries (32 KiB, touched as pages are written).
+const NODE_SHIFT: u32 = 12;
+/// The root has at most 2²⁰ entries (8 MiB of *virtual* memory): a disk of up to 32 GiB has a
+/// flat page table, one load from the page; 2⁶³ − 1 bytes take three levels below the root.
+const ROOT_MAX_SHIFT: u32 = 20;
 
 /// A sparse, zero-filled array of bytes that can be shared by the generations of a plugin across
-/// hot reloads (see the module docs). Unwritten pages read as zeroes and use no memory. Clone to
-/// get another handle to the same data.
+/// hot reloads (see the module docs). Unwritten pages read as zeroes and use no memory: memory
+/// follows what is written, not the size, which may be up to 2⁶³ − 1 bytes. Clone to get another
+/// handle to the same data.
 pub struct SharedPages {
     store: NonNull<PagesStore>,
 }
@@ -40,40 +45,56 @@ unsafe impl Send for SharedPages {}
 // SAFETY: as above.
 unsafe impl Sync for SharedPages {}
 
+/// `calloc` of `n` values of `T` (plain data, or atomics for which zero is valid), or NULL.
+fn calloc<T>(n: u64) -> *mut T {
+    match usize::try_from(n) {
+        // SAFETY: calloc of plain data; the caller handles NULL.
+        Ok(n) => unsafe { libc::calloc(n, std::mem::size_of::<T>()) }.cast(),
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
 impl SharedPages {
     /// The page size of new stores, in bytes.
     pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
-    /// A new store of `size` bytes, all zero.
+    /// A new sparse store of `size` bytes, all zero: pages are allocated as they are written,
+    /// and freed when trimmed.
     pub fn new(size: u64) -> Result<SharedPages> {
-        let page_count = size.div_ceil(1 << PAGE_SHIFT);
-        let nomem = || {
-            Error::new(
-                Errno::ENOMEM,
-                format!("cannot allocate a page table for {size} bytes"),
-            )
-        };
-        let entries = usize::try_from(page_count.max(1)).map_err(|_| nomem())?;
-        // SAFETY: calloc of plain data; a NULL result is handled. Zeroed memory is a valid array
-        // of NULL `AtomicPtr`s.
-        let pages = unsafe { libc::calloc(entries, std::mem::size_of::<AtomicPtr<u8>>()) }
-            .cast::<AtomicPtr<u8>>();
-        // SAFETY: as above, for the lock array: a zero word is a free lock (`page_lock`).
-        let locks =
-            unsafe { libc::calloc(LOCK_STRIPES as usize, std::mem::size_of::<AtomicU32>()) }
-                .cast::<AtomicU32>();
-        // SAFETY: as above, for the header (written below).
-        let store = unsafe { libc::malloc(std::mem::size_of::<PagesStore>()) }.cast::<PagesStore>();
-        if pages.is_null() || locks.is_null() || store.is_null() {
-            // SAFETY: free(NULL) is a no-op; the others came from calloc/malloc.
+        SharedPages::create(size, None)
+    }
+
+    /// A new store of `size` bytes, all zero, whose pages are allocated now, as one block
+    /// (nbdkit's `allocator=malloc`), and locked into RAM with `mlock(2)` if `lock`. Trimming
+    /// zeroes them; they are freed with the store.
+    pub fn new_dense(size: u64, lock: bool) -> Result<SharedPages> {
+        SharedPages::create(size, Some(lock))
+    }
+
+    fn create(size: u64, dense: Option<bool>) -> Result<SharedPages> {
+        let page_count = size.div_ceil(Self::PAGE_SIZE);
+        let last = page_count.max(1) - 1;
+        let mut top_shift = 0;
+        while last >> top_shift >= 1 << ROOT_MAX_SHIFT {
+            top_shift += NODE_SHIFT;
+        }
+        let root = calloc::<AtomicPtr<u8>>((last >> top_shift) + 1);
+        // A zero word is a free lock (`page_lock`).
+        let locks = calloc::<AtomicU32>(LOCK_STRIPES);
+        let store = calloc::<PagesStore>(1);
+        if root.is_null() || locks.is_null() || store.is_null() {
+            // SAFETY: free(NULL) is a no-op; the others came from calloc.
             unsafe {
-                libc::free(pages.cast());
+                libc::free(root.cast());
                 libc::free(locks.cast());
                 libc::free(store.cast());
             }
-            return Err(nomem());
+            return Err(Error::new(
+                Errno::ENOMEM,
+                format!("cannot allocate a page table for {size} bytes"),
+            ));
         }
-        // SAFETY: `store` is a fresh allocation of the right size and alignment (malloc).
+        // SAFETY: `store` is a fresh allocation of the right size and alignment.
         unsafe {
             store.write(PagesStore {
                 magic: PAGES_MAGIC,
@@ -82,14 +103,56 @@ impl SharedPages {
                 size,
                 page_count,
                 refs: AtomicUsize::new(1),
-                pages,
+                root,
                 lock_stripes: LOCK_STRIPES,
                 locks,
+                node_shift: NODE_SHIFT,
+                top_shift,
+                dense: std::ptr::null_mut(),
+                dense_len: 0,
             })
         };
-        Ok(SharedPages {
+        let pages = SharedPages {
             store: NonNull::new(store).expect("checked above"),
-        })
+        };
+        if let Some(lock) = dense {
+            pages.allocate_all(lock)?;
+        }
+        Ok(pages)
+    }
+
+    /// Allocates every page now, as one block (see [`SharedPages::new_dense`]).
+    fn allocate_all(&self, lock: bool) -> Result<()> {
+        let h = self.store.as_ptr();
+        let len = self.header().page_count << PAGE_SHIFT;
+        let block = calloc::<u8>(len);
+        if block.is_null() {
+            return Err(Error::new(
+                Errno::ENOMEM,
+                format!("cannot allocate {len} bytes: {}", Errno::ENOMEM.desc()),
+            ));
+        }
+        // SAFETY: the store is not shared yet; `block` is recorded at once so that drop frees it.
+        unsafe {
+            (*h).dense = block;
+            (*h).dense_len = len;
+        }
+        // SAFETY: `block` has `len` bytes.
+        if lock && unsafe { libc::mlock(block.cast(), len as usize) } != 0 {
+            let errno = Errno::last();
+            return Err(Error::new(errno, format!("mlock: {}", errno.desc())));
+        }
+        for index in 0..self.header().page_count {
+            // SAFETY: page `index` of the block lies within it.
+            let page = unsafe { block.add((index << PAGE_SHIFT) as usize) };
+            self.entry_or_make(index)?.store(page, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Whether all pages were allocated at once ([`SharedPages::new_dense`]).
+    pub fn is_dense(&self) -> bool {
+        !self.header().dense.is_null()
     }
 
     fn header(&self) -> &PagesStore {
@@ -117,19 +180,90 @@ impl SharedPages {
         }
     }
 
-    /// Runs `f` with page `index`'s slot under its lock (write lock if `write`).
-    fn with_page<R>(&self, index: u64, write: bool, f: impl FnOnce(&AtomicPtr<u8>) -> R) -> R {
+    /// The entry of page `index` in the page table, if the nodes above it exist.
+    #[inline]
+    fn entry(&self, index: u64) -> Option<&AtomicPtr<u8>> {
         let h = self.header();
         debug_assert!(index < h.page_count);
-        // SAFETY: `index < page_count` (callers check the range) and `lock_stripes` locks exist,
-        // living as long as the store.
-        let (lock, slot) = unsafe {
-            (
-                // A mask, not `%`: no division on the request path.
-                &*h.locks.add((index & (h.lock_stripes - 1)) as usize),
-                &*h.pages.add(index as usize),
-            )
-        };
+        let mut shift = h.top_shift;
+        // SAFETY: `index < page_count` (callers check the range), so `index >> top_shift` is
+        // within the root; lower nodes have `1 << node_shift` entries and are indexed masked.
+        // Nodes live as long as the store.
+        let mut entry = unsafe { &*h.root.add((index >> shift) as usize) };
+        while shift != 0 {
+            let node = entry.load(Ordering::Acquire);
+            if node.is_null() {
+                return None;
+            }
+            shift -= h.node_shift;
+            let i = (index >> shift) & ((1 << h.node_shift) - 1);
+            // SAFETY: as above.
+            entry = unsafe { &*node.cast::<AtomicPtr<u8>>().add(i as usize) };
+        }
+        Some(entry)
+    }
+
+    /// Page `index`, or NULL (a hole). The read path: one load per level of the table.
+    #[inline]
+    fn page(&self, index: u64) -> *mut u8 {
+        let h = self.header();
+        let mut shift = h.top_shift;
+        // SAFETY: as in `entry`.
+        let mut p = unsafe { &*h.root.add((index >> shift) as usize) }.load(Ordering::Acquire);
+        while shift != 0 && !p.is_null() {
+            shift -= h.node_shift;
+            let i = (index >> shift) & ((1 << h.node_shift) - 1);
+            // SAFETY: as in `entry`.
+            p = unsafe { &*p.cast::<AtomicPtr<u8>>().add(i as usize) }.load(Ordering::Acquire);
+        }
+        p
+    }
+
+    /// The entry of page `index`, making the nodes above it that do not exist yet.
+    fn entry_or_make(&self, index: u64) -> Result<&AtomicPtr<u8>> {
+        let h = self.header();
+        let mut shift = h.top_shift;
+        // SAFETY: as in `entry`.
+        let mut entry = unsafe { &*h.root.add((index >> shift) as usize) };
+        while shift != 0 {
+            let mut node = entry.load(Ordering::Acquire);
+            if node.is_null() {
+                let new = calloc::<AtomicPtr<u8>>(1 << h.node_shift).cast::<u8>();
+                if new.is_null() {
+                    return Err(Error::new(
+                        Errno::ENOMEM,
+                        "out of memory for the page table",
+                    ));
+                }
+                node = match entry.compare_exchange(
+                    std::ptr::null_mut(),
+                    new,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => new,
+                    Err(theirs) => {
+                        // SAFETY: ours, never published.
+                        unsafe { libc::free(new.cast()) };
+                        theirs
+                    }
+                };
+            }
+            shift -= h.node_shift;
+            let i = (index >> shift) & ((1 << h.node_shift) - 1);
+            // SAFETY: as in `entry`.
+            entry = unsafe { &*node.cast::<AtomicPtr<u8>>().add(i as usize) };
+        }
+        Ok(entry)
+    }
+
+    /// Runs `f` with page `index`'s lock held (the write lock if `write`).
+    #[inline]
+    fn locked<R>(&self, index: u64, write: bool, f: impl FnOnce() -> R) -> R {
+        let h = self.header();
+        // SAFETY: `lock_stripes` locks exist, living as long as the store.
+        // A mask, not `%`: no division on the request path.
+        let lock = unsafe { &*h.locks.add((index & (h.lock_stripes - 1)) as usize) };
         // Released even if `f` panics (it does not: it copies or fills within checked bounds),
         // so that a lock shared by every generation is never left held.
         struct Release<'a>(&'a AtomicU32, bool);
@@ -148,7 +282,7 @@ impl SharedPages {
             page_lock::read_lock(lock);
         }
         let _release = Release(lock, write);
-        f(slot)
+        f()
     }
 
     /// Calls `f(page index, offset in page, range of the caller's buffer)` for each page piece
@@ -175,8 +309,8 @@ impl SharedPages {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
         self.pieces(offset, buf.len(), |index, in_page, range| {
-            self.with_page(index, false, |slot| {
-                let page = slot.load(Ordering::Acquire);
+            self.locked(index, false, || {
+                let page = self.page(index);
                 if page.is_null() {
                     buf[range].fill(0);
                 } else {
@@ -193,38 +327,38 @@ impl SharedPages {
     /// Writes `buf` at `offset`, allocating pages as needed.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
-        let page_size = self.page_size() as usize;
-        let mut failed = false;
+        let page_size = self.page_size();
+        let mut failed = None;
         self.pieces(offset, buf.len(), |index, in_page, range| {
-            if failed {
+            if failed.is_some() {
                 return;
             }
-            self.with_page(index, true, |slot| {
-                let mut page = slot.load(Ordering::Acquire);
+            self.locked(index, true, || {
+                let entry = match self.entry_or_make(index) {
+                    Ok(entry) => entry,
+                    Err(e) => return failed = Some(e),
+                };
+                let mut page = entry.load(Ordering::Acquire);
                 if page.is_null() {
-                    // SAFETY: calloc of plain bytes; NULL is handled.
-                    page = unsafe { libc::calloc(1, page_size) }.cast::<u8>();
+                    page = calloc::<u8>(page_size);
                     if page.is_null() {
-                        failed = true;
-                        return;
+                        return failed =
+                            Some(Error::new(Errno::ENOMEM, "out of memory for a new page"));
                     }
-                    slot.store(page, Ordering::Release);
+                    entry.store(page, Ordering::Release);
                 }
                 // SAFETY: as in `read_at`; the write lock makes this the only access.
                 let dst = unsafe { std::slice::from_raw_parts_mut(page.add(in_page), range.len()) };
                 dst.copy_from_slice(&buf[range]);
             })
         });
-        if failed {
-            return Err(Error::new(Errno::ENOMEM, "out of memory for a new page"));
-        }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Makes `[offset, offset + len)` read as zeroes, freeing the pages wholly inside it (they
-    /// become holes) and zeroing the partial ones at its ends.
+    /// become holes) and zeroing the partial ones at its ends. (A dense store's pages are zeroed.)
     pub fn trim(&self, offset: u64, len: u64) -> Result<()> {
-        self.clear(offset, len, true)
+        self.clear(offset, len, !self.is_dense())
     }
 
     /// Makes `[offset, offset + len)` read as zeroes without changing what is allocated:
@@ -240,16 +374,28 @@ impl SharedPages {
         let end = offset + len;
         while pos < end {
             let index = pos / page_size;
+            let (allocated, span) = self.span_at(index);
+            if !allocated {
+                // A hole, maybe a whole subtree of them: nothing to clear.
+                pos = ((index + span) * page_size).min(end);
+                continue;
+            }
             let in_page = (pos % page_size) as usize;
             let n = (page_size - in_page as u64).min(end - pos) as usize;
-            self.with_page(index, true, |slot| {
-                let page = slot.load(Ordering::Acquire);
+            self.locked(index, true, || {
+                let Some(entry) = self.entry(index) else {
+                    return;
+                };
+                let page = entry.load(Ordering::Acquire);
                 if page.is_null() {
                     return;
                 }
-                if free_whole_pages && n as u64 == page_size {
-                    slot.store(std::ptr::null_mut(), Ordering::Release);
-                    // SAFETY: allocated with calloc; no one else can reach it (write lock, slot
+                // Whole: the page, or all of the disk's last, shorter page.
+                let whole =
+                    in_page == 0 && (n as u64 == page_size || pos + n as u64 == self.size());
+                if free_whole_pages && whole {
+                    entry.store(std::ptr::null_mut(), Ordering::Release);
+                    // SAFETY: allocated with calloc; no one else can reach it (write lock, entry
                     // cleared).
                     unsafe { libc::free(page.cast()) };
                 } else {
@@ -262,15 +408,32 @@ impl SharedPages {
         Ok(())
     }
 
+    /// Whether page `index` is allocated (a hint: it may change at once), and for how many
+    /// pages from it that is sure to hold: 1 for a page, the rest of a subtree never written.
+    fn span_at(&self, index: u64) -> (bool, u64) {
+        let h = self.header();
+        let mut shift = h.top_shift;
+        // SAFETY: as in `entry`; only pointer values are read, atomically.
+        let mut entry = unsafe { &*h.root.add((index >> shift) as usize) };
+        loop {
+            let p = entry.load(Ordering::Acquire);
+            if p.is_null() {
+                let span = 1u64 << shift;
+                return (false, span - (index & (span - 1)));
+            }
+            if shift == 0 {
+                return (true, 1);
+            }
+            shift -= h.node_shift;
+            let i = (index >> shift) & ((1 << h.node_shift) - 1);
+            // SAFETY: as in `entry`.
+            entry = unsafe { &*p.cast::<AtomicPtr<u8>>().add(i as usize) };
+        }
+    }
+
     /// Whether the page holding byte `offset` is allocated (a hint: it may change at once).
     pub fn is_allocated(&self, offset: u64) -> bool {
-        let h = self.header();
-        let index = offset >> h.page_shift;
-        // SAFETY: bounds checked; only the pointer value is read, atomically.
-        index < h.page_count
-            && !unsafe { &*h.pages.add(index as usize) }
-                .load(Ordering::Relaxed)
-                .is_null()
+        offset < self.size() && self.span_at(offset >> self.header().page_shift).0
     }
 
     /// The allocated and unallocated runs of `[offset, offset + len)`, as
@@ -281,8 +444,9 @@ impl SharedPages {
         let mut runs: Vec<(u64, u64, bool)> = Vec::new();
         let mut pos = offset;
         while pos < end {
-            let next = ((pos / page_size + 1) * page_size).min(end);
-            let allocated = self.is_allocated(pos);
+            let index = pos / page_size;
+            let (allocated, span) = self.span_at(index);
+            let next = (index + span).saturating_mul(page_size).min(end);
             match runs.last_mut() {
                 Some(last) if last.2 == allocated => last.1 += next - pos,
                 _ => runs.push((pos, next - pos, allocated)),
@@ -309,7 +473,9 @@ impl SharedPages {
         (h.magic == PAGES_MAGIC
             && h.layout_version == PAGES_LAYOUT_VERSION
             && h.lock_stripes.is_power_of_two())
-        .then_some(SharedPages { store })
+        // Lazily: a handle made and dropped here would release a reference to a store this
+        // build cannot read (version 2's `then_some` did, and the caller released it again).
+        .then(|| SharedPages { store })
     }
 }
 
@@ -328,16 +494,37 @@ impl Drop for SharedPages {
         fence(Ordering::Acquire);
         let h = self.store.as_ptr();
         // SAFETY: this was the last handle: nothing else can reach the store. Everything was
-        // allocated with the C allocator as laid out in `new`.
+        // allocated with the C allocator as laid out in `create`.
         unsafe {
-            for i in 0..(*h).page_count as usize {
-                libc::free((*(*h).pages.add(i)).load(Ordering::Relaxed).cast());
-            }
-            libc::free((*h).pages.cast());
-            libc::free((*h).locks.cast());
-            libc::free(h.cast());
+            let h = &*h;
+            let root_entries = ((h.page_count.max(1) - 1) >> h.top_shift) + 1;
+            free_table(h, h.root, root_entries, h.top_shift);
+            libc::free(h.dense.cast());
+            libc::free(h.locks.cast());
+        }
+        // SAFETY: as above; `h` is not used after this.
+        unsafe { libc::free(h.cast()) };
+    }
+}
+
+/// Frees `node` (of `entries` entries, indexed by page index bits from `shift` up) and what is
+/// below it: nodes, and pages unless the store is dense.
+///
+/// # Safety
+/// The store is no longer shared; `node` and everything below it came from calloc.
+unsafe fn free_table(h: &PagesStore, node: *mut AtomicPtr<u8>, entries: u64, shift: u32) {
+    for i in 0..entries as usize {
+        let p = (*node.add(i)).load(Ordering::Relaxed);
+        if p.is_null() {
+            continue;
+        }
+        if shift > 0 {
+            free_table(h, p.cast(), 1 << h.node_shift, shift - h.node_shift);
+        } else if h.dense.is_null() {
+            libc::free(p.cast());
         }
     }
+    libc::free(node.cast());
 }
 
 impl std::fmt::Debug for SharedPages {
@@ -392,5 +579,86 @@ mod tests {
         let mut buf = vec![1u8; 3 * ps as usize];
         pages.read_at(&mut buf, 0).unwrap();
         assert!(buf.iter().all(|&b| b == 0));
+    }
+}
+
+#[cfg(test)]
+mod sparse_tests {
+    use super::*;
+
+    /// The largest sizes nbdkit serves: a page table of three levels below the root, made as
+    /// the end is written; reads around it see the write and zeroes.
+    #[test]
+    fn the_largest_disks_are_served_sparsely_to_the_very_end() {
+        for size in [
+            i64::MAX as u64,
+            9_223_372_035_781_033_984,
+            (1 << 40) + 12345,
+        ] {
+            let pages = SharedPages::new(size).unwrap();
+            let data: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+            let at = size - data.len() as u64;
+            pages.write_at(&data, at).unwrap();
+            let mut back = vec![0u8; data.len()];
+            pages.read_at(&mut back, at).unwrap();
+            assert_eq!(back, data, "size {size}");
+            let mut before = vec![1u8; 4096];
+            pages.read_at(&mut before, at - 4096).unwrap();
+            assert!(before.iter().all(|&b| b == 0));
+            assert!(pages.write_at(&[1], size).is_err(), "beyond the end");
+            // Holes are reported a subtree at a time: few runs, fast, whatever the size.
+            let runs = pages.runs(0, size);
+            assert!(runs.last().unwrap().2);
+            assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), size);
+            assert!(runs.len() <= 3, "{runs:?}");
+            pages
+                .trim(
+                    at - at % SharedPages::PAGE_SIZE,
+                    size - (at - at % SharedPages::PAGE_SIZE),
+                )
+                .unwrap();
+            assert_eq!(pages.runs(0, size), vec![(0, size, false)]);
+        }
+    }
+
+    #[test]
+    fn a_dense_store_is_all_data_and_trim_zeroes_it() {
+        let pages = SharedPages::new_dense(100_000, false).unwrap();
+        assert!(pages.is_dense());
+        assert_eq!(pages.runs(0, 100_000), vec![(0, 100_000, true)]);
+        pages.write_at(&[7u8; 50_000], 10).unwrap();
+        pages.trim(0, 100_000).unwrap();
+        assert_eq!(pages.runs(0, 100_000), vec![(0, 100_000, true)]);
+        let mut back = vec![1u8; 100_000];
+        pages.read_at(&mut back, 0).unwrap();
+        assert!(back.iter().all(|&b| b == 0));
+        assert!(SharedPages::new_dense(i64::MAX as u64, false).is_err());
+    }
+
+    /// A store of another layout version (a build before the page table or the page lock
+    /// changed) is not adopted: the successor starts fresh instead of misreading it.
+    #[test]
+    fn a_store_of_another_layout_version_is_refused() {
+        let pages = SharedPages::new(1 << 20).unwrap();
+        let handover = crate::Handover::pages("disk", &pages);
+        assert!(handover.into_pages().is_some());
+        let raw = pages.clone().into_raw();
+        for version in [2, PAGES_LAYOUT_VERSION + 1] {
+            // SAFETY: `raw` is the live store this test holds; only its header is changed.
+            unsafe { (*(raw as *mut PagesStore)).layout_version = version };
+            assert!(
+                SharedPages::from_raw(raw).is_none(),
+                "version {version} adopted"
+            );
+            // The refusal takes no reference: the caller releases the one it was handed.
+            assert_eq!(
+                pages.header().refs.load(Ordering::Relaxed),
+                2,
+                "a reference was dropped"
+            );
+        }
+        // SAFETY: as above; put back so that the reference `raw` carries can be dropped.
+        unsafe { (*(raw as *mut PagesStore)).layout_version = PAGES_LAYOUT_VERSION };
+        drop(SharedPages::from_raw(raw).unwrap());
     }
 }

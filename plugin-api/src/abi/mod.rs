@@ -127,21 +127,30 @@ pub const HANDOVER_BYTES: u32 = 2;
 /// [`PagesStore::magic`].
 pub const PAGES_MAGIC: u64 = u64::from_le_bytes(*b"RSPAGES\0");
 /// [`PagesStore::layout_version`]: bump on any change to the layout or the locking protocol.
-pub const PAGES_LAYOUT_VERSION: u32 = 2;
+pub const PAGES_LAYOUT_VERSION: u32 = 3;
 
 /// The memory of a `SharedPages` store (`crate::shared_pages`): a sparse array of pages that the
 /// generations of a plugin read and write directly, concurrently, across hot reloads. Fixed by
 /// [`PAGES_LAYOUT_VERSION`]; all its memory comes from the C allocator, so any generation may
 /// free it.
 ///
-/// Protocol: page `i` is `pages[i]` (NULL: reads as zeroes), `1 << page_shift` bytes. Its
-/// contents and pointer are guarded by `locks[i & (lock_stripes - 1)]` (`lock_stripes` is a
-/// power of two), a reader-writer lock in one
-/// 32-bit word (zero: free) whose protocol is in `crate::page_lock`: read lock to read, write
-/// lock to allocate, write, zero or free. `refs` counts the handles.
+/// Protocol: page `i` is `1 << page_shift` bytes, found through a radix tree of
+/// `AtomicPtr`s. The root has `page_count >> top_shift` (rounded up) entries; each entry of a
+/// level with a shift `s > 0` points at a node of `1 << node_shift` entries (NULL: nothing below
+/// was ever written) for the next level, with shift `s - node_shift`; the level with shift 0
+/// holds the pages (NULL: reads as zeroes). So the entry of page `i` is reached from
+/// `root[i >> top_shift]`, then `node[(i >> s) & ((1 << node_shift) - 1)]` for each lower `s`.
+/// Nodes are made with `calloc` and published with a compare-and-swap from NULL (the loser
+/// frees its own), and are freed only with the store. A page's contents and pointer are guarded
+/// by `locks[i & (lock_stripes - 1)]` (`lock_stripes` is a power of two), a reader-writer lock
+/// in one 32-bit word (zero: free) whose protocol is in `crate::page_lock`: read lock to read,
+/// write lock to allocate, write, zero or free. `refs` counts the handles. If `dense` is not
+/// NULL, every page was allocated at once as one block of `dense_len` bytes (page `i` at
+/// `dense + (i << page_shift)`, `allocator=malloc`), and pages are zeroed, never freed.
 ///
-/// Version 1 had `pthread_rwlock_t` locks; a build of version 2 does not adopt a version-1 store
-/// (its disk starts empty), nor the other way round.
+/// Version 1 had `pthread_rwlock_t` locks, version 2 a flat page table and page locks whose
+/// waiting writer could be overtaken by readers; a build does not adopt a store of another
+/// version (its disk starts empty).
 #[repr(C)]
 pub struct PagesStore {
     /// [`PAGES_MAGIC`].
@@ -152,16 +161,25 @@ pub struct PagesStore {
     pub page_shift: u32,
     /// Size in bytes.
     pub size: u64,
-    /// Entries in `pages`.
+    /// Pages of the disk.
     pub page_count: u64,
     /// Handles to this store.
     pub refs: AtomicUsize,
-    /// The page table.
-    pub pages: *mut AtomicPtr<u8>,
+    /// The page table's root node.
+    pub root: *mut AtomicPtr<u8>,
     /// Entries in `locks`, a power of two.
     pub lock_stripes: u64,
     /// The page locks (see `crate::page_lock`).
     pub locks: *mut AtomicU32,
+    /// log2 of the entries of a node below the root.
+    pub node_shift: u32,
+    /// How far a page index is shifted to index the root: `node_shift` times the levels below
+    /// it.
+    pub top_shift: u32,
+    /// All the pages in one block, or NULL (sparse).
+    pub dense: *mut u8,
+    /// Bytes at `dense`.
+    pub dense_len: u64,
 }
 
 /// nbdkit's server functions and the shim's error and log channels, as seen by a plugin.

@@ -1,37 +1,53 @@
-//! `file`: serves a file or a block device, like nbdkit's own file plugin.
+//! `file`: serves a file or a block device, or the files of a directory, like nbdkit's own
+//! file plugin.
 //!
 //! ```text
 //! nbdkit rustshim plugin=librustshim_file.so file=disk.img
 //! nbdkit rustshim librustshim_file.so disk.img readonly=true
+//! nbdkit rustshim plugin=librustshim_file.so dir=/var/tmp/exports     # one export per file
+//! nbdkit rustshim plugin=librustshim_file.so fd=3                     # an inherited descriptor
 //! ```
 //!
 //! Reads and writes are positional (`pread`/`pwrite`), so requests run in parallel on one file
 //! descriptor. Trimming and zeroing use `fallocate`, and extents come from `lseek` with
-//! `SEEK_DATA`/`SEEK_HOLE`, so sparse files stay sparse and clients can skip their holes.
+//! `SEEK_DATA`/`SEEK_HOLE`, so sparse files stay sparse and clients can skip their holes. A file
+//! that cannot be opened for writing is served read-only. `fadvise=` hints the access pattern to
+//! the kernel, `cache=none` keeps the data out of the page cache.
 
 use std::fmt::Display;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use nix::fcntl::{fallocate, FallocateFlags, OFlag};
+use nix::fcntl::{fallocate, posix_fadvise, FallocateFlags, PosixFadviseAdvice};
 use nix::unistd::{lseek, Whence};
 use rustshim_plugin_api::prelude::*;
 
+mod evict;
+mod source;
+
+use evict::Evictor;
+use source::Source;
+
 #[derive(Default)]
 struct FilePlugin {
-    /// From `file=`, made absolute: nbdkit changes directory to `/` before serving.
-    path: Option<PathBuf>,
+    /// From `file=`, `dir=`, `fd=` or `dirfd=`: exactly one.
+    source: Option<Source>,
     /// From `readonly=`: never open the file for writing.
     readonly: bool,
+    /// From `fadvise=`: the hint given for each connection's file.
+    fadvise: Option<PosixFadviseAdvice>,
+    /// With `cache=none`: what was written recently.
+    evictor: Option<Evictor>,
 }
 
 /// One connection's open file.
 struct Handle {
-    file: File,
+    /// Shared with `cache=none`'s list of recent writes.
+    file: Arc<File>,
     /// Whether the file was opened for writing.
     writable: bool,
     is_block_device: bool,
@@ -50,63 +66,104 @@ impl Plugin for FilePlugin {
     const VERSION: Option<&'static str> = Some(env!("CARGO_PKG_VERSION"));
     const DESCRIPTION: Option<&'static str> = Some("Serves a file or a block device.");
     const CONFIG_HELP: Option<&'static str> = Some(
-        "file=<FILENAME>     (required) The file or block device to serve.\n\
-         readonly=true|false Open the file read-only (default false).",
+        "[file=]<FILENAME>       The file or block device to serve\n\
+         fd=<FILE_DESCRIPTOR>    Serve the file open on this inherited descriptor\n\
+         dir=<DIRNAME>           Serve the files of a directory, one export each\n\
+         dirfd=<FILE_DESCRIPTOR> Serve the directory open on this inherited descriptor\n\
+         cache=default|none      Keep served data out of the page cache (none)\n\
+         fadvise=normal|random|sequential  Hint the access pattern to the kernel\n\
+         readonly=true|false     Open the file read-only (default false)",
     );
     // `nbdkit rustshim librustshim_file.so disk.img` means file=disk.img.
     const MAGIC_CONFIG_KEY: Option<&'static str> = Some("file");
 
     fn config(&mut self, key: &str, value: &str) -> Result<()> {
-        match key {
-            // Resolved now, while relative paths still mean what the user meant; this also
-            // reports a missing file at once instead of at the first connection.
-            "file" => {
-                let path = std::fs::canonicalize(value).map_err(failed(format!("file={value}")))?;
-                self.path = Some(path);
+        if let Some(source) = Source::parse(key, value)? {
+            if self.source.is_some() {
+                return Err(Error::invalid(
+                    "file: file|dir|fd|dirfd parameter can only appear once on the command line",
+                ));
             }
+            self.source = Some(source);
+            return Ok(());
+        }
+        match key {
             "readonly" => self.readonly = server::parse_bool(value)?,
+            "fadvise" => {
+                self.fadvise = Some(match value {
+                    "normal" => PosixFadviseAdvice::POSIX_FADV_NORMAL,
+                    "random" => PosixFadviseAdvice::POSIX_FADV_RANDOM,
+                    "sequential" => PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "file: unknown fadvise mode: {value}"
+                        )))
+                    }
+                })
+            }
+            "cache" => {
+                self.evictor = match value {
+                    "default" => None,
+                    "none" => Some(Evictor::new()),
+                    _ => return Err(Error::invalid(format!("file: unknown cache mode: {value}"))),
+                }
+            }
+            // nbdkit 1.48's name for cache=none.
+            "reduce-memory-pressure" => {
+                self.evictor = server::parse_bool(value)?.then(Evictor::new);
+            }
+            "rdelay" | "wdelay" => {
+                return Err(Error::invalid(
+                    "file: add --filter=delay on the command line",
+                ))
+            }
             _ => return Err(Error::invalid(format!("file: unknown parameter '{key}'"))),
         }
         Ok(())
     }
 
     fn config_complete(&mut self) -> Result<()> {
-        let Some(path) = &self.path else {
-            return Err(Error::invalid(
-                "file: you must supply the file=<FILENAME> parameter after the plugin name \
-                 on the command line",
-            ));
-        };
-        // A directory or a socket would only fail later, on the first read.
-        let file_type = std::fs::metadata(path)
-            .map_err(failed(path.display()))?
-            .file_type();
-        if !file_type.is_file() && !file_type.is_block_device() {
-            return Err(Error::invalid(format!(
-                "file: {}: not a regular file or block device",
-                path.display()
-            )));
+        match &self.source {
+            Some(source) => source.check(),
+            None => Err(Error::invalid(
+                "file: you must supply [file=]<FILENAME>, dir=<DIRNAME> or fd=<FD> parameter \
+                 after the plugin name on the command line",
+            )),
         }
-        Ok(())
+    }
+
+    // What nbdkit's file plugin reports about how it was built, for what this one does too.
+    fn dump_plugin(&self, dump: &mut Dump) {
+        dump.field("file_extents", "yes");
+        dump.field("file_falloc_fl_punch_hole", "yes");
+        dump.field("file_falloc_fl_zero_range", "yes");
+    }
+
+    // A file is the default export; a directory has one export per file.
+    fn list_exports(&self, _readonly: bool, _is_tls: bool, exports: &mut Exports) -> Result<()> {
+        self.source().list(exports)
     }
 
     // The file is opened once per connection, as nbdkit's file plugin does: each connection
     // then opens it with the access it needs (read-only for `nbdkit -r` or a read-only
-    // client), and a file replaced between connections is picked up by the next one.
+    // client, or when writing is refused), and a file replaced between connections is picked
+    // up by the next one.
     fn open(&self, readonly: bool) -> Result<Handle> {
-        let path = self.path.as_ref().expect("config_complete checked file=");
-        let writable = !(readonly || self.readonly);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            // Serving a terminal would be odd, but opening one must not make it ours.
-            .custom_flags(OFlag::O_NOCTTY.bits())
-            .open(path)
-            .map_err(failed(format!("open: {}", path.display())))?;
-        let is_block_device = file.metadata()?.file_type().is_block_device();
+        let opened = self.source().open(readonly || self.readonly)?;
+        let metadata = opened.file.metadata().map_err(failed("fstat"))?;
+        let is_block_device = metadata.file_type().is_block_device();
+        if !metadata.is_file() && !is_block_device {
+            return Err(Error::invalid("file: file is not regular or block device"));
+        }
+        if let Some(advice) = self.fadvise {
+            // A hint: a file system that ignores it is fine.
+            if let Err(e) = posix_fadvise(opened.file.as_raw_fd(), 0, 0, advice) {
+                log::debug!("file: posix_fadvise: {} (ignored)", e.desc());
+            }
+        }
         Ok(Handle {
-            file,
-            writable,
+            file: Arc::new(opened.file),
+            writable: opened.writable,
             is_block_device,
             can_punch_hole: AtomicBool::new(true),
             can_zero_range: AtomicBool::new(true),
@@ -117,7 +174,7 @@ impl Plugin for FilePlugin {
     // device's `st_size` is 0: its size is where its end is.
     fn get_size(&self, h: &Handle) -> Result<u64> {
         if h.is_block_device {
-            Ok((&h.file).seek(SeekFrom::End(0)).map_err(failed("lseek"))?)
+            Ok((&*h.file).seek(SeekFrom::End(0)).map_err(failed("lseek"))?)
         } else {
             Ok(h.file.metadata().map_err(failed("fstat"))?.len())
         }
@@ -145,10 +202,22 @@ impl Plugin for FilePlugin {
         Ok(!h.is_block_device)
     }
 
-    // `zero` only ever uses `fallocate`, which is fast, and fails with ENOTSUP where it is not
-    // supported, which is exactly what FAST_ZERO asks for.
-    fn can_fast_zero(&self, _: &Handle) -> Result<bool> {
-        Ok(true)
+    // Like nbdkit's file plugin, fast zero is not advertised (nbdkit's default when `zero` is
+    // defined), so clients do not send FAST_ZERO.
+
+    // Native: `cache` asks the kernel to read ahead (`POSIX_FADV_WILLNEED`).
+    fn can_cache(&self, _: &Handle) -> Result<CacheMode> {
+        Ok(CacheMode::Native)
+    }
+
+    fn cache(&self, h: &Handle, count: u32, offset: u64, _flags: Flags) -> Result<()> {
+        posix_fadvise(
+            h.file.as_raw_fd(),
+            to_off(offset),
+            count.into(),
+            PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+        )
+        .map_err(failed("posix_fadvise"))
     }
 
     // nbdkit never asks past the size it was given, so running out of file means the file
@@ -160,12 +229,20 @@ impl Plugin for FilePlugin {
             } else {
                 failed("pread")(e)
             }
-        })
+        })?;
+        if self.evictor.is_some() {
+            Evictor::after_read(&h.file, offset, buf.len() as u64);
+        }
+        Ok(())
     }
 
     fn pwrite(&self, h: &Handle, buf: &[u8], offset: u64, flags: Flags) -> Result<()> {
         h.file.write_all_at(buf, offset).map_err(failed("pwrite"))?;
-        sync_if_fua(h, flags)
+        sync_if_fua(h, flags)?;
+        match &self.evictor {
+            Some(evictor) => evictor.after_write(&h.file, offset, buf.len() as u64),
+            None => Ok(()),
+        }
     }
 
     // Only the data needs to reach the disk: metadata such as timestamps does not matter to
@@ -262,6 +339,14 @@ impl Plugin for FilePlugin {
     }
 }
 
+impl FilePlugin {
+    fn source(&self) -> &Source {
+        self.source
+            .as_ref()
+            .expect("config_complete checked the source")
+    }
+}
+
 /// Makes a FUA request durable before it is acknowledged (see `can_fua`).
 fn sync_if_fua(h: &Handle, flags: Flags) -> Result<()> {
     if flags.contains(Flags::FUA) {
@@ -296,7 +381,7 @@ fn to_off(offset: u64) -> i64 {
 }
 
 /// Names what failed in an OS error's message; the errno reaches the client unchanged.
-fn failed<E: Into<Error>>(what: impl Display) -> impl FnOnce(E) -> Error {
+pub(crate) fn failed<E: Into<Error>>(what: impl Display) -> impl FnOnce(E) -> Error {
     move |e| e.into().context(what)
 }
 

@@ -4,12 +4,16 @@
 //! ```text
 //! nbdkit rustshim plugin=librustshim_memory.so size=1G
 //! nbdkit rustshim librustshim_memory.so 1T
+//! nbdkit rustshim plugin=librustshim_memory.so size=1G allocator=malloc,mlock=true
 //! ```
 //!
 //! The disk is a [`SharedPages`] store: fixed-size pages, each allocated the first time it is
-//! written, so even a huge disk (`size=1T`) starts at once and uses memory only for what was
-//! written; a page never written, or trimmed, reads as zeroes. Requests run in parallel (the
-//! default thread model): the store locks per page, not globally.
+//! written (`allocator=sparse`, the default), so even the largest disk nbdkit serves
+//! (2⁶³ − 1 bytes) starts at once and uses memory only for what was written; a page never
+//! written, or trimmed, reads as zeroes. With `allocator=malloc` every page is allocated at
+//! start, as one block (locked into RAM with `mlock=true`), as nbdkit's memory plugin does;
+//! `allocator=zstd` is refused. Requests run in parallel (the default thread model): the store
+//! locks per page, not globally.
 //!
 //! With `reload=watch` the disk survives a new build of this plugin: the running build hands its
 //! store to the next one (`hand_over`/`take_over`), and both use the same pages while
@@ -20,10 +24,55 @@ use rustshim_plugin_api::prelude::*;
 /// What a build of this plugin calls its disk when handing it over on a reload.
 const HANDOVER_KIND: &str = "rustshim-memory-disk";
 
+/// From `allocator=`, as nbdkit's memory plugin takes it.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+enum Allocator {
+    #[default]
+    Sparse,
+    /// Every page at start; `mlock` them if true.
+    Malloc { mlock: bool },
+}
+
+impl Allocator {
+    fn parse(value: &str) -> Result<Allocator> {
+        let (name, params) = value.split_once(',').unwrap_or((value, ""));
+        match name {
+            "sparse" if params.is_empty() => Ok(Allocator::Sparse),
+            "sparse" => Err(Error::invalid(
+                "memory: allocator=sparse does not take extra parameters",
+            )),
+            "malloc" => {
+                let mut mlock = false;
+                for param in params.split(',').filter(|p| !p.is_empty()) {
+                    match param.split_once('=') {
+                        Some(("mlock", v)) => mlock = server::parse_bool(v)?,
+                        _ => {
+                            let key = param.split('=').next().unwrap_or(param);
+                            return Err(Error::invalid(format!(
+                                "memory: allocator=malloc: unknown parameter {key}"
+                            )));
+                        }
+                    }
+                }
+                Ok(Allocator::Malloc { mlock })
+            }
+            "zstd" => Err(Error::invalid(
+                "memory: allocator=zstd is not supported by this plugin (no zstd in it): use \
+                 allocator=sparse or malloc, or nbdkit's own memory plugin",
+            )),
+            _ => Err(Error::invalid(format!(
+                "memory: unknown allocator \"{value}\""
+            ))),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Memory {
     /// From `size=`; required.
     size: Option<u64>,
+    /// From `allocator=`.
+    allocator: Allocator,
     /// Made in `get_ready`, once the size is known and nbdkit is about to serve (or taken over
     /// from the previous build on a reload).
     disk: Option<SharedPages>,
@@ -39,14 +88,17 @@ impl Plugin for Memory {
     const VERSION: Option<&'static str> = Some(env!("CARGO_PKG_VERSION"));
     const DESCRIPTION: Option<&'static str> =
         Some("A sparse RAM disk: memory is used only for the pages written.");
-    const CONFIG_HELP: Option<&'static str> =
-        Some("size=<SIZE>  (required) Size of the disk, e.g. 1G or 1T.");
+    const CONFIG_HELP: Option<&'static str> = Some(
+        "size=<SIZE>                 (required) Size of the disk, e.g. 1G or 1T.\n\
+         allocator=sparse|malloc[,mlock=true]  How the disk is stored (default sparse).",
+    );
     // `nbdkit rustshim librustshim_memory.so 1G` means size=1G.
     const MAGIC_CONFIG_KEY: Option<&'static str> = Some("size");
 
     fn config(&mut self, key: &str, value: &str) -> Result<()> {
         match key {
             "size" => self.size = Some(server::parse_size(value)?),
+            "allocator" => self.allocator = Allocator::parse(value)?,
             _ => return Err(Error::invalid(format!("memory: unknown parameter '{key}'"))),
         }
         Ok(())
@@ -63,17 +115,27 @@ impl Plugin for Memory {
         Ok(())
     }
 
-    // Allocated here, not in `Default`, so that `--dump-plugin` and `--help` cost nothing. Only
-    // the page table is made now (virtual memory, touched as pages are written).
+    // Allocated here, not in `Default`, so that `--dump-plugin` and `--help` cost nothing.
+    // Sparse: only the root of the page table is made now (virtual memory, touched as pages are
+    // written). Malloc: the whole disk.
     fn get_ready(&mut self) -> Result<()> {
         if self.disk.is_none() {
-            self.disk = Some(SharedPages::new(self.size.unwrap_or(0))?);
+            let size = self.size.unwrap_or(0);
+            self.disk = Some(match self.allocator {
+                Allocator::Sparse => SharedPages::new(size)?,
+                Allocator::Malloc { mlock } => SharedPages::new_dense(size, mlock)
+                    .map_err(|e| e.context("memory: allocator=malloc"))?,
+            });
         }
         Ok(())
     }
 
+    // nbdkit's memory plugin says which optional allocators it has: `mlock=yes` (this one
+    // has `allocator=malloc,mlock=true`), `zstd=yes` (this one has no zstd).
     fn dump_plugin(&self, dump: &mut Dump) {
         dump.field("memory_page_size", SharedPages::PAGE_SIZE);
+        dump.field("mlock", "yes");
+        dump.field("zstd", "no");
     }
 
     fn open(&self, _readonly: bool) -> Result<()> {
@@ -82,6 +144,15 @@ impl Plugin for Memory {
 
     fn get_size(&self, _: &()) -> Result<u64> {
         Ok(self.disk().size())
+    }
+
+    // As nbdkit's memory plugin (1.42 on) says: any size works, a page is best, no limit.
+    fn block_size(&self, _: &()) -> Result<BlockSize> {
+        Ok(BlockSize {
+            minimum: 1,
+            preferred: SharedPages::PAGE_SIZE as u32,
+            maximum: u32::MAX,
+        })
     }
 
     // Every connection reads and writes the same pages, and a write is visible to all as soon as
@@ -180,7 +251,10 @@ impl Plugin for Memory {
             return Ok(false);
         }
         match state.into_pages() {
-            Some(disk) if Some(disk.size()) == self.size => {
+            Some(disk)
+                if Some(disk.size()) == self.size
+                    && disk.is_dense() == (self.allocator != Allocator::Sparse) =>
+            {
                 self.disk = Some(disk);
                 Ok(true)
             }
