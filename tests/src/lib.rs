@@ -16,6 +16,7 @@ mod artifacts;
 mod clients;
 mod files;
 pub mod fixtures;
+pub mod twin;
 pub use fixtures::API_VERSION;
 mod nbdkit;
 mod trace;

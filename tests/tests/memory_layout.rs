@@ -22,16 +22,16 @@ fn a_store_of_another_layout_version_is_not_taken_over() {
     let old = build_plugin(
         "memory_previous_layout",
         &ApiCopy {
-            version: "1.0.0",
+            version: API_VERSION,
             edits: &[("src/abi/mod.rs", &current_line, &previous_line)],
         },
         include_str!("../../plugins/memory/src/lib.rs"),
         &[],
     );
-    let dir = TempDir::new("memory-layout");
+    let dir = temp_dir("memory-layout");
     let watched = dir.join("libmemory.so");
     install_build(&old, &watched, Install::RenameOver);
-    let server = BackgroundNbdkit::start(
+    let server = serve(
         &[],
         &[
             format!("plugin={}", watched.display()),
@@ -56,18 +56,18 @@ print(h2.pread(3000, 0) == bytes(3000), h1.pread(3000, 0) == b"old" * 1000)
 h2.pwrite(b"new" * 1000, 0)
 print(h1.pread(3000, 0) == b"old" * 1000, h2.pread(3000, 0) == b"new" * 1000)
 "#,
-        log = server.log.display().to_string(),
+        log = server.log_path().display().to_string(),
         new = plugin("memory").display().to_string(),
         watched = watched.display().to_string(),
     );
-    let out = server.python(&script).ok();
+    let out = server.client(&script).ok();
     assert_eq!(
         out.stdout.trim(),
         "True True\nTrue True",
         "{}",
-        server.log_text()
+        server.log()
     );
-    let line = server.wait_for_log("generation 2 from", 1);
+    let line = server.wait_for_log("generation 2 from", 1).unwrap();
     assert!(
         line.contains("starts with fresh state: it did not take state 'rustshim-memory-disk'"),
         "{line}"

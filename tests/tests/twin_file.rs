@@ -5,14 +5,11 @@
 //! between versions (`fd=`/`dirfd=` are 1.34's, `reduce-memory-pressure=` 1.48's), the test says
 //! so for each version; the twin follows nbdkit 1.42's and takes 1.48's new name too.
 
-#[path = "../fixtures/twin.rs"]
-mod twin;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use rustshim_tests::twin::*;
 use rustshim_tests::*;
-use twin::*;
 
 /// A directory under `/tmp` that any user may enter (the suite's TMPDIR may be private), with
 /// `files` of pseudo-random data: (name, length).
@@ -76,7 +73,7 @@ fn every_request_gets_the_same_answer() {
             args.extend(extra.iter().map(|s| s.to_string()));
             let twin = Twin::new("file", &args);
             let server = if which == 0 { &twin.c } else { &twin.rust };
-            answers.push(client(server, REQUESTS).ok().stdout);
+            answers.push(stdio_client(server, REQUESTS).ok().stdout);
         }
         assert!(answers[0].contains("pread-back "), "{}", answers[0]);
         assert_eq!(
@@ -218,7 +215,9 @@ for name in ["b", "link-to-a", "", "sub", "../dir/a", "missing"]:
     except nbd.Error as e:
         print(name, "refused")
 "#;
-    let [c, rust] = twin.both().map(|(_, s)| client(s, script).ok().stdout);
+    let [c, rust] = twin
+        .both()
+        .map(|(_, s)| stdio_client(s, script).ok().stdout);
     assert!(c.starts_with("b 12305 "), "{c}");
     assert!(c.contains("\n refused\n"), "the default export: {c}");
     assert_eq!(c, rust, "C (left) and rustshim (right)");
@@ -292,7 +291,7 @@ fn reduce_memory_pressure_is_cache_none() {
         &[files.path("disk.img"), "reduce-memory-pressure=true".into()],
     );
     let [c, rust] = twin.both().map(|(_, s)| {
-        serve(
+        serve_run(
             &[],
             s,
             "nbdsh -u \"$uri\" -c 'h.pwrite(b\"x\" * 65536, 0)' -c 'print(h.pread(3, 0))'",
@@ -382,7 +381,7 @@ fn both_refuse_the_same_bad_parameters() {
 #[test]
 fn dump_plugin_lines_are_the_c_plugins() {
     let twin = Twin::new("file", &[] as &[&str]);
-    let [c, rust] = twin.both().map(|(_, s)| dump_plugin(s));
+    let [c, rust] = twin.both().map(|(_, s)| dump_plugin_lines(s));
     let ours: Vec<&String> = rust.iter().filter(|l| l.starts_with("file_")).collect();
     assert_eq!(ours.len(), 3, "{rust:?}");
     for line in ours {

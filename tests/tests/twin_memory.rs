@@ -4,11 +4,8 @@
 //! `--dump-plugin`. Where nbdkit's own plugin differs between versions, the test says so for
 //! each version; the twin follows nbdkit 1.42's.
 
-#[path = "../fixtures/twin.rs"]
-mod twin;
-
+use rustshim_tests::twin::*;
 use rustshim_tests::*;
-use twin::*;
 
 /// 2⁶³ − 1 bytes, the largest size nbdkit serves, and 2⁶³ − 2³⁰ (which qemu can open).
 const HUGE: [u64; 2] = [i64::MAX as u64, 9_223_372_035_781_033_984];
@@ -49,7 +46,7 @@ fn nbdinfo_sees_the_same_export() {
 /// can open the size; the twin's memory follows what was written, not the size.
 #[test]
 fn the_largest_sizes_are_served_and_written_at_the_very_end() {
-    let dir = TempDir::new("twin-memory-huge");
+    let dir = temp_dir("twin-memory-huge");
     for size in HUGE {
         let twin = Twin::new("memory", &[format!("size={size}")]);
         let script = r#"
@@ -62,13 +59,15 @@ print(size, h.pread(4096, size - 4096) == b"\x5a" * 4096,
       h.pread(4096, size // 2) == bytes(4096), attempt(h.pread, 1, size))
 h.shutdown()
 "#;
-        let [c, rust] = twin.both().map(|(_, s)| client(s, script).ok().stdout);
+        let [c, rust] = twin
+            .both()
+            .map(|(_, s)| stdio_client(s, script).ok().stdout);
         assert_eq!(c, format!("{size} True True True EINVAL\n"), "C");
         assert_eq!(c, rust, "size={size}: C (left) and rustshim (right)");
         if size == HUGE[1] {
             let end = size - 1024;
             for (label, server) in twin.both() {
-                let out = serve(
+                let out = serve_run(
                     &[],
                     server,
                     &format!(
@@ -91,7 +90,7 @@ h.shutdown()
         let _ = std::fs::remove_file(&pidfile);
         let mut server = vec!["-P".to_string(), pidfile.display().to_string()];
         server.extend(twin.rust.iter().cloned());
-        let out = serve(
+        let out = serve_run(
             &[],
             &server,
             &format!(
@@ -138,7 +137,7 @@ fn allocator_values_are_taken_or_refused_alike() {
         for (label, server) in
             Twin::new("memory", &["1M", &format!("allocator={allocator}")]).both()
         {
-            let out = serve(&[], server, "nbdinfo --size \"$uri\"").ok();
+            let out = serve_run(&[], server, "nbdinfo --size \"$uri\"").ok();
             assert_eq!(
                 out.stdout.trim(),
                 "1048576",
@@ -168,10 +167,10 @@ fn allocator_values_are_taken_or_refused_alike() {
     // A malloc'd terabyte: neither has the memory.
     both_refuse(&Twin::new("memory", &["1T", "allocator=malloc"]));
     let twin = Twin::new("memory", &["1M", "allocator=zstd"]);
-    let c_has_zstd = dump_plugin(&twin.c).iter().any(|l| l == "zstd=yes");
-    let c = serve(&[], &twin.c, "nbdinfo --size \"$uri\"");
+    let c_has_zstd = dump_plugin_lines(&twin.c).iter().any(|l| l == "zstd=yes");
+    let c = serve_run(&[], &twin.c, "nbdinfo --size \"$uri\"");
     assert_eq!(c.status.success(), c_has_zstd, "C: {}", c.stderr);
-    let rust = serve(&[], &twin.rust, "echo served").failed();
+    let rust = serve_run(&[], &twin.rust, "echo served").failed();
     assert_eq!(rust.stderr.lines().count(), 1, "{}", rust.stderr);
     assert!(
         rust.stderr.contains("allocator=zstd is not supported"),
@@ -185,7 +184,7 @@ fn allocator_values_are_taken_or_refused_alike() {
 #[test]
 fn dump_plugin_says_which_allocators_there_are() {
     let twin = Twin::new("memory", &[] as &[&str]);
-    let [c, rust] = twin.both().map(|(_, s)| dump_plugin(s));
+    let [c, rust] = twin.both().map(|(_, s)| dump_plugin_lines(s));
     assert!(c.iter().any(|l| l == "mlock=yes"), "C: {c:?}");
     assert!(c.iter().any(|l| l.starts_with("zstd=")), "C: {c:?}");
     assert!(rust.iter().any(|l| l == "mlock=yes"), "{rust:?}");

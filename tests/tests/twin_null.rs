@@ -2,11 +2,8 @@
 //! reports, the answer to every kind of request, and the refusals. The C plugin is nbdkit's
 //! own, of the version the suite runs (the host's, or `$RUSTSHIM_ROOT`'s).
 
-#[path = "../fixtures/twin.rs"]
-mod twin;
-
+use rustshim_tests::twin::*;
 use rustshim_tests::*;
-use twin::*;
 
 #[test]
 fn nbdinfo_sees_the_same_export() {
@@ -42,7 +39,7 @@ fn both_refuse_the_same_bad_parameters() {
 #[test]
 fn dump_plugin_says_the_same_about_the_plugin() {
     let twin = Twin::new("null", &[] as &[&str]);
-    let [c, rust] = twin.both().map(|(_, s)| dump_plugin(s));
+    let [c, rust] = twin.both().map(|(_, s)| dump_plugin_lines(s));
     // The shim is the plugin nbdkit sees; it names the Rust plugin's own facts with a prefix.
     for line in [
         "magic_config_key=size",
