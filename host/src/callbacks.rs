@@ -9,7 +9,7 @@
 //!
 //! # The two contracts behind the `unsafe` here
 //! * nbdkit's: a callback that takes a handle gets one that `open` returned and that has not
-//!   been given to `close` ([`Connection::from_handle`]); pointers it passes (strings, buffers,
+//!   been given to `close` (`Connection::from_handle`); pointers it passes (strings, buffers,
 //!   lists, out parameters) are valid for the call.
 //! * The plugin's (`rustshim_plugin_api::abi`): it gets back its own instance and, with it, a
 //!   handle that instance opened, and buffers valid for the call. A [`Connection`] pairs a
@@ -19,17 +19,17 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rustshim_plugin_api::abi::{
     DumpSink, HandlePtr, InstancePtr, PluginModuleRef, ROption, RStr, RString, ABI_VERSION,
 };
 
 use crate::config::{self, ReloadMode, CONFIG_HELP, MAGIC_CONFIG_KEY};
+use crate::connection::UNKNOWN;
 use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
 use crate::failure::Failure;
-use crate::generation::{self, Generation, Lifecycle};
+use crate::generation::{self, Lifecycle};
 use crate::nbdkit_c::{
     self, server, Handle, NbdkitExports, NbdkitExtents, NbdkitPlugin, Registration, API_VERSION,
     CACHE_NATIVE, CACHE_NONE, FLAG_FAST_ZERO, FLAG_FUA, FUA_EMULATE, FUA_NONE, MAX_REQUEST_SIZE,
@@ -94,9 +94,12 @@ pub static PLUGIN: Registration = Registration(NbdkitPlugin {
     block_size: Some(block_size),
 });
 
+/// What nbdkit holds as the plugin's handle of one open connection.
+type Connection = crate::connection::Connection<PluginModuleRef>;
+
 /// Runs a cold callback body, turning a panic in the shim itself into an error instead of an
 /// abort (the plugin's own panics are already caught on its side).
-fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
+pub(crate) fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
         let text = payload
             .downcast_ref::<&str>()
@@ -113,7 +116,7 @@ fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
 }
 
 /// `Ok` → 0; `Err` → reported, -1.
-fn status(result: Result<(), Failure>) -> c_int {
+pub(crate) fn status(result: Result<(), Failure>) -> c_int {
     match result {
         Ok(()) => 0,
         Err(failure) => {
@@ -125,19 +128,19 @@ fn status(result: Result<(), Failure>) -> c_int {
 
 /// Like [`status`], for the steps that configure and load the plugin: their messages are the
 /// shim's (`rustshim: …`).
-fn shim_status(result: Result<(), Failure>) -> c_int {
+pub(crate) fn shim_status(result: Result<(), Failure>) -> c_int {
     status(result.map_err(Failure::from_shim))
 }
 
 /// Fails with this errno and no message, as nbdkit does for a callback a plugin lacks.
-fn fail(errno: i32) -> c_int {
+pub(crate) fn fail(errno: i32) -> c_int {
     nbdkit_c::set_errno(errno);
     -1
 }
 
 /// Converts a plugin status (0 / -1 with the error recorded) into nbdkit's.
 #[inline(always)]
-fn forward(r: i32) -> c_int {
+pub(crate) fn forward(r: i32) -> c_int {
     if r < 0 {
         report_failure();
         -1
@@ -156,7 +159,7 @@ extern "C" fn load() {
 
 extern "C" fn unload() {
     guarded("unload", (), || {
-        if let Some(generation) = serving::retire() {
+        if let Some(generation) = serving::PLUGIN.retire() {
             generation.destroy();
         }
         generation::remove_private_dir();
@@ -206,7 +209,7 @@ extern "C" fn thread_model() -> c_int {
         Err(failure) => shim_status(Err(failure)),
         Ok(Some(generation)) => match generation.thread_model() {
             Ok(model) => {
-                reload::announce_thread_model(model);
+                serving::PLUGIN.announce_thread_model(model as i32);
                 model as c_int
             }
             Err(failure) => status(Err(failure)),
@@ -232,7 +235,7 @@ extern "C" fn after_fork() -> c_int {
             return -1;
         }
         if config::state().reload == ReloadMode::Watch {
-            return shim_status(reload::start_watcher());
+            return shim_status(reload::start_watcher(&reload::Plugin));
         }
         0
     })
@@ -246,14 +249,14 @@ extern "C" fn cleanup() {
     })
 }
 
-fn print_line(key: &str, value: &str) {
+pub(crate) fn print_line(key: &str, value: &str) {
     let (k, v) = (nbdkit_c::cstring_lossy(key), nbdkit_c::cstring_lossy(value));
     // SAFETY: a constant format with two NUL-terminated strings. C stdio, not Rust's, so the
     // lines stay in order with the ones nbdkit prints.
     unsafe { libc::printf(c"%s=%s\n".as_ptr(), k.as_ptr(), v.as_ptr()) };
 }
 
-extern "C" fn dump_line(_ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>) {
+pub(crate) extern "C" fn dump_line(_ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>) {
     print_line(key.as_str(), value.as_str());
 }
 
@@ -388,42 +391,6 @@ extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
 
 // ---- A connection ----
 
-/// What nbdkit holds as the handle of one open connection: the plugin's handle and the
-/// generation whose instance opened it, kept alive until the connection closes.
-pub struct Connection {
-    generation: Arc<Generation>,
-    /// The plugin's own handle.
-    handle: HandlePtr,
-    /// The plugin's `can_zero` answer (`UNKNOWN` until asked), which `can_fast_zero` needs.
-    can_zero: AtomicI32,
-}
-
-const UNKNOWN: i32 = i32::MIN;
-
-impl Connection {
-    /// The connection behind nbdkit's handle: how every callback that takes a handle starts.
-    ///
-    /// # Safety
-    /// nbdkit's contract with those callbacks: `h` is what [`open`] returned (a leaked
-    /// `Box<Connection>`), and nbdkit uses it in no callback after [`close`].
-    #[inline(always)]
-    unsafe fn from_handle<'a>(h: Handle) -> &'a Connection {
-        // SAFETY: the caller's contract.
-        unsafe { &*(h as *const Connection) }
-    }
-
-    #[inline(always)]
-    fn module(&self) -> &PluginModuleRef {
-        &self.generation.module
-    }
-
-    /// The instance that opened [`Connection::handle`].
-    #[inline(always)]
-    fn instance(&self) -> InstancePtr {
-        self.generation.instance
-    }
-}
-
 extern "C" fn open(readonly: c_int) -> Handle {
     guarded("open", ptr::null_mut(), || {
         let Some(generation) = serving::current() else {
@@ -438,19 +405,14 @@ extern "C" fn open(readonly: c_int) -> Handle {
             report_failure();
             return ptr::null_mut();
         }
-        Box::into_raw(Box::new(Connection {
-            generation,
-            handle,
-            can_zero: AtomicI32::new(UNKNOWN),
-        }))
-        .cast()
+        Connection::new(generation, handle).into_handle()
     })
 }
 
 unsafe extern "C" fn close(h: Handle) {
     guarded("close", (), || {
         // SAFETY: nbdkit passes a handle from `open` exactly once to `close`, its last use.
-        let c = unsafe { Box::from_raw(h as *mut Connection) };
+        let c = unsafe { Connection::from_close(h) };
         unsafe { (c.module().close())(c.instance(), c.handle) };
         services::log_recorded_error();
     })

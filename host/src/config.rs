@@ -6,7 +6,7 @@
 //! * Any other `key=value`: the plugin's `config`, in command-line order. Pairs given before
 //!   `plugin=` wait and are replayed right after the plugin loads.
 //!
-//! Every pair given to the plugin is recorded ([`serving::record`]), so a later generation can be
+//! Every pair given to the plugin is recorded ([`serving::Slot::record`]), so a later generation can be
 //! configured the same way.
 
 use std::ffi::CStr;
@@ -56,21 +56,32 @@ pub enum ReloadMode {
 /// The shim's key that turns off the permission check of the plugin file.
 pub const ALLOW_INSECURE_KEY: &str = "allow-insecure-plugin";
 
-/// The shim's options and the plugin file, as the command line gave them.
+/// The shim's options and the plugin (or, for a filter layer, the filter) file, as the command
+/// line gave them.
 #[derive(Default)]
 pub struct ShimState {
-    /// `reload=`.
+    /// `reload=` (`filter-reload=`).
     pub reload: ReloadMode,
-    /// `allow-insecure-plugin=`.
+    /// `allow-insecure-plugin=` (`allow-insecure-filter=`).
     pub allow_insecure: bool,
-    /// The plugin file as given.
-    pub plugin_path: Option<PathBuf>,
-    /// Pairs given before `plugin=`.
-    pending: Vec<(String, String)>,
+    /// The file as given.
+    pub path: Option<PathBuf>,
+    /// Pairs given before the file.
+    pub pending: Vec<(String, String)>,
 }
 
 impl ShimState {
-    /// Whether plugin files must pass the permission check.
+    /// No options, no file.
+    pub const fn new() -> Self {
+        ShimState {
+            reload: ReloadMode::Off,
+            allow_insecure: false,
+            path: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Whether files must pass the permission check.
     pub fn trust(&self) -> Trust {
         if self.allow_insecure {
             Trust::AnyFile
@@ -78,14 +89,43 @@ impl ShimState {
             Trust::CheckPermissions
         }
     }
+
+    /// `reload=`-style `key=value`: watch or off.
+    pub fn set_reload(&mut self, key: &str, value: &str) -> Result<(), Failure> {
+        self.reload = match value {
+            "watch" => ReloadMode::Watch,
+            "off" => ReloadMode::Off,
+            _ => {
+                return Err(Failure::invalid(format!(
+                    "{key}={value}: expected {key}=watch or {key}=off"
+                )))
+            }
+        };
+        Ok(())
+    }
+
+    /// `allow-insecure-*=`-style `key=value`: a boolean.
+    pub fn set_allow_insecure(&mut self, key: &str, value: &str) -> Result<(), Failure> {
+        self.allow_insecure = parse_bool(value)
+            .ok_or_else(|| Failure::invalid(format!("{key}={value}: expected true or false")))?;
+        Ok(())
+    }
+
+    /// Records the file; it is loaded when first needed, so that options may follow it. `what`
+    /// is `plugin` or `filter`, `how` how it was given.
+    pub fn set_path(&mut self, what: &str, given: &str, how: &str) -> Result<(), Failure> {
+        if let Some(first) = &self.path {
+            return Err(Failure::invalid(format!(
+                "{what} given twice: '{}' and then '{given}' (as {how}); the shim loads one {what}",
+                first.display()
+            )));
+        }
+        self.path = Some(PathBuf::from(given));
+        Ok(())
+    }
 }
 
-static STATE: Mutex<ShimState> = Mutex::new(ShimState {
-    reload: ReloadMode::Off,
-    allow_insecure: false,
-    plugin_path: None,
-    pending: Vec::new(),
-});
+static STATE: Mutex<ShimState> = Mutex::new(ShimState::new());
 
 /// Locks the shim's options (never held across a plugin callback that could re-enter it).
 pub fn state() -> MutexGuard<'static, ShimState> {
@@ -97,30 +137,12 @@ pub fn state() -> MutexGuard<'static, ShimState> {
 /// Handles one `key=value` from nbdkit's `.config`. Errors are one line, not yet reported.
 pub fn config(key: &str, value: &str) -> Result<(), Failure> {
     match key {
-        "plugin" => set_plugin(value, "plugin="),
-        "reload" => {
-            state().reload = match value {
-                "watch" => ReloadMode::Watch,
-                "off" => ReloadMode::Off,
-                _ => {
-                    return Err(Failure::invalid(format!(
-                        "reload={value}: expected reload=watch or reload=off"
-                    )))
-                }
-            };
-            Ok(())
-        }
-        ALLOW_INSECURE_KEY => {
-            state().allow_insecure = parse_bool(value).ok_or_else(|| {
-                Failure::invalid(format!(
-                    "{ALLOW_INSECURE_KEY}={value}: expected true or false"
-                ))
-            })?;
-            Ok(())
-        }
+        "plugin" => state().set_path("plugin", value, "plugin="),
+        "reload" => state().set_reload(key, value),
+        ALLOW_INSECURE_KEY => state().set_allow_insecure(key, value),
         BARE_ARGUMENT_KEY => {
-            if state().plugin_path.is_none() {
-                set_plugin(value, "the first bare argument")
+            if state().path.is_none() {
+                state().set_path("plugin", value, "the first bare argument")
             } else {
                 give_bare_argument(&*ensure_loaded()?, value)
             }
@@ -130,7 +152,7 @@ pub fn config(key: &str, value: &str) -> Result<(), Failure> {
         ))),
         _ => {
             let mut st = state();
-            if st.plugin_path.is_none() {
+            if st.path.is_none() {
                 st.pending.push((key.to_owned(), value.to_owned()));
                 return Ok(());
             }
@@ -140,26 +162,13 @@ pub fn config(key: &str, value: &str) -> Result<(), Failure> {
     }
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
+/// nbdkit's boolean words.
+pub fn parse_bool(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
-}
-
-/// Records the plugin file; it is loaded when first needed (see [`ensure_loaded`]), so that shim
-/// keys such as `allow-insecure-plugin=` may follow it.
-fn set_plugin(given: &str, how: &str) -> Result<(), Failure> {
-    let mut st = state();
-    if let Some(first) = &st.plugin_path {
-        return Err(Failure::invalid(format!(
-            "plugin given twice: '{}' and then '{given}' (as {how}); the shim loads one plugin",
-            first.display()
-        )));
-    }
-    st.plugin_path = Some(PathBuf::from(given));
-    Ok(())
 }
 
 /// The loaded plugin, loading it now if a plugin was given but not loaded yet: at its first
@@ -171,11 +180,11 @@ pub fn ensure_loaded() -> Result<Arc<Generation>, Failure> {
     }
     let (given, trust) = {
         let st = state();
-        (st.plugin_path.clone().ok_or_else(no_plugin)?, st.trust())
+        (st.path.clone().ok_or_else(no_plugin)?, st.trust())
     };
-    let path = locate::resolve(&given)?;
+    let path = locate::resolve(&given, "plugin")?;
     let generation = Arc::new(Generation::load(1, &path, trust)?);
-    serving::replace(Arc::clone(&generation));
+    serving::PLUGIN.replace(Arc::clone(&generation));
     let pending = std::mem::take(&mut state().pending);
     for (key, value) in pending {
         give(&generation, &key, &value)?;
@@ -185,7 +194,7 @@ pub fn ensure_loaded() -> Result<Arc<Generation>, Failure> {
 
 /// The plugin, loaded if one was given; `None` if none was (`--dump-plugin` alone).
 pub fn plugin_if_given() -> Result<Option<Arc<Generation>>, Failure> {
-    if state().plugin_path.is_none() {
+    if state().path.is_none() {
         return Ok(None);
     }
     ensure_loaded().map(Some)
@@ -207,7 +216,7 @@ fn give_bare_argument(generation: &Generation, value: &str) -> Result<(), Failur
 
 /// Gives one pair to the plugin and records it.
 fn give(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> {
-    serving::record(key, value);
+    serving::PLUGIN.record(key, value);
     configure(generation, key, value)
 }
 

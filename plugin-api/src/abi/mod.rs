@@ -32,8 +32,14 @@
 // `StableAbi` derives generate impls in generated modules.
 #![allow(non_local_definitions)]
 
+pub mod filter;
 pub mod load;
 pub(crate) mod table;
+
+pub use filter::{
+    BackendPtr, ContextPtr, Extent, FilterModule, FilterModuleRef, FilterServices,
+    FilterServicesRef, LayerNext, NextPtr, FILTER_CALLBACK_NAMES, FILTER_CALLBACK_NAME_STRS,
+};
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize};
@@ -444,11 +450,13 @@ impl RootModule for PluginModuleRef {
 /// a plugin was built against).
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Emits the root module symbol the shim looks for. Used by [`crate::export_plugin!`].
+/// Emits the root module symbol the shim looks for, for a root module of type `$module`
+/// ([`PluginModuleRef`] or [`FilterModuleRef`]). Used by [`crate::export_plugin!`] and
+/// [`crate::export_filter!`].
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_root_module {
-    ($make:path) => {
+    ($make:path, $module:ty) => {
         #[no_mangle]
         pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::abi::__LibHeader = {
             extern "C" fn __rustshim_root_module() -> $crate::abi::__RootModuleResult {
@@ -457,7 +465,7 @@ macro_rules! __export_root_module {
             // SAFETY: the constructor returns the module type named here, built by this crate's
             // adapter; abi_stable records its layout for the loader to check.
             unsafe {
-                $crate::abi::__LibHeader::from_constructor::<$crate::abi::PluginModuleRef>(
+                $crate::abi::__LibHeader::from_constructor::<$module>(
                     __rustshim_root_module,
                     $crate::abi::__CheckTypeLayout::Yes,
                 )
