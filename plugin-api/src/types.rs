@@ -183,6 +183,10 @@ impl ExtentType {
     pub const HOLE: ExtentType = ExtentType(1);
     /// Reads as zeroes (`NBDKIT_EXTENT_ZERO`).
     pub const ZERO: ExtentType = ExtentType(2);
+    /// The type with nbdkit's bits (as [`Extent::kind`](crate::filter::Extent) has them).
+    pub const fn from_bits(bits: u32) -> ExtentType {
+        ExtentType(bits)
+    }
     /// The raw bits.
     pub const fn bits(self) -> u32 {
         self.0

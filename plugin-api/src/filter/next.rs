@@ -7,6 +7,7 @@
 //! with the layer's errno, already logged by that layer (so passing it on with `?` logs nothing
 //! twice).
 
+use std::cell::Cell;
 use std::marker::PhantomData;
 
 use crate::abi::{
@@ -67,6 +68,9 @@ fn request_len(what: &str, len: usize) -> Result<u32> {
 /// handshake normally asked).
 pub struct Next<'a> {
     ptr: NextPtr,
+    /// Prepared: nbdkit's contexts always are; one this filter opened, after [`Next::prepare`]
+    /// (nbdkit aborts on a request to an unprepared context).
+    ready: Cell<bool>,
     _call: PhantomData<&'a ()>,
 }
 
@@ -74,21 +78,33 @@ impl Next<'_> {
     pub(crate) fn new(ptr: NextPtr) -> Self {
         Next {
             ptr,
+            ready: Cell::new(true),
             _call: PhantomData,
         }
+    }
+
+    /// The layer below, if it is ready for requests.
+    #[inline(always)]
+    fn ptr(&self) -> Result<NextPtr> {
+        if !self.ready.get() {
+            return Err(Error::invalid(
+                "a context opened with Backend::open_context must be prepared first",
+            ));
+        }
+        Ok(self.ptr)
     }
 
     /// The export's size (`next->get_size`).
     pub fn get_size(&self) -> Result<u64> {
         let mut size = 0;
-        status("get_size", (services()?.get_size())(self.ptr, &mut size))?;
+        status("get_size", (services()?.get_size())(self.ptr()?, &mut size))?;
         Ok(size)
     }
 
     /// The export's description (`next->export_description`); `ENOTSUP` when it has none.
     pub fn export_description(&self) -> Result<String> {
         let mut out = RString::new();
-        let errno = (services()?.export_description())(self.ptr, &mut out);
+        let errno = (services()?.export_description())(self.ptr()?, &mut out);
         if errno == Errno::ENOTSUP as i32 {
             return Err(Error::new(Errno::ENOTSUP, "no export description"));
         }
@@ -102,13 +118,18 @@ impl Next<'_> {
         let f = services()?.block_size();
         status(
             "block_size",
-            f(self.ptr, &mut b.minimum, &mut b.preferred, &mut b.maximum),
+            f(
+                self.ptr()?,
+                &mut b.minimum,
+                &mut b.preferred,
+                &mut b.maximum,
+            ),
         )?;
         Ok(b)
     }
 
     fn query(&self, which: u32) -> Result<i32> {
-        match (services()?.query())(self.ptr, which) {
+        match (services()?.query())(self.ptr()?, which) {
             answer if answer >= 0 => Ok(answer),
             _ => Err(below_failed(
                 crate::abi::filter::QUERY_NAMES[which as usize],
@@ -177,7 +198,7 @@ impl Next<'_> {
         let count = request_len("pread", buf.len())?;
         let mut err = 0;
         let r = (services()?.pread())(
-            self.ptr,
+            self.ptr()?,
             buf.as_mut_ptr(),
             count,
             offset,
@@ -193,7 +214,7 @@ impl Next<'_> {
         let count = request_len("pwrite", buf.len())?;
         let mut err = 0;
         let r = (services()?.pwrite())(
-            self.ptr,
+            self.ptr()?,
             buf.as_ptr(),
             count,
             offset,
@@ -206,13 +227,13 @@ impl Next<'_> {
     /// Flushes (`next->flush`).
     pub fn flush(&self, flags: Flags) -> Result<()> {
         let mut err = 0;
-        let r = (services()?.flush())(self.ptr, flags.bits(), &mut err);
+        let r = (services()?.flush())(self.ptr()?, flags.bits(), &mut err);
         data_status("flush", r, err)
     }
 
     fn range(&self, which: u32, count: u32, offset: u64, flags: Flags) -> Result<()> {
         let mut err = 0;
-        let r = (services()?.range())(self.ptr, which, count, offset, flags.bits(), &mut err);
+        let r = (services()?.range())(self.ptr()?, which, count, offset, flags.bits(), &mut err);
         data_status(crate::abi::filter::RANGE_NAMES[which as usize], r, err)
     }
 
@@ -241,7 +262,7 @@ impl Next<'_> {
         let mut err = 0;
         let f = services()?.extents();
         let r = f(
-            self.ptr,
+            self.ptr()?,
             count,
             offset,
             flags.bits(),
@@ -257,7 +278,7 @@ impl Next<'_> {
         let mut out = RVec::new();
         let mut err = 0;
         let f = services()?.extents_full();
-        let r = f(self.ptr, count, offset, flags.bits(), &mut out, &mut err);
+        let r = f(self.ptr()?, count, offset, flags.bits(), &mut out, &mut err);
         data_status("extents_full", r, err)?;
         Ok(out.into_vec())
     }
@@ -276,7 +297,7 @@ impl Next<'_> {
         let mut err = 0;
         let f = services()?.extents_aligned();
         let r = f(
-            self.ptr,
+            self.ptr()?,
             count,
             offset,
             flags.bits(),
@@ -290,11 +311,16 @@ impl Next<'_> {
     /// Prepares a context this filter opened itself ([`Backend::open_context`]); nbdkit
     /// prepares the context of the connection itself.
     pub fn prepare(&self) -> Result<()> {
-        status("prepare", (services()?.prepare())(self.ptr))
+        if !self.ready.get() {
+            status("prepare", (services()?.prepare())(self.ptr))?;
+            self.ready.set(true);
+        }
+        Ok(())
     }
 
     /// Finalizes a context this filter opened itself.
     pub fn finalize(&self) -> Result<()> {
+        self.ready.set(false);
         status("finalize", (services()?.finalize())(self.ptr))
     }
 }
@@ -371,9 +397,9 @@ impl Backend {
                 &mut out,
             ),
         )?;
-        Ok(OwnedNext {
-            next: Next::new(out),
-        })
+        let next = Next::new(out);
+        next.ready.set(false);
+        Ok(OwnedNext { next })
     }
 }
 
