@@ -702,3 +702,5 @@ pub fn parse_map(text: &str) -> Vec<(u64, u64, u32)> {
         })
         .collect()
 }
+
+pub mod filters;
