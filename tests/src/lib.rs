@@ -537,10 +537,15 @@ pub struct BackgroundNbdkit {
 impl BackgroundNbdkit {
     /// Starts `nbdkit -f -U SOCKET [nbdkit_options] SHIM args...` and waits for the socket.
     pub fn start<S: AsRef<str>>(nbdkit_options: &[&str], args: &[S]) -> BackgroundNbdkit {
+        BackgroundNbdkit::start_with(nbdkit_options, &nbdkit_argv(args))
+    }
+
+    /// Starts `nbdkit -f -U SOCKET [nbdkit_options] ARGV[1..]` (`argv` an nbdkit command line,
+    /// with filters and any plugin) and waits for the socket.
+    pub fn start_with(nbdkit_options: &[&str], argv: &[String]) -> BackgroundNbdkit {
         let dir = TempDir::new("server");
         let socket = dir.join("nbd.sock");
         let log = dir.join("nbdkit.log");
-        let argv = nbdkit_argv(args);
         let child = rustshim_harness::command("nbdkit")
             // The shim's private copies of plugins go here, so they go with the directory even
             // if nbdkit has to be killed.

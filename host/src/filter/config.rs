@@ -2,10 +2,10 @@
 //!
 //! nbdkit gives every `key=value` to the outermost filter first; each layer passes on what it
 //! does not own. For a `rustshim` layer:
-//! * `filter=PATH|NAME`: the first one is this layer's Rust filter; later ones belong to the
-//!   next `--filter=rustshim` below and are passed on, and so are the shim keys after them
-//!   (`--filter=rustshim filter=a.so filter-reload=watch --filter=rustshim filter=b.so`: the
-//!   reload is `a`'s).
+//! * `filter=PATH|NAME`: the first one is this layer's Rust filter; a later one belongs to the
+//!   next `--filter=rustshim` below, and from there on every key is passed on unchanged: the
+//!   keys after a `filter=` are that filter's (`filter=a.so x=1 filter=b.so x=2`: `a` sees
+//!   `x=1`, `b` sees `x=2`, so one filter can be stacked twice with its own parameters).
 //! * `filter-reload=watch|off`, `allow-insecure-filter=true`: the layer's options (like the
 //!   plugin's `reload=` and `allow-insecure-plugin=`, named apart so that a filter above the
 //!   `rustshim` plugin does not take the plugin's).
@@ -35,8 +35,9 @@ pub const CONFIG_HELP: &CStr =
                        rustshim-plugin-api. A NAME (no '/' or '.') is looked up as
                        librustshim_filter_NAME.so or libNAME.so in
                        $RUSTSHIM_FILTER_PATH, then in rustshim/ beside this shim.
-                       Stack several with --filter=rustshim filter=A --filter=rustshim
-                       filter=B: each filter= goes to the next layer.
+                       Stack several: --filter=rustshim --filter=rustshim PLUGIN
+                       filter=A [A's keys] filter=B [B's keys]: each later
+                       filter= and the keys after it go to the next layer.
 allow-insecure-filter=true
                        Load the filter even if others could write to it or to a
                        directory above it (refused by default).
@@ -50,7 +51,9 @@ filter-reload=watch    Load each new build of the filter file while serving:
 /// are one line, not yet reported.
 pub fn config(layer: &Layer, next: LayerNext, key: &str, value: &str) -> Result<(), Failure> {
     remember_next(layer, next);
-    let passed = layer.passed_filter.load(Ordering::Acquire);
+    if layer.passed_filter.load(Ordering::Acquire) {
+        return pass(next, key, value);
+    }
     match key {
         "filter" if layer.options().path.is_none() => {
             layer.options().set_path("filter", value, "filter=")
@@ -59,7 +62,6 @@ pub fn config(layer: &Layer, next: LayerNext, key: &str, value: &str) -> Result<
             layer.passed_filter.store(true, Ordering::Release);
             pass(next, key, value)
         }
-        RELOAD_KEY | ALLOW_INSECURE_KEY if passed => pass(next, key, value),
         RELOAD_KEY => layer.options().set_reload(key, value),
         ALLOW_INSECURE_KEY => layer.options().set_allow_insecure(key, value),
         _ => {

@@ -52,8 +52,8 @@ pub struct Layer {
     pub slot: Slot<FilterModuleRef>,
     /// The layer's options and filter file.
     options: Mutex<ShimState>,
-    /// Set once this layer passed a `filter=` on to the layer below: the shim keys that follow
-    /// are that layer's.
+    /// Set once this layer passed a `filter=` on to the layer below: the keys that follow are
+    /// that layer's.
     passed_filter: std::sync::atomic::AtomicBool,
     /// What nbdkit gave: the next layer's thread model (-1: not given), the final model (-1:
     /// not yet), the layer below (`after_fork`), for a reloaded generation.
