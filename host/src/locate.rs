@@ -36,7 +36,9 @@ fn is_short_name(given: &str) -> bool {
 fn shim_directory() -> Option<PathBuf> {
     // SAFETY: an all-zero Dl_info is a valid out value; dladdr only reads the address.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let addr = crate::plugin_init as *const () as *const libc::c_void;
+    // A function of ours that is not exported: `plugin_init` would resolve to the first one
+    // nbdkit loaded (nbdkit loads with RTLD_GLOBAL), which may be another plugin's.
+    let addr = shim_directory as *const () as *const libc::c_void;
     // SAFETY: `addr` is a function in this object; dladdr fills `info` with static strings.
     if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
         return None;
