@@ -103,6 +103,12 @@ impl<M: Module> Slot<M> {
     }
 }
 
+impl<M: Module> Default for Slot<M> {
+    fn default() -> Self {
+        Slot::new()
+    }
+}
+
 /// The plugin's slot.
 pub static PLUGIN: Slot<PluginModuleRef> = Slot::new();
 

@@ -91,7 +91,7 @@ fn reloads_of_a_filter_under_fio_verify_lose_nothing() {
     // A new connection is served by the newest build, with the configuration replayed.
     let out = server
         .python(
-            "h = nbd.NBD()\nh.connect_uri(URI)\nh.pwrite(b'after', 0)\nprint(bytes(h.pread(5, 0)))",
+            "h = nbd.NBD()\nh.connect_uri(URI)\nh.pwrite(b'after', 40 << 20)\nprint(bytes(h.pread(5, 40 << 20)))",
         )
         .ok();
     assert_eq!(out.stdout.trim(), "b'after'");

@@ -21,6 +21,8 @@
 
 pub mod callbacks;
 pub mod config;
+pub mod next_ops;
+mod requests;
 pub mod services;
 pub mod version;
 

@@ -53,7 +53,7 @@ pub fn for_version(version: &str) -> Result<FilterAbi, String> {
         return Err(refuse());
     };
     let v = (major, minor, micro);
-    if v < (1, 32, 0) || v >= (1, 49, 0) {
+    if !((1, 32, 0)..(1, 49, 0)).contains(&v) {
         return Err(refuse());
     }
     Ok(FilterAbi {
