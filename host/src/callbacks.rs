@@ -29,7 +29,8 @@ use crate::config::{self, ReloadMode, CONFIG_HELP, MAGIC_CONFIG_KEY};
 use crate::connection::UNKNOWN;
 use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
 use crate::failure::Failure;
-use crate::generation::{self, Lifecycle};
+use crate::generation::{self, Generation, Lifecycle};
+use crate::module::Module;
 use crate::nbdkit_c::{
     self, server, Handle, NbdkitExports, NbdkitExtents, NbdkitPlugin, Registration, API_VERSION,
     CACHE_NATIVE, CACHE_NONE, FLAG_FAST_ZERO, FLAG_FUA, FUA_EMULATE, FUA_NONE, MAX_REQUEST_SIZE,
@@ -284,45 +285,65 @@ extern "C" fn dump_plugin() {
             }
         };
         let m = &g.module;
-        print_line("rustshim_plugin_path", &g.source.display().to_string());
-        print_line("rustshim_plugin_name", m.name().as_str());
-        for (key, value) in [
-            ("rustshim_plugin_longname", m.longname()),
-            ("rustshim_plugin_version", m.version()),
-            ("rustshim_plugin_description", m.description()),
-            ("rustshim_plugin_magic_config_key", m.magic_config_key()),
-        ] {
-            if let ROption::RSome(v) = value {
-                print_line(key, v.as_str());
+        let facts = [("rustshim_plugin_magic_config_key", m.magic_config_key())];
+        dump_generation(&g, "rustshim_plugin", "rustshim_has_", &facts, || {
+            print_line(
+                "rustshim_plugin_panic",
+                if m.panic_unwinds() { "unwind" } else { "abort" },
+            );
+            if let Ok(model) = g.thread_model() {
+                print_line("rustshim_plugin_thread_model", model.name());
             }
-        }
-        print_line("rustshim_plugin_api_version", &g.abi_version);
-        print_line("rustshim_plugin_build", m.build_info().as_str());
-        print_line(
-            "rustshim_plugin_panic",
-            if m.panic_unwinds() { "unwind" } else { "abort" },
-        );
-        if let Ok(model) = g.thread_model() {
-            print_line("rustshim_plugin_thread_model", model.name());
-        }
-        if let ROption::RSome(help) = m.config_help() {
-            for (i, line) in help.as_str().lines().enumerate() {
-                print_line(&format!("rustshim_plugin_config_help_{i}"), line);
-            }
-        }
-        for name in g.implemented() {
-            print_line(&format!("rustshim_has_{name}"), "1");
-        }
-        if let Some(f) = m.dump_plugin() {
-            let sink = DumpSink {
-                ctx: ptr::null_mut(),
-                line: dump_line,
-            };
-            // SAFETY: the generation's own instance.
-            unsafe { f(g.instance, sink) };
-            services::log_recorded_error();
-        }
+        });
     })
+}
+
+/// The `--dump-plugin` lines that describe a loaded plugin or filter: `{prefix}_path`, `_name`,
+/// its facts (`_longname`, `_version`, `_description`, then `facts`), `_api_version` (what it
+/// was built against) and `_build`, then `kind_lines`, `_config_help_N`, `{has}CALLBACK=1` for
+/// each callback its author wrote, and its own `dump_plugin` lines.
+pub(crate) fn dump_generation<M: Module>(
+    g: &Generation<M>,
+    prefix: &str,
+    has: &str,
+    facts: &[(&str, ROption<RStr<'static>>)],
+    kind_lines: impl FnOnce(),
+) {
+    let m = &g.module;
+    print_line(&format!("{prefix}_path"), &g.source.display().to_string());
+    print_line(&format!("{prefix}_name"), m.name().as_str());
+    let common = [
+        ("longname", m.longname()),
+        ("version", m.version()),
+        ("description", m.description()),
+    ];
+    let common = common.map(|(key, value)| (format!("{prefix}_{key}"), value));
+    let facts = facts.iter().map(|(key, value)| (key.to_string(), *value));
+    for (key, value) in common.into_iter().chain(facts) {
+        if let ROption::RSome(v) = value {
+            print_line(&key, v.as_str());
+        }
+    }
+    print_line(&format!("{prefix}_api_version"), &g.abi_version);
+    print_line(&format!("{prefix}_build"), m.build_info().as_str());
+    kind_lines();
+    if let ROption::RSome(help) = m.config_help() {
+        for (i, line) in help.as_str().lines().enumerate() {
+            print_line(&format!("{prefix}_config_help_{i}"), line);
+        }
+    }
+    for name in g.implemented() {
+        print_line(&format!("{has}{name}"), "1");
+    }
+    if let Some(f) = m.dump_plugin() {
+        let sink = DumpSink {
+            ctx: ptr::null_mut(),
+            line: dump_line,
+        };
+        // SAFETY: the generation's own instance.
+        unsafe { f(g.instance, sink) };
+        services::log_recorded_error();
+    }
 }
 
 // ---- Before a connection is opened ----

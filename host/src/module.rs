@@ -6,8 +6,8 @@ use std::ffi::c_void;
 
 use rustshim_plugin_api::abi::load::Loadable;
 use rustshim_plugin_api::abi::{
-    BackendPtr, FilterModuleRef, Handover, InstancePtr, PluginModuleRef, ROption, RSlice, RStr,
-    CALLBACK_NAMES, FILTER_CALLBACK_NAMES,
+    BackendPtr, DumpSink, FilterModuleRef, Handover, InstancePtr, PluginModuleRef, ROption, RSlice,
+    RStr, CALLBACK_NAMES, FILTER_CALLBACK_NAMES,
 };
 
 use crate::services::host_services;
@@ -23,6 +23,14 @@ pub trait Module: Loadable + Copy + Send + Sync + 'static {
     fn name(&self) -> RStr<'static>;
     /// The author's version, if given.
     fn version(&self) -> ROption<RStr<'static>>;
+    /// The author's long name, if given.
+    fn longname(&self) -> ROption<RStr<'static>>;
+    /// The author's description, if given.
+    fn description(&self) -> ROption<RStr<'static>>;
+    /// Help for its keys, if given.
+    fn config_help(&self) -> ROption<RStr<'static>>;
+    /// Its `dump_plugin`, if it has one.
+    fn dump_plugin(&self) -> Option<unsafe extern "C" fn(InstancePtr, DumpSink)>;
     /// Which callbacks the author wrote, by bit.
     fn implemented(&self) -> u64;
     /// The callback names of the table it was built with.
@@ -58,6 +66,18 @@ macro_rules! common_facts {
         }
         fn version(&self) -> ROption<RStr<'static>> {
             Self::version(self)
+        }
+        fn longname(&self) -> ROption<RStr<'static>> {
+            Self::longname(self)
+        }
+        fn description(&self) -> ROption<RStr<'static>> {
+            Self::description(self)
+        }
+        fn config_help(&self) -> ROption<RStr<'static>> {
+            Self::config_help(self)
+        }
+        fn dump_plugin(&self) -> Option<unsafe extern "C" fn(InstancePtr, DumpSink)> {
+            Self::dump_plugin(self)
         }
         fn implemented(&self) -> u64 {
             Self::implemented(self)

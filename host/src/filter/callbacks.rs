@@ -14,14 +14,12 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
 
-use rustshim_plugin_api::abi::{
-    BackendPtr, DumpSink, FilterModuleRef, LayerNext, ROption, RString, ABI_VERSION,
-};
+use rustshim_plugin_api::abi::{BackendPtr, FilterModuleRef, LayerNext, RString, ABI_VERSION};
 
 use super::config::{self, CONFIG_HELP};
 use super::services;
 use super::{requests, Layer, LAYERS, MAX_LAYERS};
-use crate::callbacks::{dump_line, forward, guarded, print_line, shim_status, status};
+use crate::callbacks::{dump_generation, forward, guarded, print_line, shim_status, status};
 use crate::config::ReloadMode;
 use crate::containment::{self, MAX_STRING};
 use crate::failure::Failure;
@@ -32,7 +30,7 @@ use crate::nbdkit_c::{
     THREAD_MODEL_PARALLEL,
 };
 use crate::reload;
-use crate::services::{log_recorded_error, take_error};
+use crate::services::take_error;
 
 /// The struct of each layer, from `filter_init`'s `_version` string.
 pub const REGISTRATIONS: [fn(*const c_char) -> NbdkitFilter136; MAX_LAYERS] = [
@@ -263,8 +261,8 @@ unsafe extern "C" fn cleanup<const I: usize>(_backend: Backend) {
 extern "C" fn dump_plugin<const I: usize>() {
     guarded("dump_plugin", (), || {
         let layer = &LAYERS[I];
-        print_line("rustshim_filter_version", env!("CARGO_PKG_VERSION"));
-        print_line("rustshim_filter_api_version", ABI_VERSION);
+        print_line("rustshim_filter_shim_version", env!("CARGO_PKG_VERSION"));
+        print_line("rustshim_filter_shim_api_version", ABI_VERSION);
         print_line("rustshim_filter_layer", &layer.index.to_string());
         let g = match layer.filter_if_given() {
             Ok(Some(g)) => g,
@@ -282,37 +280,7 @@ extern "C" fn dump_plugin<const I: usize>() {
 }
 
 fn dump_filter(g: &Generation<FilterModuleRef>) {
-    let m = &g.module;
-    print_line("rustshim_filter_path", &g.source.display().to_string());
-    print_line("rustshim_filter_name", m.name().as_str());
-    for (key, value) in [
-        ("rustshim_filter_longname", m.longname()),
-        ("rustshim_filter_filter_version", m.version()),
-        ("rustshim_filter_description", m.description()),
-    ] {
-        if let ROption::RSome(v) = value {
-            print_line(key, v.as_str());
-        }
-    }
-    print_line("rustshim_filter_built_against", &g.abi_version);
-    print_line("rustshim_filter_build", m.build_info().as_str());
-    if let ROption::RSome(help) = m.config_help() {
-        for (i, line) in help.as_str().lines().enumerate() {
-            print_line(&format!("rustshim_filter_config_help_{i}"), line);
-        }
-    }
-    for name in g.implemented() {
-        print_line(&format!("rustshim_filter_has_{name}"), "1");
-    }
-    if let Some(f) = m.dump_plugin() {
-        let sink = DumpSink {
-            ctx: ptr::null_mut(),
-            line: dump_line,
-        };
-        // SAFETY: the generation's own instance.
-        unsafe { f(g.instance, sink) };
-        log_recorded_error();
-    }
+    dump_generation(g, "rustshim_filter", "rustshim_filter_has_", &[], || {});
 }
 
 // ---- Before a connection is opened ----

@@ -206,17 +206,6 @@ pub const QUERY_NAMES: [&str; 10] = [
 /// The range requests of [`FilterServices::range`], by number (append-only).
 pub const RANGE_NAMES: [&str; 3] = ["trim", "zero", "cache"];
 
-/// [`FILTER_CALLBACK_NAMES`] as ABI strings, for [`FilterModule::callback_names`].
-pub static FILTER_CALLBACK_NAME_STRS: [RStr<'static>; FILTER_CALLBACK_NAMES.len()] = {
-    let mut out = [RStr::from_str(""); FILTER_CALLBACK_NAMES.len()];
-    let mut i = 0;
-    while i < FILTER_CALLBACK_NAMES.len() {
-        out[i] = RStr::from_str(FILTER_CALLBACK_NAMES[i]);
-        i += 1;
-    }
-    out
-};
-
 /// The table of [`FilterModule`], as `plugin_module!` is [`PluginModule`](super::PluginModule)'s:
 /// its static facts, then one entry per callback with its bit number. The order of entries is
 /// the ABI's field order. A callback the filter does not define is `None`, and the shim does what
@@ -230,7 +219,7 @@ macro_rules! filter_module {
         /// (`next`), as nbdkit's do.
         #[sabi(kind(Prefix(prefix_ref = FilterModuleRef)))]
         #[sabi(missing_field(option))]
-        pub struct FilterModule, names FILTER_CALLBACK_NAMES {
+        pub struct FilterModule, names FILTER_CALLBACK_NAMES, strs FILTER_CALLBACK_NAME_STRS {
             /// nbdkit `name` of the Rust filter (the shim registers as `rustshim`).
             pub name: RStr<'static>,
             /// nbdkit `longname`.

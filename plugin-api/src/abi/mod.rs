@@ -232,17 +232,6 @@ pub struct HostServices {
     // Services added in later minor versions go here.
 }
 
-/// [`CALLBACK_NAMES`] as ABI strings, for [`PluginModule::callback_names`].
-pub static CALLBACK_NAME_STRS: [RStr<'static>; CALLBACK_NAMES.len()] = {
-    let mut out = [RStr::from_str(""); CALLBACK_NAMES.len()];
-    let mut i = 0;
-    while i < CALLBACK_NAMES.len() {
-        out[i] = RStr::from_str(CALLBACK_NAMES[i]);
-        i += 1;
-    }
-    out
-};
-
 /// The table of [`PluginModule`]: its static facts, then one entry per callback, `[bit]` being
 /// the callback's bit number in [`PluginModule::implemented`] and [`CALLBACK_NAMES`] (`[bit
 /// name]` where the field is named otherwise). The order of entries is the ABI's field order.
@@ -256,7 +245,7 @@ macro_rules! plugin_module {
         /// Optional callbacks are `None` when the plugin does not implement them.
         #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
         #[sabi(missing_field(option))]
-        pub struct PluginModule, names CALLBACK_NAMES {
+        pub struct PluginModule, names CALLBACK_NAMES, strs CALLBACK_NAME_STRS {
             /// nbdkit `name`.
             pub name: RStr<'static>,
             /// nbdkit `longname`.

@@ -414,27 +414,7 @@ unsafe extern "C" fn extents<T: Filter>(
     }))
 }
 
-unsafe extern "C" fn hand_over<T: Filter>(i: InstancePtr, out: &mut ROption<abi::Handover>) -> i32 {
-    let f = unsafe { instance::<T>(i) };
-    match guard(T::NAME, "hand_over", || Ok(f.hand_over())) {
-        Some(Some(state)) => {
-            *out = ROption::RSome(state.into_raw());
-            1
-        }
-        Some(None) => 0,
-        None => ERROR,
-    }
-}
-
-unsafe extern "C" fn take_over<T: Filter>(i: InstancePtr, state: abi::Handover) -> i32 {
-    // A generation that is not serving yet: nothing else uses the instance.
-    let f = unsafe { instance_mut::<T>(i) };
-    let state = Handover::from_raw(state);
-    match guard(T::NAME, "take_over", || f.take_over(state)) {
-        Some(adopted) => adopted as i32,
-        None => ERROR,
-    }
-}
+super::reload_callbacks!(Filter);
 
 // Callbacks added in later minor versions go here.
 

@@ -475,27 +475,38 @@ unsafe extern "C" fn extents<T: Plugin>(
     }))
 }
 
-unsafe extern "C" fn hand_over<T: Plugin>(i: InstancePtr, out: &mut ROption<abi::Handover>) -> i32 {
-    let p = unsafe { instance::<T>(i) };
-    match guard(T::NAME, "hand_over", || Ok(p.hand_over())) {
-        Some(Some(state)) => {
-            *out = ROption::RSome(state.into_raw());
-            1
+/// `hand_over` and `take_over` (hot reload), the same for plugins and filters: defined for
+/// `T: $trait` where the macro is used.
+macro_rules! reload_callbacks {
+    ($trait:ident) => {
+        unsafe extern "C" fn hand_over<T: $trait>(
+            i: InstancePtr,
+            out: &mut ROption<abi::Handover>,
+        ) -> i32 {
+            let p = unsafe { instance::<T>(i) };
+            match guard(T::NAME, "hand_over", || Ok(p.hand_over())) {
+                Some(Some(state)) => {
+                    *out = ROption::RSome(state.into_raw());
+                    1
+                }
+                Some(None) => 0,
+                None => ERROR,
+            }
         }
-        Some(None) => 0,
-        None => ERROR,
-    }
-}
 
-unsafe extern "C" fn take_over<T: Plugin>(i: InstancePtr, state: abi::Handover) -> i32 {
-    // A generation that is not serving yet: nothing else uses the instance.
-    let p = unsafe { instance_mut::<T>(i) };
-    let state = Handover::from_raw(state);
-    match guard(T::NAME, "take_over", || p.take_over(state)) {
-        Some(adopted) => adopted as i32,
-        None => ERROR,
-    }
+        unsafe extern "C" fn take_over<T: $trait>(i: InstancePtr, state: abi::Handover) -> i32 {
+            // A generation that is not serving yet: nothing else uses the instance.
+            let p = unsafe { instance_mut::<T>(i) };
+            let state = Handover::from_raw(state);
+            match guard(T::NAME, "take_over", || p.take_over(state)) {
+                Some(adopted) => adopted as i32,
+                None => ERROR,
+            }
+        }
+    };
 }
+use reload_callbacks;
+reload_callbacks!(Plugin);
 
 // Callbacks added in later minor versions go here.
 
