@@ -46,11 +46,16 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Build in release mode and install the shim and plugins into nbdkit's plugin directory
+    /// Build in release mode and install the shim and plugins into nbdkit's plugin directory,
+    /// and the shim (a copy) and filters into its filter directory
     Install {
-        /// Install here instead of nbdkit's plugindir (from `nbdkit --dump-config`)
+        /// Install the plugin shim and plugins here instead of nbdkit's plugindir (from
+        /// `nbdkit --dump-config`)
         #[arg(long, value_name = "DIR")]
         plugindir: Option<PathBuf>,
+        /// Install the filter shim and filters here instead of nbdkit's filterdir
+        #[arg(long, value_name = "DIR")]
+        filterdir: Option<PathBuf>,
     },
     /// Check formatting, run clippy, build everything and run all tests
     Test {
@@ -110,7 +115,10 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Deps => deps::ensure(),
         Cmd::Build { release } => build::build(release),
-        Cmd::Install { plugindir } => install::install(plugindir),
+        Cmd::Install {
+            plugindir,
+            filterdir,
+        } => install::install(plugindir, filterdir),
         Cmd::Test { nbdkit, args } => test::test(&nbdkit, &args),
         Cmd::Roots { which } => roots::select(&which).and_then(|servers| {
             servers
