@@ -40,12 +40,14 @@ except Exception:
 /// Configures a [`Server`]: made by [`Server::builder`], started by [`ServerBuilder::start`].
 ///
 /// The command line is
-/// `nbdkit -f --exit-with-parent -U SOCKET -P PIDFILE [nbdkit args] SHIM plugin=PLUGIN [args]`.
+/// `nbdkit -f --exit-with-parent -U SOCKET -P PIDFILE [nbdkit args] [--filter=SHIM ...] SHIM
+/// plugin=PLUGIN [filter=FILTER ...] [args]`.
 #[derive(Debug, Clone)]
 pub struct ServerBuilder {
     plugin: OsString,
     args: Vec<OsString>,
     nbdkit_args: Vec<OsString>,
+    rust_filters: Vec<OsString>,
     shim: Option<PathBuf>,
     nbdkit: Option<PathBuf>,
     envs: Vec<(OsString, OsString)>,
@@ -93,6 +95,18 @@ impl ServerBuilder {
     /// [`arg`](Self::arg).
     pub fn filter(self, name: &str) -> Self {
         self.nbdkit_arg(format!("--filter={name}"))
+    }
+
+    /// Puts a Rust filter (a path to its `.so`, e.g. [`plugin_path!`](crate::plugin_path) in a
+    /// filter crate, or a name the shim looks up) in front of the plugin: the shim is loaded as
+    /// the filter `rustshim` too (`--filter=SHIM ... filter=FILTER`). The filter sees the
+    /// arguments first and passes on what it does not own; with several, the first given is
+    /// the outermost.
+    pub fn rust_filter(mut self, filter: impl AsRef<Path>) -> Self {
+        let mut arg = OsString::from("filter=");
+        arg.push(filter.as_ref());
+        self.rust_filters.push(arg);
+        self
     }
 
     /// Uses this shim instead of finding one (see [`find_shim`](crate::find_shim)).
@@ -155,8 +169,14 @@ impl ServerBuilder {
             .arg("-P")
             .arg(&pidfile)
             .args(&self.nbdkit_args)
+            .args(self.rust_filters.iter().map(|_| {
+                let mut filter = OsString::from("--filter=");
+                filter.push(&shim);
+                filter
+            }))
             .arg(&shim)
             .arg(plugin_arg)
+            .args(&self.rust_filters)
             .args(&self.args)
             .env("TMPDIR", &tmpdir)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
@@ -251,6 +271,7 @@ impl Server {
             plugin: plugin.as_ref().as_os_str().to_owned(),
             args: Vec::new(),
             nbdkit_args: Vec::new(),
+            rust_filters: Vec::new(),
             shim: None,
             nbdkit: None,
             envs: Vec::new(),

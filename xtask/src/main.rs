@@ -95,13 +95,17 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["quick", "reload"])]
         instructions: bool,
     },
-    /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit)
+    /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit),
+    /// or with --filter a filter crate
     NewPlugin {
         /// The crate's name: lowercase letters, digits and '-', e.g. my-disk
         name: String,
         /// The directory to write it in (created; refused if it exists and is not empty)
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
+        /// Write a filter crate (an nbdkit filter that inverts the data) instead of a plugin
+        #[arg(long)]
+        filter: bool,
     },
     /// Serve a 1 GiB memory disk through the shim and show real NBD clients using it
     Demo {
@@ -136,7 +140,7 @@ fn main() -> ExitCode {
         } => bench::reload_only(quick),
         Cmd::Bench { quick, .. } => bench::bench(quick),
         Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
-        Cmd::NewPlugin { name, path } => new_plugin::new_plugin(&name, &path),
+        Cmd::NewPlugin { name, path, filter } => new_plugin::new_plugin(&name, &path, filter),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

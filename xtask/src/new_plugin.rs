@@ -1,7 +1,8 @@
-//! `cargo xtask new-plugin NAME --path DIR`: writes an out-of-tree plugin crate that builds,
-//! serves and tests as it is: a small RAM disk plugin against this checkout's `plugin-api`, a
-//! test that serves it with the real nbdkit through `rustshim-harness`, and a README saying how
-//! to build, serve, develop and test it.
+//! `cargo xtask new-plugin NAME --path DIR [--filter]`: writes an out-of-tree plugin crate that
+//! builds, serves and tests as it is: a small RAM disk plugin (or, with `--filter`, a filter that
+//! inverts the data) against this checkout's `plugin-api`, a test that serves it with the real
+//! nbdkit through `rustshim-harness`, and a README saying how to build, serve, develop and test
+//! it.
 
 use std::fs;
 use std::path::Path;
@@ -11,7 +12,7 @@ use crate::Result;
 /// The crate's files and their templates, in which `@NAME@` (the package), `@LIB@` (its
 /// library's name), `@REPO@` (this checkout), `@DIR@` (the new crate's directory), `@API@` and
 /// `@HARNESS@` (the paths of `plugin-api` and `harness`, as TOML strings) are filled in.
-const TEMPLATES: [(&str, &str); 5] = [
+const PLUGIN_TEMPLATES: [(&str, &str); 5] = [
     (
         "Cargo.toml",
         include_str!("../templates/new-plugin/Cargo.toml.in"),
@@ -31,6 +32,30 @@ const TEMPLATES: [(&str, &str); 5] = [
     (
         ".gitignore",
         include_str!("../templates/new-plugin/gitignore.in"),
+    ),
+];
+
+/// The filter crate's files, filled in as [`PLUGIN_TEMPLATES`].
+const FILTER_TEMPLATES: [(&str, &str); 5] = [
+    (
+        "Cargo.toml",
+        include_str!("../templates/new-filter/Cargo.toml.in"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../templates/new-filter/src/lib.rs.in"),
+    ),
+    (
+        "tests/serve.rs",
+        include_str!("../templates/new-filter/tests/serve.rs.in"),
+    ),
+    (
+        "README.md",
+        include_str!("../templates/new-filter/README.md.in"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../templates/new-filter/gitignore.in"),
     ),
 ];
 
@@ -95,8 +120,8 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Writes the crate `name` into `path` (created if missing; refused if it exists and is not an
-/// empty directory).
-pub fn new_plugin(name: &str, path: &Path) -> Result {
+/// empty directory): a plugin, or a filter with `filter`.
+pub fn new_plugin(name: &str, path: &Path, filter: bool) -> Result {
     check_name(name)?;
     match fs::read_dir(path) {
         Ok(mut entries) => {
@@ -118,7 +143,12 @@ pub fn new_plugin(name: &str, path: &Path) -> Result {
         .map_err(|e| format!("cannot find this checkout: {e}"))?;
 
     let lib = name.replace('-', "_");
-    for (file, template) in TEMPLATES {
+    let templates = if filter {
+        FILTER_TEMPLATES
+    } else {
+        PLUGIN_TEMPLATES
+    };
+    for (file, template) in templates {
         write(&dir.join(file), &fill(template, name, &repo, &dir))?;
     }
     // The dependency versions this checkout builds and tests with (cargo drops what the new
@@ -129,9 +159,17 @@ pub fn new_plugin(name: &str, path: &Path) -> Result {
             .map_err(|e| format!("cannot copy {}: {e}", lock.display()))?;
     }
 
-    println!("created the plugin crate {name} in {}", dir.display());
+    let what = if filter { "filter" } else { "plugin" };
+    println!("created the {what} crate {name} in {}", dir.display());
     println!();
     println!("  cd {}", dir.display());
+    if filter {
+        println!(
+            "  cargo build && nbdkit --filter=rustshim memory 1G filter=./target/debug/lib{lib}.so"
+        );
+        println!("  cargo test     # serves it with the real nbdkit (see README.md)");
+        return Ok(());
+    }
     println!("  cargo build && nbdkit rustshim plugin=./target/debug/lib{lib}.so size=1G");
     println!("  cargo test     # serves it with the real nbdkit (see README.md)");
     println!(
@@ -223,7 +261,7 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled_in() {
-        for (file, template) in TEMPLATES {
+        for (file, template) in PLUGIN_TEMPLATES.iter().chain(&FILTER_TEMPLATES) {
             let filled = fill(template, "my-disk", Path::new("/repo"), Path::new("/dir"));
             assert!(!filled.contains('@'), "{file}: {filled}");
         }
