@@ -497,3 +497,56 @@ fn extents_full_answers_like_the_layer_below() {
         .iter()
         .any(|l| l.starts_with("test extents full=")));
 }
+
+#[test]
+fn a_failure_or_panic_in_the_other_callbacks_is_reported_and_contained() {
+    let dir = TempDir::new("others");
+    let trace = dir.join("t");
+    // (callback, how the client reaches it): the client fails, or nbdkit logs the message and
+    // goes on, but nothing aborts.
+    for (callback, options) in [
+        ("list_exports", &["--list"][..]),
+        ("default_export", &[][..]),
+        ("export_description", &[][..]),
+        ("finalize", &[][..]),
+        ("close", &[][..]),
+        ("cleanup", &[][..]),
+        ("can_flush", &[][..]),
+        ("is_rotational", &[][..]),
+        ("can_trim", &[][..]),
+        ("can_fast_zero", &[][..]),
+        ("can_extents", &[][..]),
+        ("can_fua", &[][..]),
+        ("can_multi_conn", &[][..]),
+        ("can_cache", &[][..]),
+    ] {
+        // `close` and `cleanup` return nothing: only a panic has something to report.
+        let keys = match callback {
+            "close" | "cleanup" => vec![format!("tf-panic={callback}")],
+            _ => vec![
+                format!("tf-fail={callback}"),
+                format!("tf-panic={callback}"),
+            ],
+        };
+        for key in keys {
+            let args = traced(&["memory", "1M"], &trace, &[&key]);
+            let out = nbdinfo_with(options, &args);
+            let all = format!("{}{}", out.stdout, out.stderr);
+            assert!(all.contains(&format!("in {callback}")), "{key}: {all}");
+            assert!(
+                !all.contains("Assertion") && !all.contains("panicked at"),
+                "{key}: {all}"
+            );
+        }
+    }
+    // A failing `config` stops nbdkit at the next key, with the filter's message.
+    let mut args = traced(&["memory", "1M"], &trace, &["tf-fail=config", "tf-label=x"]);
+    args.extend(["--run".into(), "true".into()]);
+    let out = nbdkit_plain(&args[1..]).failed();
+    assert!(
+        out.stderr
+            .contains("test filter: injected failure in config"),
+        "{}",
+        out.stderr
+    );
+}
