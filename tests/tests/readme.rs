@@ -9,7 +9,9 @@ fn readme_source(section: &str) -> String {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     let from = readme.find(section).expect("README has the section");
     let start = from
-        + readme[from..].find("```rust\n").expect("the section has a rust example")
+        + readme[from..]
+            .find("```rust\n")
+            .expect("the section has a rust example")
         + "```rust\n".len();
     let len = readme[start..].find("```").unwrap();
     readme[start..start + len].to_string()
@@ -67,5 +69,8 @@ fn the_readme_filter_example_builds_and_flips_the_data() {
     ]);
     let script = "print(list(h.pread(2, 0)))\nh.pwrite(b'ab', 100)\nprint(h.pread(2, 100))\nh.zero(2, 100)\nprint(list(h.pread(2, 100)))";
     let out = rustshim_tests::filters::nbdsh_with(&args, script).ok();
-    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["[15, 15]", "bytearray(b'ab')", "[0, 0]"]);
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["[15, 15]", "bytearray(b'ab')", "[0, 0]"]
+    );
 }
