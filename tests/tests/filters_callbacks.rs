@@ -550,3 +550,25 @@ fn a_failure_or_panic_in_the_other_callbacks_is_reported_and_contained() {
         out.stderr
     );
 }
+
+#[test]
+fn log_reaches_nbdkits_log_and_help_names_the_keys() {
+    let dir = TempDir::new("log");
+    let mut args = traced(&["memory", "1M"], &dir.join("t"), &[]);
+    args.insert(1, "-v".into());
+    args.extend(["--run".into(), "true".into()]);
+    let out = nbdkit_plain(&args[1..]).ok();
+    assert!(
+        out.stderr.contains("test filter: log from get_ready"),
+        "{}",
+        out.stderr
+    );
+    let help = nbdkit_plain(&[rust_filter(), "memory".into(), "--help".into()]).ok();
+    for key in [
+        "filter=PATH|NAME",
+        "filter-reload=watch",
+        "allow-insecure-filter=true",
+    ] {
+        assert!(help.stdout.contains(key), "{}", help.stdout);
+    }
+}

@@ -195,6 +195,7 @@ impl Filter for TestFilter {
     }
 
     fn get_ready(&mut self, thread_model: ThreadModel) -> Result<()> {
+        log::debug!("test filter: log from get_ready");
         self.enter(
             "get_ready",
             format_args!(" thread_model={}", thread_model.name()),
