@@ -90,6 +90,8 @@ fn v1_1() -> &'static V11 {
                 ("filter_uses_new_1_1", &uses_new),
             ],
             shim_edits: Some(SHIM_1_1_EDITS),
+            // Its shim copy must not land where `compatibility.rs`'s 1.1 shim does.
+            target: "target-filter-compat",
             ..Workspace::default()
         });
         V11 {
