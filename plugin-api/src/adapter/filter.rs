@@ -2,9 +2,11 @@
 //! plugins, under the same contract (stated there): one generic `extern "C"` function per
 //! callback, the layer below passed through as the opaque pointers the shim gave.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::{guard, handle, init_copy, instance, instance_mut, opt_str, status, BUILD_INFO};
+use super::{
+    free_instance, guard, handle, init_copy, instance, instance_mut, make_instance, opt_str, status,
+    BUILD_INFO,
+};
 use crate::abi::{self, __PrefixTypeTrait, ROption, RSlice};
 use crate::abi::{
     BackendPtr, DumpSink, ExportSink, ExtentSink, FilterModule, FilterModuleRef, FilterServicesRef,
@@ -71,28 +73,12 @@ extern "C" fn create<T: Filter>(
 ) -> i32 {
     init_copy(host);
     crate::host::set_filter_services(services);
-    let made = guard(T::NAME, "load", || {
-        let mut filter = T::default();
-        filter.load();
-        Ok(filter)
-    });
-    match made {
-        Some(filter) => {
-            *out = InstancePtr(Box::into_raw(Box::new(filter)).cast());
-            OK
-        }
-        None => ERROR,
-    }
+    make_instance::<T>(T::NAME, T::load, out)
 }
 
 unsafe extern "C" fn destroy<T: Filter>(i: InstancePtr) {
-    // SAFETY: `i` is the `Box<T>` leaked by `create`, and `destroy` is its last use.
-    let mut filter = unsafe { Box::from_raw(i.0 as *mut T) };
-    guard(T::NAME, "unload", || {
-        filter.unload();
-        Ok(())
-    });
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(filter)));
+    // SAFETY: `i` is the instance `create` made, and `destroy` is its last use.
+    unsafe { free_instance::<T>(T::NAME, i, T::unload) }
 }
 
 unsafe extern "C" fn config<T: Filter>(

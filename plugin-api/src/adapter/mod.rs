@@ -215,30 +215,45 @@ unsafe fn with_handle<'a, T: Plugin>(i: InstancePtr, h: HandlePtr) -> (&'a T, &'
     unsafe { (instance::<T>(i), handle::<T::Handle>(h)) }
 }
 
-extern "C" fn create<T: Plugin>(host: HostServicesRef, out: &mut InstancePtr) -> i32 {
-    init_copy(host);
-    let made = guard(T::NAME, "load", || {
-        let mut plugin = T::default();
-        plugin.load();
-        Ok(plugin)
+/// `create` of a plugin or filter `T` named `name`: its `Default` value, then its `load`, leaked
+/// as the instance.
+fn make_instance<T: Default>(name: &'static str, load: fn(&mut T), out: &mut InstancePtr) -> i32 {
+    let made = guard(name, "load", || {
+        let mut value = T::default();
+        load(&mut value);
+        Ok(value)
     });
     match made {
-        Some(plugin) => {
-            *out = InstancePtr(Box::into_raw(Box::new(plugin)).cast());
+        Some(value) => {
+            *out = InstancePtr(Box::into_raw(Box::new(value)).cast());
             OK
         }
         None => ERROR,
     }
 }
 
-unsafe extern "C" fn destroy<T: Plugin>(i: InstancePtr) {
-    // SAFETY: `i` is the `Box<T>` leaked by `create`, and `destroy` is its last use.
-    let mut plugin = unsafe { Box::from_raw(i.0 as *mut T) };
-    guard(T::NAME, "unload", || {
-        plugin.unload();
+/// `destroy` of a plugin or filter `T`: its `unload`, then it is dropped.
+///
+/// # Safety
+/// `i` is the `Box<T>` leaked by [`make_instance`], and this is its last use.
+unsafe fn free_instance<T>(name: &'static str, i: InstancePtr, unload: fn(&mut T)) {
+    // SAFETY: the caller's contract.
+    let mut value = unsafe { Box::from_raw(i.0 as *mut T) };
+    guard(name, "unload", || {
+        unload(&mut value);
         Ok(())
     });
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(plugin)));
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+extern "C" fn create<T: Plugin>(host: HostServicesRef, out: &mut InstancePtr) -> i32 {
+    init_copy(host);
+    make_instance::<T>(T::NAME, T::load, out)
+}
+
+unsafe extern "C" fn destroy<T: Plugin>(i: InstancePtr) {
+    // SAFETY: `i` is the instance `create` made, and `destroy` is its last use.
+    unsafe { free_instance::<T>(T::NAME, i, T::unload) }
 }
 
 unsafe extern "C" fn config<T: Plugin>(i: InstancePtr, key: RStr<'_>, value: RStr<'_>) -> i32 {
