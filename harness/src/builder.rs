@@ -47,6 +47,7 @@ pub struct ServerBuilder {
     plugin: Option<OsString>,
     args: Vec<OsString>,
     nbdkit_args: Vec<OsString>,
+    rust_filters: Vec<OsString>,
     prefix: Vec<OsString>,
     shim: Shim,
     nbdkit: Option<PathBuf>,
@@ -73,6 +74,7 @@ impl ServerBuilder {
             plugin: None,
             args: Vec::new(),
             nbdkit_args: Vec::new(),
+            rust_filters: Vec::new(),
             prefix: Vec::new(),
             shim: Shim::Find,
             nbdkit: None,
@@ -142,6 +144,18 @@ impl ServerBuilder {
     /// [`arg`](Self::arg).
     pub fn filter(self, name: &str) -> Self {
         self.nbdkit_arg(format!("--filter={name}"))
+    }
+
+    /// Puts a Rust filter (a path to its `.so`, e.g. [`plugin_path!`](crate::plugin_path) in a
+    /// filter crate, or a name the shim looks up) in front of the plugin: the shim is loaded as
+    /// the filter `rustshim` too (`--filter=SHIM ... filter=FILTER`). The filter sees the
+    /// arguments first and passes on what it does not own; with several, the first given is
+    /// the outermost.
+    pub fn rust_filter(mut self, filter: impl AsRef<Path>) -> Self {
+        let mut arg = OsString::from("filter=");
+        arg.push(filter.as_ref());
+        self.rust_filters.push(arg);
+        self
     }
 
     /// Runs nbdkit under these words, e.g. `["valgrind", "--tool=memcheck"]` or
@@ -222,8 +236,8 @@ impl ServerBuilder {
         self
     }
 
-    /// The command line [`run`](Self::run) runs: `[prefix] nbdkit [nbdkit args] SHIM
-    /// [plugin=PLUGIN] [args]`. Also for a client that starts nbdkit itself, e.g. libnbd's
+    /// The command line [`run`](Self::run) runs: `[prefix] nbdkit [nbdkit args] [--filter=SHIM
+    /// ...] SHIM [plugin=PLUGIN] [filter=FILTER ...] [args]`. Also for a client that starts nbdkit itself, e.g. libnbd's
     /// `connect_command` (add `-s` and `--exit-with-parent` with
     /// [`nbdkit_arg`](Self::nbdkit_arg)) or `nbdinfo -- [ ... ]`. Finding the shim may fail.
     pub fn argv(&self) -> Result<Vec<OsString>> {
@@ -368,12 +382,20 @@ impl ServerBuilder {
             words.push(dir.join(PIDFILE).into());
         }
         words.extend(self.nbdkit_args.iter().cloned());
+        if let Some(shim) = shim {
+            words.extend(self.rust_filters.iter().map(|_| {
+                let mut filter = OsString::from("--filter=");
+                filter.push(shim);
+                filter
+            }));
+        }
         words.extend(shim.map(OsString::from));
         if let Some(plugin) = &self.plugin {
             let mut plugin_arg = OsString::from("plugin=");
             plugin_arg.push(plugin);
             words.push(plugin_arg);
         }
+        words.extend(self.rust_filters.iter().cloned());
         words.extend(self.args.iter().cloned());
         words
     }

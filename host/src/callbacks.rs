@@ -9,7 +9,7 @@
 //!
 //! # The two contracts behind the `unsafe` here
 //! * nbdkit's: a callback that takes a handle gets one that `open` returned and that has not
-//!   been given to `close` ([`Connection::from_handle`]); pointers it passes (strings, buffers,
+//!   been given to `close` (`Connection::from_handle`); pointers it passes (strings, buffers,
 //!   lists, out parameters) are valid for the call.
 //! * The plugin's (`rustshim_plugin_api::abi`): it gets back its own instance and, with it, a
 //!   handle that instance opened, and buffers valid for the call. A [`Connection`] pairs a
@@ -20,17 +20,19 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 
 use rustshim_plugin_api::abi::{
     DumpSink, HandlePtr, InstancePtr, PluginModuleRef, ROption, RStr, RString, ABI_VERSION,
 };
 
 use crate::config::{self, ReloadMode, CONFIG_HELP, FRONTED_CONFIG_HELP, MAGIC_CONFIG_KEY};
+use crate::connection::UNKNOWN;
 use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
 use crate::failure::Failure;
 use crate::generation::{self, Generation, Lifecycle};
+use crate::module::Module;
 use crate::nbdkit_c::{
     self, server, Handle, NbdkitExports, NbdkitExtents, NbdkitPlugin, Registration, API_VERSION,
     CACHE_NATIVE, CACHE_NONE, FLAG_FAST_ZERO, FLAG_FUA, FUA_EMULATE, FUA_NONE, MAX_REQUEST_SIZE,
@@ -141,9 +143,9 @@ pub fn with_plugin_help(base: &'static Registration) -> &'static Registration {
 /// The part of `--help` about the plugin `given`: its name, version, file, description and
 /// `CONFIG_HELP`, or why it could not be loaded.
 fn plugin_help(given: &Path, trust: crate::locate::Trust) -> String {
-    let loaded = crate::locate::resolve(given)
+    let loaded = crate::locate::resolve(given, "plugin")
         .map_err(Failure::invalid)
-        .and_then(|path| Generation::load(1, &path, trust));
+        .and_then(|path| Generation::<PluginModuleRef>::load(1, &path, trust));
     let g = match loaded {
         Ok(g) => g,
         Err(why) => {
@@ -183,9 +185,12 @@ impl std::fmt::Display for Lifecycle {
     }
 }
 
+/// What nbdkit holds as the plugin's handle of one open connection.
+type Connection = crate::connection::Connection<PluginModuleRef>;
+
 /// Runs a cold callback body, turning a panic in the shim itself into an error instead of an
 /// abort (the plugin's own panics are already caught on its side).
-fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
+pub(crate) fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
         let text = payload
             .downcast_ref::<&str>()
@@ -202,7 +207,7 @@ fn guarded<R>(callback: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
 }
 
 /// `Ok` → 0; `Err` → reported, -1.
-fn status(result: Result<(), Failure>) -> c_int {
+pub(crate) fn status(result: Result<(), Failure>) -> c_int {
     match result {
         Ok(()) => 0,
         Err(failure) => {
@@ -214,19 +219,19 @@ fn status(result: Result<(), Failure>) -> c_int {
 
 /// Like [`status`], for the steps that configure and load the plugin: their messages are the
 /// shim's (`rustshim: …`).
-fn shim_status(result: Result<(), Failure>) -> c_int {
+pub(crate) fn shim_status(result: Result<(), Failure>) -> c_int {
     status(result.map_err(Failure::from_shim))
 }
 
 /// Fails with this errno and no message, as nbdkit does for a callback a plugin lacks.
-fn fail(errno: i32) -> c_int {
+pub(crate) fn fail(errno: i32) -> c_int {
     nbdkit_c::set_errno(errno);
     -1
 }
 
 /// Converts a plugin status (0 / -1 with the error recorded) into nbdkit's.
 #[inline(always)]
-fn forward(r: i32) -> c_int {
+pub(crate) fn forward(r: i32) -> c_int {
     if r < 0 {
         report_failure();
         -1
@@ -245,7 +250,7 @@ extern "C" fn load() {
 
 extern "C" fn unload() {
     guarded("unload", (), || {
-        if let Some(generation) = serving::retire() {
+        if let Some(generation) = serving::PLUGIN.retire() {
             generation.destroy();
         }
         generation::remove_private_dir();
@@ -299,7 +304,7 @@ extern "C" fn thread_model() -> c_int {
         Err(failure) => status(Err(failure)),
         Ok(Some(generation)) => match generation.thread_model() {
             Ok(model) => {
-                reload::announce_thread_model(model);
+                serving::PLUGIN.announce_thread_model(model as i32);
                 model as c_int
             }
             Err(failure) => status(Err(failure)),
@@ -325,7 +330,7 @@ extern "C" fn after_fork() -> c_int {
             return -1;
         }
         if config::state().reload == ReloadMode::Watch {
-            return shim_status(reload::start_watcher());
+            return shim_status(reload::start_watcher(&reload::Plugin));
         }
         0
     })
@@ -339,7 +344,7 @@ extern "C" fn cleanup() {
     })
 }
 
-fn print_line(key: &str, value: &str) {
+pub(crate) fn print_line(key: &str, value: &str) {
     let (k, v) = (nbdkit_c::cstring_lossy(key), nbdkit_c::cstring_lossy(value));
     // SAFETY: a constant format with two NUL-terminated strings. C stdio, not Rust's, so the
     // lines stay in order with the ones nbdkit prints.
@@ -350,7 +355,7 @@ fn print_line(key: &str, value: &str) {
 /// a key that is empty or has `=`, a blank or a control character, or a value with a line
 /// break, could forge lines of nbdkit's or the shim's (`rustshim_plugin_version=…`). Such a
 /// line is left out, and one error line names its key.
-extern "C" fn dump_line(_ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>) {
+pub(crate) extern "C" fn dump_line(_ctx: *mut c_void, key: RStr<'_>, value: RStr<'_>) {
     let (key, value) = (key.as_str(), value.as_str());
     match dump_line_problem(key, value) {
         None => print_line(key, value),
@@ -401,45 +406,65 @@ extern "C" fn dump_plugin() {
             }
         };
         let m = &g.module;
-        print_line("rustshim_plugin_path", &g.source.display().to_string());
-        print_line("rustshim_plugin_name", m.name().as_str());
-        for (key, value) in [
-            ("rustshim_plugin_longname", m.longname()),
-            ("rustshim_plugin_version", m.version()),
-            ("rustshim_plugin_description", m.description()),
-            ("rustshim_plugin_magic_config_key", m.magic_config_key()),
-        ] {
-            if let ROption::RSome(v) = value {
-                print_line(key, v.as_str());
+        let facts = [("rustshim_plugin_magic_config_key", m.magic_config_key())];
+        dump_generation(&g, "rustshim_plugin", "rustshim_has_", &facts, || {
+            print_line(
+                "rustshim_plugin_panic",
+                if m.panic_unwinds() { "unwind" } else { "abort" },
+            );
+            if let Ok(model) = g.thread_model() {
+                print_line("rustshim_plugin_thread_model", model.name());
             }
-        }
-        print_line("rustshim_plugin_api_version", &g.abi_version);
-        print_line("rustshim_plugin_build", m.build_info().as_str());
-        print_line(
-            "rustshim_plugin_panic",
-            if m.panic_unwinds() { "unwind" } else { "abort" },
-        );
-        if let Ok(model) = g.thread_model() {
-            print_line("rustshim_plugin_thread_model", model.name());
-        }
-        if let ROption::RSome(help) = m.config_help() {
-            for (i, line) in help.as_str().lines().enumerate() {
-                print_line(&format!("rustshim_plugin_config_help_{i}"), line);
-            }
-        }
-        for name in g.implemented() {
-            print_line(&format!("rustshim_has_{name}"), "1");
-        }
-        if let Some(f) = m.dump_plugin() {
-            let sink = DumpSink {
-                ctx: ptr::null_mut(),
-                line: dump_line,
-            };
-            // SAFETY: the generation's own instance.
-            unsafe { f(g.instance, sink) };
-            services::log_recorded_error();
-        }
+        });
     })
+}
+
+/// The `--dump-plugin` lines that describe a loaded plugin or filter: `{prefix}_path`, `_name`,
+/// its facts (`_longname`, `_version`, `_description`, then `facts`), `_api_version` (what it
+/// was built against) and `_build`, then `kind_lines`, `_config_help_N`, `{has}CALLBACK=1` for
+/// each callback its author wrote, and its own `dump_plugin` lines.
+pub(crate) fn dump_generation<M: Module>(
+    g: &Generation<M>,
+    prefix: &str,
+    has: &str,
+    facts: &[(&str, ROption<RStr<'static>>)],
+    kind_lines: impl FnOnce(),
+) {
+    let m = &g.module;
+    print_line(&format!("{prefix}_path"), &g.source.display().to_string());
+    print_line(&format!("{prefix}_name"), m.name().as_str());
+    let common = [
+        ("longname", m.longname()),
+        ("version", m.version()),
+        ("description", m.description()),
+    ];
+    let common = common.map(|(key, value)| (format!("{prefix}_{key}"), value));
+    let facts = facts.iter().map(|(key, value)| (key.to_string(), *value));
+    for (key, value) in common.into_iter().chain(facts) {
+        if let ROption::RSome(v) = value {
+            print_line(&key, v.as_str());
+        }
+    }
+    print_line(&format!("{prefix}_api_version"), &g.abi_version);
+    print_line(&format!("{prefix}_build"), m.build_info().as_str());
+    kind_lines();
+    if let ROption::RSome(help) = m.config_help() {
+        for (i, line) in help.as_str().lines().enumerate() {
+            print_line(&format!("{prefix}_config_help_{i}"), line);
+        }
+    }
+    for name in g.implemented() {
+        print_line(&format!("{has}{name}"), "1");
+    }
+    if let Some(f) = m.dump_plugin() {
+        let sink = DumpSink {
+            ctx: ptr::null_mut(),
+            line: dump_line,
+        };
+        // SAFETY: the generation's own instance.
+        unsafe { f(g.instance, sink) };
+        services::log_recorded_error();
+    }
 }
 
 // ---- Before a connection is opened ----
@@ -508,42 +533,6 @@ extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
 
 // ---- A connection ----
 
-/// What nbdkit holds as the handle of one open connection: the plugin's handle and the
-/// generation whose instance opened it, kept alive until the connection closes.
-pub struct Connection {
-    generation: Arc<Generation>,
-    /// The plugin's own handle.
-    handle: HandlePtr,
-    /// The plugin's `can_zero` answer (`UNKNOWN` until asked), which `can_fast_zero` needs.
-    can_zero: AtomicI32,
-}
-
-const UNKNOWN: i32 = i32::MIN;
-
-impl Connection {
-    /// The connection behind nbdkit's handle: how every callback that takes a handle starts.
-    ///
-    /// # Safety
-    /// nbdkit's contract with those callbacks: `h` is what [`open`] returned (a leaked
-    /// `Box<Connection>`), and nbdkit uses it in no callback after [`close`].
-    #[inline(always)]
-    unsafe fn from_handle<'a>(h: Handle) -> &'a Connection {
-        // SAFETY: the caller's contract.
-        unsafe { &*(h as *const Connection) }
-    }
-
-    #[inline(always)]
-    fn module(&self) -> &PluginModuleRef {
-        &self.generation.module
-    }
-
-    /// The instance that opened [`Connection::handle`].
-    #[inline(always)]
-    fn instance(&self) -> InstancePtr {
-        self.generation.instance
-    }
-}
-
 extern "C" fn open(readonly: c_int) -> Handle {
     guarded("open", ptr::null_mut(), || {
         let Some(generation) = serving::current() else {
@@ -558,19 +547,14 @@ extern "C" fn open(readonly: c_int) -> Handle {
             report_failure();
             return ptr::null_mut();
         }
-        Box::into_raw(Box::new(Connection {
-            generation,
-            handle,
-            can_zero: AtomicI32::new(UNKNOWN),
-        }))
-        .cast()
+        Connection::new(generation, handle).into_handle()
     })
 }
 
 unsafe extern "C" fn close(h: Handle) {
     guarded("close", (), || {
         // SAFETY: nbdkit passes a handle from `open` exactly once to `close`, its last use.
-        let c = unsafe { Box::from_raw(h as *mut Connection) };
+        let c = unsafe { Connection::from_close(h) };
         unsafe { (c.module().close())(c.instance(), c.handle) };
         services::log_recorded_error();
     })

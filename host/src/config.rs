@@ -6,7 +6,7 @@
 //! * Any other `key=value`: the plugin's `config`, in command-line order. Pairs given before
 //!   `plugin=` wait and are replayed right after the plugin loads.
 //!
-//! Every pair given to the plugin is recorded ([`serving::record`]), so a later generation can be
+//! Every pair given to the plugin is recorded ([`serving::Slot::record`]), so a later generation can be
 //! configured the same way.
 
 use std::ffi::CStr;
@@ -185,25 +185,38 @@ pub enum ReloadMode {
 /// The shim's key that turns off the permission check of the plugin file.
 pub const ALLOW_INSECURE_KEY: &str = "allow-insecure-plugin";
 
-/// The shim's options and the plugin file, as the command line gave them.
+/// The shim's options and the plugin (or, for a filter layer, the filter) file, as the command
+/// line gave them.
 #[derive(Default)]
 pub struct ShimState {
-    /// `reload=`.
+    /// `reload=` (`filter-reload=`).
     pub reload: ReloadMode,
-    /// `allow-insecure-plugin=`.
+    /// `allow-insecure-plugin=` (`allow-insecure-filter=`).
     pub allow_insecure: bool,
-    /// The plugin file as given.
-    pub plugin_path: Option<PathBuf>,
-    /// Pairs given before `plugin=`.
-    pending: Vec<(String, String)>,
+    /// The file as given.
+    pub path: Option<PathBuf>,
+    /// Pairs given before the file.
+    pub pending: Vec<(String, String)>,
     /// The plugin this copy of the shim stands for (`nbdkit-NAME-plugin.so`), if any.
     fronted: Option<&'static str>,
-    /// Whether `fronted` (and with it `plugin_path`) has been set from the shim's file name.
+    /// Whether `fronted` (and with it `path`) has been set from the shim's file name.
     initialised: bool,
 }
 
 impl ShimState {
-    /// Whether plugin files must pass the permission check.
+    /// No options, no file.
+    pub const fn new() -> Self {
+        ShimState {
+            reload: ReloadMode::Off,
+            allow_insecure: false,
+            path: None,
+            pending: Vec::new(),
+            fronted: None,
+            initialised: false,
+        }
+    }
+
+    /// Whether files must pass the permission check.
     pub fn trust(&self) -> Trust {
         if self.allow_insecure {
             Trust::AnyFile
@@ -211,16 +224,48 @@ impl ShimState {
             Trust::CheckPermissions
         }
     }
+
+    /// `reload=`-style `key=value`: watch or off.
+    pub fn set_reload(&mut self, key: &str, value: &str) -> Result<(), Failure> {
+        self.reload = match value {
+            "watch" => ReloadMode::Watch,
+            "off" => ReloadMode::Off,
+            _ => {
+                return Err(Failure::invalid(format!(
+                    "{key}={value}: expected {key}=watch or {key}=off"
+                )))
+            }
+        };
+        Ok(())
+    }
+
+    /// `allow-insecure-*=`-style `key=value`: a boolean.
+    pub fn set_allow_insecure(&mut self, key: &str, value: &str) -> Result<(), Failure> {
+        self.allow_insecure = parse_bool(value)
+            .ok_or_else(|| Failure::invalid(format!("{key}={value}: expected true or false")))?;
+        Ok(())
+    }
+
+    /// Records the file; it is loaded when first needed, so that options may follow it. `what`
+    /// is `plugin` or `filter`, `how` how it was given.
+    pub fn set_path(&mut self, what: &str, given: &str, how: &str) -> Result<(), Failure> {
+        if let Some(name) = self.fronted {
+            return Err(Failure::invalid(format!(
+                "'{given}' ({how}): this is the nbdkit plugin '{name}' (the rustshim shim installed as nbdkit-{name}-plugin.so), which serves the Rust plugin '{name}' and takes no plugin="
+            )));
+        }
+        if let Some(first) = &self.path {
+            return Err(Failure::invalid(format!(
+                "{what} given twice: '{}' and then '{given}' (as {how}); the shim loads one {what}",
+                first.display()
+            )));
+        }
+        self.path = Some(PathBuf::from(given));
+        Ok(())
+    }
 }
 
-static STATE: Mutex<ShimState> = Mutex::new(ShimState {
-    reload: ReloadMode::Off,
-    allow_insecure: false,
-    plugin_path: None,
-    pending: Vec::new(),
-    fronted: None,
-    initialised: false,
-});
+static STATE: Mutex<ShimState> = Mutex::new(ShimState::new());
 
 /// Locks the shim's options (never held across a plugin callback that could re-enter it).
 pub fn state() -> MutexGuard<'static, ShimState> {
@@ -230,7 +275,7 @@ pub fn state() -> MutexGuard<'static, ShimState> {
     if !st.initialised {
         st.initialised = true;
         st.fronted = locate::fronted_plugin();
-        st.plugin_path = st.fronted.map(PathBuf::from);
+        st.path = st.fronted.map(PathBuf::from);
     }
     st
 }
@@ -239,33 +284,19 @@ pub fn state() -> MutexGuard<'static, ShimState> {
 /// shim's own start with `rustshim: `, the plugin's are its own words (see [`give`]).
 pub fn config(key: &str, value: &str) -> Result<(), Failure> {
     match key {
-        "plugin" => set_plugin(value, "plugin=").map_err(Failure::from_shim),
-        "reload" => {
-            state().reload = match value {
-                "watch" => ReloadMode::Watch,
-                "off" => ReloadMode::Off,
-                _ => {
-                    return Err(Failure::invalid(format!(
-                        "reload={value}: expected reload=watch or reload=off"
-                    ))
-                    .from_shim())
-                }
-            };
-            Ok(())
-        }
-        ALLOW_INSECURE_KEY => {
-            state().allow_insecure = parse_bool(value).ok_or_else(|| {
-                Failure::invalid(format!(
-                    "{ALLOW_INSECURE_KEY}={value}: expected true or false"
-                ))
-                .from_shim()
-            })?;
-            Ok(())
-        }
+        "plugin" => state()
+            .set_path("plugin", value, "plugin=")
+            .map_err(Failure::from_shim),
+        "reload" => state().set_reload(key, value).map_err(Failure::from_shim),
+        ALLOW_INSECURE_KEY => state()
+            .set_allow_insecure(key, value)
+            .map_err(Failure::from_shim),
         BARE_ARGUMENT_KEY => {
             refuse_unread_argument_file(value).map_err(Failure::from_shim)?;
-            if state().plugin_path.is_none() {
-                set_plugin(value, "the first bare argument").map_err(Failure::from_shim)
+            if state().path.is_none() {
+                state()
+                    .set_path("plugin", value, "the first bare argument")
+                    .map_err(Failure::from_shim)
             } else {
                 give_bare_argument(&*ensure_loaded()?, value)
             }
@@ -276,7 +307,7 @@ pub fn config(key: &str, value: &str) -> Result<(), Failure> {
         .from_shim()),
         _ => {
             let mut st = state();
-            if st.plugin_path.is_none() {
+            if st.path.is_none() {
                 st.pending.push((key.to_owned(), value.to_owned()));
                 return Ok(());
             }
@@ -303,7 +334,8 @@ fn refuse_unread_argument_file(value: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
+/// nbdkit's boolean words.
+pub fn parse_bool(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" => Some(false),
@@ -311,44 +343,24 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// Records the plugin file; it is loaded when first needed (see [`ensure_loaded`]), so that shim
-/// keys such as `allow-insecure-plugin=` may follow it.
-fn set_plugin(given: &str, how: &str) -> Result<(), Failure> {
-    let mut st = state();
-    if let Some(name) = st.fronted {
-        return Err(Failure::invalid(format!(
-            "'{given}' ({how}): this is the nbdkit plugin '{name}' (the rustshim shim installed as nbdkit-{name}-plugin.so), which serves the Rust plugin '{name}' and takes no plugin="
-        )));
-    }
-    if let Some(first) = &st.plugin_path {
-        return Err(Failure::invalid(format!(
-            "plugin given twice: '{}' and then '{given}' (as {how}); the shim loads one plugin",
-            first.display()
-        )));
-    }
-    st.plugin_path = Some(PathBuf::from(given));
-    Ok(())
-}
-
 /// The loaded plugin, loading it now if a plugin was given but not loaded yet: at its first
 /// parameter, or at `config_complete` (or `--dump-plugin`). Pairs that came before `plugin=`
 /// are given to it right after loading. Errors are ready to report, as [`config`]'s.
 pub fn ensure_loaded() -> Result<Arc<Generation>, Failure> {
-    if let Some(generation) = serving::current() {
+    if let Some(generation) = serving::PLUGIN.current() {
         return Ok(generation);
     }
     let (given, trust) = {
         let st = state();
         (
-            st.plugin_path
-                .clone()
-                .ok_or_else(|| no_plugin().from_shim())?,
+            st.path.clone().ok_or_else(|| no_plugin().from_shim())?,
             st.trust(),
         )
     };
-    let path = locate::resolve(&given).map_err(|why| Failure::invalid(why).from_shim())?;
+    let path =
+        locate::resolve(&given, "plugin").map_err(|why| Failure::invalid(why).from_shim())?;
     let generation = Arc::new(Generation::load(1, &path, trust).map_err(Failure::from_shim)?);
-    serving::replace(Arc::clone(&generation));
+    serving::PLUGIN.replace(Arc::clone(&generation));
     let pending = std::mem::take(&mut state().pending);
     for (key, value) in pending {
         give(&generation, &key, &value)?;
@@ -358,7 +370,7 @@ pub fn ensure_loaded() -> Result<Arc<Generation>, Failure> {
 
 /// The plugin, loaded if one was given; `None` if none was (`--dump-plugin` alone).
 pub fn plugin_if_given() -> Result<Option<Arc<Generation>>, Failure> {
-    if state().plugin_path.is_none() {
+    if state().path.is_none() {
         return Ok(None);
     }
     ensure_loaded().map(Some)
@@ -383,7 +395,7 @@ fn give_bare_argument(generation: &Generation, value: &str) -> Result<(), Failur
 /// it (nothing added: a plugin names itself if it wants to), or the shim's own, which starts
 /// with `rustshim: ` like all of the shim's.
 fn give(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> {
-    serving::record(key, value);
+    serving::PLUGIN.record(key, value);
     configure_pair(generation, key, value).map_err(|refusal| match refusal {
         Refusal::ByPlugin(failure) => failure,
         Refusal::ByShim(failure) => failure.from_shim(),

@@ -1,36 +1,38 @@
-//! A `Generation` is one load of a plugin file: a private copy of the file, its checked root
-//! module, and the plugin instance made from it. Connections hold the generation that opened
-//! them (an `Arc`), so a later generation can take over new connections while old ones finish.
+//! A `Generation` is one load of a plugin (or filter) file: a private copy of the file, its
+//! checked root module, and the instance made from it. Connections hold the generation that
+//! opened them (an `Arc`), so a later generation can take over new connections while old ones
+//! finish. The same code loads plugins and filters: `M` is the root module's type
+//! ([`Module`]).
 //!
 //! Why a private copy: the dynamic linker hands back the already-loaded object for a path (or
 //! inode) it has seen, so a rebuilt plugin at the same path could never be loaded again; and
 //! overwriting a loaded `.so` in place (`cp new.so loaded.so`) crashes the process. A copy that
 //! only the shim knows about avoids both. Copies are never unloaded (see `abi::load`).
 
+use std::ffi::c_void;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
-use rustshim_plugin_api::abi::{
-    load::load_checked, load::LoadError, InstancePtr, PluginModuleRef, CALLBACK_NAMES,
-};
+use rustshim_plugin_api::abi::{load::load_checked, load::LoadError, InstancePtr, PluginModuleRef};
 use rustshim_plugin_api::ThreadModel;
 
 use crate::failure::Failure;
 use crate::locate::{check_permissions, Trust};
+use crate::module::Module;
 use crate::nbdkit_c;
-use crate::services::{self, host_services};
+use crate::services;
 
-/// One loaded plugin instance.
-pub struct Generation {
+/// One loaded plugin (or filter) instance.
+pub struct Generation<M: Module = PluginModuleRef> {
     /// 1 for the first load, then counting up with each reload.
     pub number: u32,
     /// The plugin file as the user named it, made absolute.
     pub source: PathBuf,
     /// The root module of the private copy.
-    pub module: PluginModuleRef,
+    pub module: M,
     /// The `rustshim-plugin-api` version the plugin was built against.
     pub abi_version: String,
     /// The plugin's instance.
@@ -42,30 +44,34 @@ pub struct Generation {
     /// Set once `cleanup` ran.
     cleaned: AtomicBool,
     destroyed: AtomicBool,
+    /// A filter's layer below (`nbdkit_backend *`), given at `after_fork`, for its `cleanup`.
+    pub backend: AtomicPtr<c_void>,
 }
 
-// SAFETY: the instance is the plugin's `T: Plugin`, which is `Send + Sync`; the module is
-// immutable static data. The pointers are only dereferenced by the plugin's own adapter.
-unsafe impl Send for Generation {}
+// SAFETY: the instance is the author's `T: Plugin` or `T: Filter`, which is `Send + Sync`; the
+// module is immutable static data. The pointers are only dereferenced by the author's own
+// adapter (and the backend by nbdkit).
+unsafe impl<M: Module> Send for Generation<M> {}
 // SAFETY: as above.
-unsafe impl Sync for Generation {}
+unsafe impl<M: Module> Sync for Generation<M> {}
 
-impl Generation {
-    /// Loads `source` as generation `number` and makes its instance (the plugin's `load`).
+impl<M: Module> Generation<M> {
+    /// Loads `source` as generation `number` and makes its instance (the author's `load`).
     /// Errors are one line naming the file and the cause.
-    pub fn load(number: u32, source: &Path, trust: Trust) -> Result<Generation, Failure> {
-        let source = absolute(source)?;
+    pub fn load(number: u32, source: &Path, trust: Trust) -> Result<Generation<M>, Failure> {
+        let kind = M::WHAT;
+        let source = absolute(kind, source)?;
         let shown = source.display();
-        precheck(&source)?;
+        precheck(kind, &source)?;
         if trust == Trust::CheckPermissions {
-            check_permissions(&source)?;
+            check_permissions(kind, &source)?;
         }
-        let copy = private_copy(number, &source)?;
+        let copy = private_copy(number, kind, &source)?;
 
-        let checked = match load_checked(&copy) {
+        let checked = match load_checked::<M>(&copy) {
             Ok(checked) => checked,
             Err(LoadError::NoRootModule) => {
-                return Err(explain_foreign_object(&source, &copy).into())
+                return Err(explain_foreign_object(kind, &source, &copy).into())
             }
             Err(e) => {
                 if let Some(detail) = e.detail() {
@@ -73,29 +79,29 @@ impl Generation {
                         "rustshim: full ABI report for '{shown}':\n{detail}"
                     ));
                 }
-                return Err(format!("plugin file '{shown}' {e}").into());
+                return Err(format!("{kind} file '{shown}' {e}").into());
             }
         };
         let module = checked.module;
         refuse_unknown_callbacks(&module, &checked.abi_version)
-            .map_err(|why| format!("plugin file '{shown}' {why}"))?;
+            .map_err(|why| format!("{kind} file '{shown}' {why}"))?;
         if !module.panic_unwinds() {
             nbdkit_c::error(&format!(
-                "warning: plugin '{}' ({shown}) was built with panic = \"abort\": a panic in it will end nbdkit",
+                "warning: {kind} '{}' ({shown}) was built with panic = \"abort\": a panic in it will end nbdkit",
                 module.name()
             ));
         }
 
         let mut instance = InstancePtr(std::ptr::null_mut());
-        if (module.create())(host_services(), &mut instance) != 0 {
+        if module.create(&mut instance) != 0 {
             let msg = services::take_error().msg;
             return Err(Failure::invalid(format!(
-                "plugin '{}' ({shown}) failed to load: {msg}",
+                "{kind} '{}' ({shown}) failed to load: {msg}",
                 module.name()
             )));
         }
         nbdkit_c::debug(&format!(
-            "rustshim: loaded generation {number}: plugin '{}' version {} from {shown} (private copy {}, built against rustshim-plugin-api {})",
+            "rustshim: loaded generation {number}: {kind} '{}' version {} from {shown} (private copy {}, built against rustshim-plugin-api {})",
             module.name(),
             module.version().map(|v| v.as_str()).unwrap_or("(none)"),
             copy.display(),
@@ -111,24 +117,64 @@ impl Generation {
             serving: AtomicBool::new(false),
             cleaned: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
+            backend: AtomicPtr::new(std::ptr::null_mut()),
         })
     }
 
-    /// The plugin's name.
-    pub fn name(&self) -> &str {
+    /// The author's name for it.
+    pub fn name(&self) -> &'static str {
         self.module.name().as_str()
     }
 
-    /// The callbacks the plugin author wrote, by name.
+    /// The callbacks the author wrote, by name.
     pub fn implemented(&self) -> impl Iterator<Item = &'static str> {
         let bits = self.module.implemented();
-        CALLBACK_NAMES
+        M::CALLBACK_NAMES
             .iter()
             .enumerate()
             .filter(move |(i, _)| bits & (1 << i) != 0)
             .map(|(_, n)| *n)
     }
 
+    /// Marks the generation as serving: it gets `cleanup` when it retires.
+    pub fn set_serving(&self) {
+        self.serving.store(true, Ordering::Release);
+    }
+
+    /// Runs the author's `cleanup`, once, if the generation has served.
+    pub fn cleanup(&self) {
+        if self.serving.load(Ordering::Acquire) && !self.cleaned.swap(true, Ordering::AcqRel) {
+            // SAFETY: called when no request of this generation runs any more (nbdkit's
+            // `.cleanup`, or the last connection of a retired generation has closed).
+            unsafe {
+                self.module
+                    .cleanup(self.instance, self.backend.load(Ordering::Acquire))
+            };
+            services::log_recorded_error();
+        }
+    }
+
+    /// Runs the author's `unload` and frees the instance, once; later calls do nothing.
+    pub fn destroy(&self) {
+        if !self.destroyed.swap(true, Ordering::AcqRel) {
+            // SAFETY: the instance was made by this module's `create` and is used no more
+            // (nbdkit calls `unload` after all other callbacks).
+            unsafe { self.module.destroy(self.instance) };
+            services::log_recorded_error();
+        }
+    }
+
+    /// Whether `other` was loaded from a file with the same bytes (a touched, not rebuilt,
+    /// file). Only a reload asks, so the first load pays nothing for it.
+    pub fn same_build_as(&self, other: &Generation<M>) -> bool {
+        match (fs::metadata(&self.copy), fs::metadata(&other.copy)) {
+            (Ok(a), Ok(b)) if a.len() != b.len() => false,
+            _ => matches!((fs::read(&self.copy), fs::read(&other.copy)), (Ok(a), Ok(b)) if a == b),
+        }
+    }
+}
+
+impl Generation<PluginModuleRef> {
     /// The plugin's thread model (its `thread_model` callback, or parallel without one). On
     /// failure returns the plugin's errno and message, not yet reported.
     pub fn thread_model(&self) -> Result<ThreadModel, Failure> {
@@ -166,39 +212,17 @@ impl Generation {
             }
         }
         if callback == Lifecycle::AfterFork {
-            self.serving.store(true, Ordering::Release);
+            self.set_serving();
         }
         Ok(())
     }
-
-    /// Runs the plugin's `cleanup`, once, if the generation has served.
-    pub fn cleanup(&self) {
-        if self.serving.load(Ordering::Acquire) && !self.cleaned.swap(true, Ordering::AcqRel) {
-            if let Some(f) = self.module.cleanup() {
-                // SAFETY: called when no request of this generation runs any more (nbdkit's
-                // `.cleanup`, or the last connection of a retired generation has closed).
-                unsafe { f(self.instance) };
-                services::log_recorded_error();
-            }
-        }
-    }
-
-    /// Runs the plugin's `unload` and frees the instance, once; later calls do nothing.
-    pub fn destroy(&self) {
-        if !self.destroyed.swap(true, Ordering::AcqRel) {
-            // SAFETY: the instance was made by this module's `create` and is used no more
-            // (nbdkit calls `unload` after all other callbacks).
-            unsafe { (self.module.destroy())(self.instance) };
-            services::log_recorded_error();
-        }
-    }
 }
 
-/// A plugin built against a newer minor version of the ABI loads, unless it implements callbacks
-/// this shim cannot call: then it would silently lose behaviour its author wrote, so it is
-/// refused, naming them.
-fn refuse_unknown_callbacks(module: &PluginModuleRef, abi_version: &str) -> Result<(), String> {
-    let known = CALLBACK_NAMES.len();
+/// A plugin (or filter) built against a newer minor version of the ABI loads, unless it
+/// implements callbacks this shim cannot call: then it would silently lose behaviour its author
+/// wrote, so it is refused, naming them.
+fn refuse_unknown_callbacks<M: Module>(module: &M, abi_version: &str) -> Result<(), String> {
+    let known = M::CALLBACK_NAMES.len();
     let bits = module.implemented();
     let names = module.callback_names();
     let unknown: Vec<String> = (known..64)
@@ -213,15 +237,16 @@ fn refuse_unknown_callbacks(module: &PluginModuleRef, abi_version: &str) -> Resu
         return Ok(());
     }
     Err(format!(
-        "implements callbacks this shim cannot call: {} (the plugin was built against rustshim-plugin-api {abi_version}, this shim speaks {}): use a newer shim",
+        "implements callbacks this shim cannot call: {} (the {} was built against rustshim-plugin-api {abi_version}, this shim speaks {}): use a newer shim",
         unknown.join(", "),
+        M::WHAT,
         rustshim_plugin_api::abi::ABI_VERSION
     ))
 }
 
 /// A generation is dropped when nothing refers to it any more: for a generation replaced by a
 /// reload, when its last connection closes. It then gets `cleanup` and `unload`, once.
-impl Drop for Generation {
+impl<M: Module> Drop for Generation<M> {
     fn drop(&mut self) {
         self.cleanup();
         if !self.destroyed.load(Ordering::Acquire) {
@@ -242,40 +267,40 @@ pub enum Lifecycle {
     AfterFork,
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, String> {
+fn absolute(kind: &str, path: &Path) -> Result<PathBuf, String> {
     if path.as_os_str().is_empty() {
-        return Err("plugin= is empty: give the path of a plugin file".into());
+        return Err(format!("{kind}= is empty: give the path of a {kind} file"));
     }
-    std::path::absolute(path).map_err(|e| format!("plugin file '{}': {e}", path.display()))
+    std::path::absolute(path).map_err(|e| format!("{kind} file '{}': {e}", path.display()))
 }
 
 /// Checks the file before handing it to the dynamic linker, whose messages are cryptic.
-fn precheck(path: &Path) -> Result<(), String> {
+fn precheck(kind: &str, path: &Path) -> Result<(), String> {
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("plugin file '{shown}' does not exist"),
-        _ => format!("plugin file '{shown}' cannot be accessed: {e}"),
+        std::io::ErrorKind::NotFound => format!("{kind} file '{shown}' does not exist"),
+        _ => format!("{kind} file '{shown}' cannot be accessed: {e}"),
     })?;
     if meta.is_dir() {
         return Err(format!(
-            "plugin file '{shown}' is a directory, not a plugin (give the path of the .so file)"
+            "{kind} file '{shown}' is a directory, not a {kind} (give the path of the .so file)"
         ));
     }
     let mut header = [0u8; 64];
     let mut file =
-        fs::File::open(path).map_err(|e| format!("plugin file '{shown}' cannot be read: {e}"))?;
+        fs::File::open(path).map_err(|e| format!("{kind} file '{shown}' cannot be read: {e}"))?;
     let read = read_up_to(&mut file, &mut header)
-        .map_err(|e| format!("plugin file '{shown}' cannot be read: {e}"))?;
+        .map_err(|e| format!("{kind} file '{shown}' cannot be read: {e}"))?;
     if read == 0 {
-        return Err(format!("plugin file '{shown}' is empty"));
+        return Err(format!("{kind} file '{shown}' is empty"));
     }
     if read < 4 || &header[..4] != b"\x7fELF" {
         return Err(format!(
-            "plugin file '{shown}' is not a shared object (no ELF header): expected a Rust plugin built as a cdylib"
+            "{kind} file '{shown}' is not a shared object (no ELF header): expected a Rust {kind} built as a cdylib"
         ));
     }
     check_elf_segments(&mut file, &header[..read], meta.len())
-        .map_err(|why| format!("plugin file '{shown}' is not a loadable shared object: {why}"))
+        .map_err(|why| format!("{kind} file '{shown}' is not a loadable shared object: {why}"))
 }
 
 fn read_up_to(file: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -330,14 +355,15 @@ fn check_elf_segments(file: &mut fs::File, header: &[u8], file_len: u64) -> Resu
     Ok(())
 }
 
-/// The shim's private directory for plugin copies, made on first use and removed at unload.
+/// The shim's private directory for plugin and filter copies, made on first use and removed at
+/// unload.
 fn private_dir() -> Result<&'static Path, String> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DIR.get_or_init(|| {
         let template = std::env::temp_dir().join("rustshim-XXXXXX");
         nix::unistd::mkdtemp(&template).map_err(|e| {
             format!(
-                "cannot make a private directory for plugin copies in {}: {e}",
+                "cannot make a private directory for plugin and filter copies in {}: {e}",
                 std::env::temp_dir().display()
             )
         })
@@ -354,9 +380,9 @@ pub fn remove_private_dir() {
     }
 }
 
-/// Copies the plugin file into the private directory: the copy is the snapshot that gets
-/// loaded, whatever happens to the source afterwards.
-fn private_copy(number: u32, source: &Path) -> Result<PathBuf, String> {
+/// Copies the plugin (or filter) file into the private directory: the copy is the snapshot that
+/// gets loaded, whatever happens to the source afterwards.
+fn private_copy(number: u32, kind: &str, source: &Path) -> Result<PathBuf, String> {
     let file_name = source
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -368,7 +394,7 @@ fn private_copy(number: u32, source: &Path) -> Result<PathBuf, String> {
     let copy = private_dir()?.join(format!("gen{number}-{attempt}-{file_name}"));
     fs::copy(source, &copy).map_err(|e| {
         format!(
-            "plugin file '{}' cannot be copied to {}: {e}",
+            "{kind} file '{}' cannot be copied to {}: {e}",
             source.display(),
             copy.display()
         )
@@ -376,19 +402,8 @@ fn private_copy(number: u32, source: &Path) -> Result<PathBuf, String> {
     Ok(copy)
 }
 
-impl Generation {
-    /// Whether `other` was loaded from a file with the same bytes (a touched, not rebuilt,
-    /// file). Only a reload asks, so the first load pays nothing for it.
-    pub fn same_build_as(&self, other: &Generation) -> bool {
-        match (fs::metadata(&self.copy), fs::metadata(&other.copy)) {
-            (Ok(a), Ok(b)) if a.len() != b.len() => false,
-            _ => matches!((fs::read(&self.copy), fs::read(&other.copy)), (Ok(a), Ok(b)) if a == b),
-        }
-    }
-}
-
 /// Says what a shared object without our root module is, when it can tell.
-fn explain_foreign_object(source: &Path, copy: &Path) -> String {
+fn explain_foreign_object(kind: &str, source: &Path, copy: &Path) -> String {
     let shown = source.display();
     // abi_stable closed the copy again when our symbol was missing: open it once more to look.
     // SAFETY: opening runs the object's initialisers, as nbdkit itself would for a C plugin;
@@ -402,15 +417,18 @@ fn explain_foreign_object(source: &Path, copy: &Path) -> String {
             .map(|l| unsafe { l.get::<*const ()>(symbol) }.is_ok())
             .unwrap_or(false)
     };
-    if has(b"plugin_init\0") {
+    let (plugin_init, filter_init) = (has(b"plugin_init\0"), has(b"filter_init\0"));
+    if plugin_init && filter_init {
+        format!("{kind} file '{shown}' is the rustshim shim itself, not a Rust {kind}: give the {kind} the shim should load")
+    } else if plugin_init {
         format!(
-            "plugin file '{shown}' is a C nbdkit plugin, not a Rust rustshim plugin: run it directly with: nbdkit {shown}"
+            "{kind} file '{shown}' is a C nbdkit plugin, not a Rust rustshim {kind}: run it directly with: nbdkit {shown}"
         )
-    } else if has(b"filter_init\0") {
-        format!("plugin file '{shown}' is an nbdkit filter, not a rustshim plugin: use it with nbdkit --filter={shown}")
+    } else if filter_init {
+        format!("{kind} file '{shown}' is a C nbdkit filter, not a Rust rustshim {kind}: use it directly with: nbdkit --filter={shown}")
     } else {
         format!(
-            "plugin file '{shown}' is a shared object but not a rustshim plugin (no rustshim root module: build it with rustshim_plugin_api::export_plugin!)"
+            "{kind} file '{shown}' is a shared object but not a rustshim {kind} (no rustshim root module: build it with rustshim_plugin_api::export_{kind}!)"
         )
     }
 }

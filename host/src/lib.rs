@@ -1,8 +1,11 @@
-//! `nbdkit-rustshim-plugin.so`: the nbdkit plugin `rustshim`.
+//! `nbdkit-rustshim-plugin.so`: the nbdkit plugin `rustshim`, and (installed again, as a copy,
+//! as `nbdkit-rustshim-filter.so`) the nbdkit filter `rustshim`.
 //!
-//! It registers with nbdkit like any C plugin, loads a separately compiled Rust plugin dylib
-//! (`plugin=PATH`) through the stable ABI of `rustshim-plugin-api`, and forwards every nbdkit
-//! callback to it. See ARCHITECTURE.md for the path of one request.
+//! It registers with nbdkit like any C plugin (`plugin_init`) or C filter (`filter_init`), loads
+//! a separately compiled Rust plugin (`plugin=PATH`) or filter (`filter=PATH`) dylib through the
+//! stable ABI of `rustshim-plugin-api`, and forwards every nbdkit callback to it. The two halves
+//! share the loading, serving and reload code and keep their state apart, so one file can be
+//! loaded as both. See ARCHITECTURE.md for the path of one request.
 //!
 //! * [`nbdkit_c`]: nbdkit's C ABI (the plugin struct, server functions looked up at run time).
 //! * [`callbacks`]: what nbdkit calls ([`callbacks::PLUGIN`]), with nbdkit's defaults for
@@ -16,14 +19,19 @@
 //! * [`reload`]: hot reload (`reload=watch`).
 //! * [`fallback`]: server functions done by the shim on old nbdkit.
 //! * [`failure`]: the one error type.
+//! * [`filter`]: the filter half.
+//! * [`module`], [`connection`]: what plugins and filters share.
 
 pub mod callbacks;
 pub mod config;
+pub mod connection;
 pub mod containment;
 pub mod failure;
 pub mod fallback;
+pub mod filter;
 pub mod generation;
 pub mod locate;
+pub mod module;
 pub mod nbdkit_c;
 pub mod reload;
 pub mod services;
@@ -38,4 +46,11 @@ pub extern "C" fn plugin_init() -> *const nbdkit_c::NbdkitPlugin {
     };
     // With `--help`, the plugin's own parameters are shown too.
     &callbacks::with_plugin_help(registration).0
+}
+
+/// nbdkit's entry point for filters: returns the filter struct of the next `--filter=rustshim`
+/// layer, in the running nbdkit's layout, which nbdkit copies once (see [`filter`]).
+#[no_mangle]
+pub extern "C" fn filter_init() -> *const std::ffi::c_void {
+    callbacks::guarded("filter_init", std::ptr::null(), filter::init)
 }

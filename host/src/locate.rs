@@ -1,9 +1,11 @@
-//! Finding the plugin file, and deciding whether it may be loaded at all.
+//! Finding the plugin (or filter) file, and deciding whether it may be loaded at all.
 //!
 //! * A plugin given by short name (`plugin=memory`: letters, digits, `-` and `_` only, as
 //!   nbdkit's own short names) is looked up as `librustshim_NAME.so`, then `libNAME.so`, in the
 //!   directories of `RUSTSHIM_PLUGIN_PATH` (colon-separated), then in `rustshim/` beside the shim
-//!   (where `cargo xtask install` puts plugins). Anything else is a path, used as given.
+//!   (where `cargo xtask install` puts plugins). Anything else is a path, used as given. A filter
+//!   (`filter=delay`) likewise: `librustshim_filter_NAME.so`, then `libNAME.so`, in
+//!   `RUSTSHIM_FILTER_PATH`, then in `rustshim/` beside the filter shim.
 //! * Loading a plugin runs its code inside the server, so, as ssh does for keys, the file and
 //!   every directory above it must be writable only by their owner, and owned by root or by the
 //!   user nbdkit runs as; a world-writable directory with the sticky bit (like `/tmp`) is fine.
@@ -34,7 +36,9 @@ fn is_short_name(given: &str) -> bool {
 fn shim_file() -> Option<PathBuf> {
     // SAFETY: an all-zero Dl_info is a valid out value; dladdr only reads the address.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let addr = crate::plugin_init as *const () as *const libc::c_void;
+    // A function of ours that is not exported: `plugin_init` would resolve to the first one
+    // nbdkit loaded (nbdkit loads with RTLD_GLOBAL), which may be another plugin's.
+    let addr = shim_directory as *const () as *const libc::c_void;
     // SAFETY: `addr` is a function in this object; dladdr fills `info` with static strings.
     if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
         return None;
@@ -69,12 +73,14 @@ pub fn fronted_plugin() -> Option<&'static str> {
     .as_deref()
 }
 
-/// The plugin file for what the user gave: a path as is, a short name looked up.
-pub fn resolve(given: &Path) -> Result<PathBuf, String> {
+/// The plugin (`kind` = `plugin`) or filter (`filter`) file for what the user gave: a path as is,
+/// a short name looked up.
+pub fn resolve(given: &Path, kind: &str) -> Result<PathBuf, String> {
     let Some(name) = given.to_str().filter(|g| is_short_name(g)) else {
         return Ok(given.to_path_buf());
     };
-    let mut dirs: Vec<PathBuf> = std::env::var_os("RUSTSHIM_PLUGIN_PATH")
+    let variable = format!("RUSTSHIM_{}_PATH", kind.to_ascii_uppercase());
+    let mut dirs: Vec<PathBuf> = std::env::var_os(&variable)
         .map(|p| {
             std::env::split_paths(&p)
                 .filter(|d| !d.as_os_str().is_empty())
@@ -84,7 +90,11 @@ pub fn resolve(given: &Path) -> Result<PathBuf, String> {
     if let Some(shim_dir) = shim_directory() {
         dirs.push(shim_dir.join("rustshim"));
     }
-    let candidates = [format!("librustshim_{name}.so"), format!("lib{name}.so")];
+    let prefix = if kind == "plugin" { "" } else { "filter_" };
+    let candidates = [
+        format!("librustshim_{prefix}{name}.so"),
+        format!("lib{name}.so"),
+    ];
     for dir in &dirs {
         for file in &candidates {
             let path = dir.join(file);
@@ -95,17 +105,22 @@ pub fn resolve(given: &Path) -> Result<PathBuf, String> {
     }
     let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     Err(format!(
-        "no plugin named '{name}': looked for {} in {} (set RUSTSHIM_PLUGIN_PATH, or give a path with a '/')",
+        "no {kind} named '{name}': looked for {} in {} (set {variable}, or give a path with a '/')",
         candidates.join(" and "),
-        if searched.is_empty() { "no directory".to_string() } else { searched.join(", ") }
+        if searched.is_empty() {
+            "no directory".to_string()
+        } else {
+            searched.join(", ")
+        }
     ))
 }
 
-/// Refuses `path` (absolute) if someone other than root or us could have changed it.
-pub fn check_permissions(path: &Path) -> Result<(), String> {
+/// Refuses the `kind` (`plugin` or `filter`) file `path` (absolute) if someone other than root or
+/// us could have changed it.
+pub fn check_permissions(kind: &str, path: &Path) -> Result<(), String> {
     let me = nix::unistd::geteuid().as_raw();
     let real = std::fs::canonicalize(path)
-        .map_err(|e| format!("plugin file '{}': {e}", path.display()))?;
+        .map_err(|e| format!("{kind} file '{}': {e}", path.display()))?;
     let mut checked: Option<&Path> = Some(&real);
     while let Some(p) = checked {
         let meta = std::fs::metadata(p).map_err(|e| format!("'{}': {e}", p.display()))?;
@@ -114,6 +129,7 @@ pub fn check_permissions(path: &Path) -> Result<(), String> {
         let sticky = meta.mode() & 0o1000 != 0;
         if meta.mode() & 0o022 != 0 && !(is_dir && sticky) {
             return Err(refusal(
+                kind,
                 path,
                 &format!(
                     "its {what} '{}' is writable by group or others (mode {:o})",
@@ -124,6 +140,7 @@ pub fn check_permissions(path: &Path) -> Result<(), String> {
         }
         if meta.uid() != 0 && meta.uid() != me {
             return Err(refusal(
+                kind,
                 path,
                 &format!(
                     "its {what} '{}' belongs to another user (uid {})",
@@ -137,9 +154,9 @@ pub fn check_permissions(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn refusal(path: &Path, why: &str) -> String {
+fn refusal(kind: &str, path: &Path, why: &str) -> String {
     format!(
-        "plugin file '{}' refused: {why}, so someone else could change the code nbdkit runs; fix the permissions, or add allow-insecure-plugin=true",
+        "{kind} file '{}' refused: {why}, so someone else could change the code nbdkit runs; fix the permissions, or add allow-insecure-{kind}=true",
         path.display()
     )
 }
@@ -159,7 +176,7 @@ mod tests {
     #[test]
     fn a_path_is_used_as_given() {
         assert_eq!(
-            resolve(Path::new("libx.so")).unwrap(),
+            resolve(Path::new("libx.so"), "plugin").unwrap(),
             PathBuf::from("libx.so")
         );
     }

@@ -1,7 +1,9 @@
-//! Hot reload (`reload=watch`): when the plugin file changes, load it as a new generation and,
-//! only if every step succeeds, let it serve new connections. Open connections stay on the
-//! generation that opened them; a replaced generation gets `cleanup` and `unload` when its last
-//! connection closes (see `Generation`'s `Drop`).
+//! Hot reload (`reload=watch`, and `filter-reload=watch` for a filter): when the plugin (or
+//! filter) file changes, load it as a new generation and, only if every step succeeds, let it
+//! serve new connections. Open connections stay on the generation that opened them; a replaced
+//! generation gets `cleanup` and `unload` when its last connection closes (see `Generation`'s
+//! `Drop`). The same code reloads the plugin and each filter layer: what differs (how a new
+//! generation is configured and readied) is the [`Served`] trait.
 //!
 //! The watcher is an inotify watch on the plugin file's directory, not on the file: cargo
 //! replaces its output by unlinking and hard-linking, `mv` renames over it, editors and `install`
@@ -13,38 +15,68 @@
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use rustshim_plugin_api::abi::ROption;
+use rustshim_plugin_api::abi::{PluginModuleRef, ROption};
 use rustshim_plugin_api::ThreadModel;
 
 use crate::config;
 use crate::failure::Failure;
 use crate::generation::{Generation, Lifecycle};
+use crate::locate::Trust;
+use crate::module::Module;
 use crate::nbdkit_c;
 use crate::services;
-use crate::serving;
+use crate::serving::{self, Slot};
 
-/// How long the plugin's directory must be quiet before a reload starts.
+/// How long the watched directory must be quiet before a reload starts.
 pub const QUIET: Duration = Duration::from_millis(150);
 
-/// The thread model nbdkit was told at start-up (`.thread_model`); a new generation may not be
-/// stricter, since nbdkit's locking is fixed by then. -1 until nbdkit asked.
-static ANNOUNCED_MODEL: AtomicI32 = AtomicI32::new(-1);
+/// One slot that hot reload renews (the plugin, or a filter layer): how a new generation is
+/// brought to where the current one is.
+pub trait Served: Sync + 'static {
+    /// The root module type it serves.
+    type Module: Module;
+    /// Its slot.
+    fn slot(&self) -> &Slot<Self::Module>;
+    /// Whether its files must pass the permission check.
+    fn trust(&self) -> Trust;
+    /// Gives a new generation one recorded parameter.
+    fn configure(
+        &self,
+        g: &Generation<Self::Module>,
+        key: &str,
+        value: &str,
+    ) -> Result<(), Failure>;
+    /// Runs one of a new generation's lifecycle callbacks, with what nbdkit gave the first.
+    fn step(&self, g: &Generation<Self::Module>, step: Lifecycle) -> Result<(), Failure>;
+    /// A new generation's thread model.
+    fn thread_model(&self, g: &Generation<Self::Module>) -> Result<ThreadModel, Failure>;
+}
 
-/// The number the next generation gets.
-static NEXT_GENERATION: AtomicU32 = AtomicU32::new(2);
+/// The plugin, as hot reload serves it.
+pub struct Plugin;
 
-/// Reloads never overlap.
-static RELOADING: Mutex<()> = Mutex::new(());
-
-/// Records the thread model nbdkit runs with.
-pub fn announce_thread_model(model: ThreadModel) {
-    ANNOUNCED_MODEL.store(model as i32, Ordering::Release);
+impl Served for Plugin {
+    type Module = PluginModuleRef;
+    fn slot(&self) -> &Slot<PluginModuleRef> {
+        &serving::PLUGIN
+    }
+    fn trust(&self) -> Trust {
+        config::state().trust()
+    }
+    fn configure(&self, g: &Generation, key: &str, value: &str) -> Result<(), Failure> {
+        config::configure(g, key, value)
+    }
+    fn step(&self, g: &Generation, step: Lifecycle) -> Result<(), Failure> {
+        g.lifecycle(step)
+    }
+    fn thread_model(&self, g: &Generation) -> Result<ThreadModel, Failure> {
+        g.thread_model()
+    }
 }
 
 /// A line on nbdkit's stderr, shown without `-v` (nbdkit has no info level for plugins, and
@@ -54,12 +86,14 @@ fn say(msg: &str) {
     nbdkit_c::debug(&format!("rustshim: {msg}"));
 }
 
-/// Starts watching the current plugin's file (from `.after_fork`: threads do not survive
+/// Starts watching the file of what `served` serves (from `.after_fork`: threads do not survive
 /// nbdkit's fork).
-pub fn start_watcher() -> Result<(), Failure> {
-    let source = serving::current()
+pub fn start_watcher<S: Served>(served: &'static S) -> Result<(), Failure> {
+    let source = served
+        .slot()
+        .current()
         .map(|g| g.source.clone())
-        .ok_or_else(|| Failure::invalid("reload=watch needs a plugin"))?;
+        .ok_or_else(|| Failure::invalid("reload=watch needs something loaded to watch"))?;
     let (dir, name) = match (source.parent(), source.file_name()) {
         (Some(dir), Some(name)) => (dir.to_path_buf(), name.to_os_string()),
         _ => {
@@ -84,7 +118,7 @@ pub fn start_watcher() -> Result<(), Failure> {
     })?;
     std::thread::Builder::new()
         .name("rustshim-reload".into())
-        .spawn(move || watch(inotify, source, name))
+        .spawn(move || watch(served, inotify, source, name))
         .map_err(|e| format!("reload=watch: cannot start the watcher thread: {e}"))?;
     nbdkit_c::debug(&format!(
         "rustshim: watching {} for new builds",
@@ -93,7 +127,7 @@ pub fn start_watcher() -> Result<(), Failure> {
     Ok(())
 }
 
-fn watch(inotify: Inotify, source: PathBuf, name: OsString) {
+fn watch<S: Served>(served: &'static S, inotify: Inotify, source: PathBuf, name: OsString) {
     let mut changed_at: Option<Instant> = None;
     loop {
         let timeout = match changed_at {
@@ -116,23 +150,24 @@ fn watch(inotify: Inotify, source: PathBuf, name: OsString) {
         if changed_at.is_some_and(|at| at.elapsed() >= QUIET) {
             changed_at = None;
             if source.exists() {
-                reload(&source);
+                reload(served, &source);
             }
         }
     }
 }
 
-/// Loads `source` as a new generation and makes it current if every step succeeds; otherwise
-/// the current generation keeps serving and one line says why. Returns whether it swapped.
-pub fn reload(source: &Path) -> bool {
-    let _one_at_a_time = RELOADING.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(old) = serving::current() else {
+/// Loads `source` as a new generation of `served` and makes it current if every step succeeds;
+/// otherwise the current generation keeps serving and one line says why. Returns whether it
+/// swapped.
+pub fn reload<S: Served>(served: &S, source: &Path) -> bool {
+    let slot = served.slot();
+    let _one_at_a_time = slot.reloading.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(old) = slot.current() else {
         return false;
     };
-    // Reloads are serialised, so the number is only taken when the swap happens.
-    let number = NEXT_GENERATION.load(Ordering::Relaxed);
+    let number = slot.next_number();
     let started = Instant::now();
-    let (new, state) = match prepare(number, source, &old) {
+    let (new, state) = match prepare(served, number, source, &old) {
         Ok(Some(prepared)) => prepared,
         Ok(None) => return false,
         Err(why) => {
@@ -144,11 +179,11 @@ pub fn reload(source: &Path) -> bool {
             return false;
         }
     };
-    NEXT_GENERATION.store(number + 1, Ordering::Relaxed);
+    slot.take_number();
     let what_changed = describe_change(&old, &new);
     drop(old);
     let new = Arc::new(new);
-    let replaced = serving::replace(new).expect("a current generation");
+    let replaced = slot.replace(new).expect("a current generation");
     // Connections of the old generation still hold it (the state's reference is `replaced`).
     let still_open = Arc::strong_count(&replaced) - 1;
     say(&format!(
@@ -165,13 +200,14 @@ pub fn reload(source: &Path) -> bool {
 /// Loads and configures a new generation like the current one, with what became of the old
 /// one's state. `Ok(None)`: the file did not change. On error the new generation is unloaded
 /// again, and the error is the reason for the one line that says the reload was refused.
-fn prepare(
+#[allow(clippy::type_complexity)]
+fn prepare<S: Served>(
+    served: &S,
     number: u32,
     source: &Path,
-    old: &Generation,
-) -> Result<Option<(Generation, String)>, String> {
-    let trust = config::state().trust();
-    let new = Generation::load(number, source, trust).map_err(|f| f.msg)?;
+    old: &Generation<S::Module>,
+) -> Result<Option<(Generation<S::Module>, String)>, String> {
+    let new = Generation::load(number, source, served.trust()).map_err(|f| f.msg)?;
     if new.same_build_as(old) {
         nbdkit_c::debug(&format!(
             "rustshim: {} changed on disk but not in content: no reload",
@@ -182,15 +218,16 @@ fn prepare(
     }
     // From here on a failure must unload the instance we made.
     let configured = (|| {
-        for (key, value) in &serving::recorded() {
-            config::configure(&new, key, value)
+        for (key, value) in &served.slot().recorded() {
+            served
+                .configure(&new, key, value)
                 .map_err(|e| format!("config {key}={value}: {e}"))?;
         }
-        step(&new, Lifecycle::ConfigComplete)?;
+        step(served, &new, Lifecycle::ConfigComplete)?;
         let state = hand_over(old, &new)?;
-        let announced = ANNOUNCED_MODEL.load(Ordering::Acquire);
-        let model = new
-            .thread_model()
+        let announced = served.slot().announced_thread_model();
+        let model = served
+            .thread_model(&new)
             .map_err(|f| format!("thread_model failed: {f}"))?;
         if announced >= 0 && (model as i32) < announced {
             return Err(format!(
@@ -199,8 +236,8 @@ fn prepare(
                 ThreadModel::from_raw(announced).map_or("?", ThreadModel::name)
             ));
         }
-        step(&new, Lifecycle::GetReady)?;
-        step(&new, Lifecycle::AfterFork)?;
+        step(served, &new, Lifecycle::GetReady)?;
+        step(served, &new, Lifecycle::AfterFork)?;
         Ok(state)
     })();
     match configured {
@@ -213,7 +250,7 @@ fn prepare(
 }
 
 /// Passes the old generation's state to the new one, if both opt in. Says what happened.
-fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
+fn hand_over<M: Module>(old: &Generation<M>, new: &Generation<M>) -> Result<String, String> {
     let Some(give) = old.module.hand_over() else {
         return Ok("starts with fresh state".into());
     };
@@ -246,9 +283,13 @@ fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
     }
 }
 
-/// Runs one lifecycle callback, with the plugin's own message on failure.
-fn step(generation: &Generation, callback: Lifecycle) -> Result<(), String> {
-    generation.lifecycle(callback).map_err(|f| {
+/// Runs one lifecycle callback, with the author's own message on failure.
+fn step<S: Served>(
+    served: &S,
+    generation: &Generation<S::Module>,
+    callback: Lifecycle,
+) -> Result<(), String> {
+    served.step(generation, callback).map_err(|f| {
         format!(
             "{callback} failed{}",
             if f.msg.is_empty() {
@@ -260,15 +301,16 @@ fn step(generation: &Generation, callback: Lifecycle) -> Result<(), String> {
     })
 }
 
-fn describe_change(old: &Generation, new: &Generation) -> String {
-    let version = |g: &Generation| {
+fn describe_change<M: Module>(old: &Generation<M>, new: &Generation<M>) -> String {
+    let version = |g: &Generation<M>| {
         g.module
             .version()
             .map(|v| v.to_string())
             .unwrap_or_else(|| "(none)".into())
     };
     let mut parts = vec![format!(
-        "plugin '{}' version {} -> {}",
+        "{} '{}' version {} -> {}",
+        M::WHAT,
         new.name(),
         version(old),
         version(new)

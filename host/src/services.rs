@@ -542,22 +542,40 @@ extern "C" fn nbdkit_has(function: RStr<'_>, out: &mut bool) -> i32 {
 // The functions of services added in later minor versions go here.
 
 /// The running nbdkit's version, read once from `nbdkit --dump-config` of the running binary
-/// (nbdkit offers plugins no other way to learn it).
+/// (nbdkit offers plugins no other way to learn it): `/proc/self/exe`, or, where that is another
+/// program (under valgrind it is valgrind's), the program as it was executed (`AT_EXECFN`).
 pub fn server_version() -> Option<&'static str> {
     static VERSION: OnceLock<Option<String>> = OnceLock::new();
     VERSION
         .get_or_init(|| {
             // Outside nbdkit /proc/self/exe is some other program: do not run it.
             server().error?;
-            let out = std::process::Command::new("/proc/self/exe")
-                .arg("--dump-config")
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("version=").map(str::to_owned))
+            dump_config_version("/proc/self/exe".as_ref()).or_else(|| {
+                // SAFETY: getauxval only reads the auxiliary vector; AT_EXECFN, when present, is
+                // a NUL-terminated string that lives for the process.
+                let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const c_char;
+                if execfn.is_null() {
+                    return None;
+                }
+                // SAFETY: as above.
+                let path = unsafe { CStr::from_ptr(execfn) };
+                let path =
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes());
+                dump_config_version(path)
+            })
         })
         .as_deref()
+}
+
+/// The `version=` line of `PROGRAM --dump-config`, run without a shell.
+fn dump_config_version(program: &std::ffi::OsStr) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .arg("--dump-config")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("version=").map(str::to_owned))
 }

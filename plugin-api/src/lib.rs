@@ -1,8 +1,9 @@
-//! Write [nbdkit](https://libguestfs.org/nbdkit.1.html) plugins in safe Rust, built as their own
-//! `cdylib` and served by nbdkit through the `rustshim` plugin:
+//! Write [nbdkit](https://libguestfs.org/nbdkit.1.html) plugins and filters in safe Rust, built
+//! as their own `cdylib` and served by nbdkit through the `rustshim` plugin and filter:
 //!
 //! ```text
 //! nbdkit rustshim plugin=./target/release/libmyplugin.so [key=value ...]
+//! nbdkit --filter=rustshim filter=./target/release/libmyfilter.so PLUGIN [key=value ...]
 //! ```
 //!
 //! The shim and the plugin are compiled separately and meet only at the stable ABI in [`abi`],
@@ -44,6 +45,8 @@
 //!
 //! # Map
 //! * [`Plugin`]: the callbacks, in nbdkit's lifecycle order.
+//! * [`Filter`]: a filter's callbacks, each passing the call on by default; [`filter`] has the
+//!   layer below ([`filter::Next`]) and an example.
 //! * [`server`]: nbdkit's server functions (`parse_size`, `export_name`, `peer_pid`, …).
 //! * [`Error`]: an errno for the client plus a message for the log.
 //! * [`abi`]: what crosses the boundary (for the shim; plugins never need it).
@@ -123,6 +126,7 @@ pub mod abi;
 #[doc(hidden)]
 pub mod adapter;
 mod error;
+pub mod filter;
 mod handover;
 mod host;
 mod logger;
@@ -136,19 +140,25 @@ mod shared_pages;
 mod types;
 
 pub use error::{Errno, Error, Result};
+pub use filter::Filter;
 pub use handover::Handover;
 pub use plugin::Plugin;
-pub use rustshim_plugin_api_macros::plugin;
+pub use rustshim_plugin_api_macros::{filter, plugin};
 pub use shared_pages::SharedPages;
 pub use types::{
     BlockSize, CacheMode, Callbacks, Dump, Exports, ExtentType, Extents, Flags, FuaMode,
-    ThreadModel,
+    ThreadModel, ZeroMode,
 };
 
-/// Everything a plugin usually needs: `use rustshim_plugin_api::prelude::*;`
+/// Everything a plugin or filter usually needs: `use rustshim_plugin_api::prelude::*;`
 pub mod prelude {
+    pub use crate::filter::{
+        Backend, Next, NextConfig, NextConfigComplete, NextDefaultExport, NextListExports,
+        NextOpen, NextPreconnect,
+    };
     pub use crate::{
-        export_plugin, plugin, server, BlockSize, CacheMode, Dump, Errno, Error, Exports,
-        ExtentType, Extents, Flags, FuaMode, Handover, Plugin, Result, SharedPages, ThreadModel,
+        export_filter, export_plugin, filter, plugin, server, BlockSize, CacheMode, Dump, Errno,
+        Error, Exports, ExtentType, Extents, Filter, Flags, FuaMode, Handover, Plugin, Result,
+        SharedPages, ThreadModel, ZeroMode,
     };
 }

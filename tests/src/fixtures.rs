@@ -159,7 +159,33 @@ pub struct Built {
     pub plugins: Vec<PathBuf>,
 }
 
+/// Removes what `to` has and `from` no longer has (a file moved since the last copy), so
+/// the copy is the source as it is now.
+fn remove_stale(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(to) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let (src, dst) = (from.join(entry.file_name()), entry.path());
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if !src.exists() {
+            let _ = std::fs::remove_dir_all(&dst).or_else(|_| std::fs::remove_file(&dst));
+        } else if dst.is_dir() {
+            remove_stale(&src, &dst);
+        }
+    }
+}
+
 fn copy_with_edits(from: &Path, to: &Path, edits: &[(&str, &str, &str)], version: Option<&str>) {
+    remove_stale(from, to);
+    for (file, _, _) in edits {
+        assert!(
+            from.join(file).is_file(),
+            "fixture edit names no file: {file}"
+        );
+    }
     copy_tree(from, to, &|src, mut text| {
         for (file, old, new) in edits {
             if src == from.join(file) {

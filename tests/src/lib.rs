@@ -15,6 +15,7 @@
 mod artifacts;
 mod clients;
 mod files;
+pub mod filters;
 pub mod fixtures;
 pub mod twin;
 pub use fixtures::API_VERSION;

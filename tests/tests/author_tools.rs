@@ -43,6 +43,11 @@ fn run_cargo(cmd: &mut Command) -> Run {
 
 /// `cargo xtask new-plugin NAME --path DIR`, spelled as the `cargo xtask` alias expands.
 fn new_plugin(name: &str, dir: &Path) -> Run {
+    new_crate(name, dir, &[])
+}
+
+/// `cargo xtask new-plugin NAME --path DIR EXTRA...`.
+fn new_crate(name: &str, dir: &Path, extra: &[&str]) -> Run {
     run_cargo(
         cargo(&workspace())
             .args([
@@ -55,7 +60,8 @@ fn new_plugin(name: &str, dir: &Path) -> Run {
                 name,
                 "--path",
             ])
-            .arg(dir),
+            .arg(dir)
+            .args(extra),
     )
 }
 
@@ -170,4 +176,47 @@ fn new_plugin_refuses_bad_names_and_used_directories() {
         out.stderr
     );
     assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_new_filter_crate_passes_its_own_tests_and_serves() {
+    let dir = authors_dir().join("my-filter");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = new_crate("my-filter", &dir, &["--filter"]).ok();
+    assert!(
+        out.stdout.contains("created the filter crate"),
+        "{}",
+        out.stdout
+    );
+
+    // Its own `cargo test`, with this checkout's shim and memory plugin.
+    let out = run(cargo(&dir)
+        .arg("test")
+        .env("CARGO_TARGET_DIR", authors_target())
+        .env("RUSTSHIM_SHIM", shim())
+        .env("RUSTSHIM_PLUGIN_PATH", shim().parent().unwrap()))
+    .ok();
+    for test in [
+        "the_client_reads_back_what_it_wrote",
+        "the_layer_below_sees_the_data_inverted",
+        "a_bad_value_stops_nbdkit_with_a_message",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("test {test} ... ok")),
+            "{}",
+            out.stdout
+        );
+    }
+
+    // Served as its README says, in front of a C plugin.
+    let so = authors_target().join("debug").join("libmy_filter.so");
+    let args = rustshim_tests::filters::nbdkit_words(&[
+        rustshim_tests::filters::rust_filter(),
+        "memory".into(),
+        "1M".into(),
+        format!("filter={}", so.display()),
+    ]);
+    let out =
+        rustshim_tests::filters::nbdsh_with(&args, "print(h.pread(4, 0) == b'\\xff' * 4)").ok();
+    assert_eq!(out.stdout.trim(), "True");
 }

@@ -33,9 +33,9 @@ const API_1_1_EDITS: &[(&str, &str, &str)] = &[
         "    /// Added in 1.1.\n    fn new_callback(&self) -> Result<()> {\n        Ok(())\n    }\n\n    // ---- Shutting down ----",
     ),
     (
-        "src/adapter.rs",
+        "src/adapter/mod.rs",
         "// Callbacks added in later minor versions go here.",
-        "unsafe extern \"C\" fn new_callback<T: Plugin>(i: InstancePtr) -> i32 {\n    let p = unsafe { instance::<T>(i) };\n    status(guard::<T, _>(\"new_callback\", || p.new_callback()))\n}\n\n// Callbacks added in later minor versions go here.",
+        "unsafe extern \"C\" fn new_callback<T: Plugin>(i: InstancePtr) -> i32 {\n    let p = unsafe { instance::<T>(i) };\n    status(guard(T::NAME, \"new_callback\", || p.new_callback()))\n}\n\n// Callbacks added in later minor versions go here.",
     ),
 ];
 

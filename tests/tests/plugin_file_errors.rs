@@ -124,7 +124,7 @@ fn a_changed_abi_without_a_version_bump() {
             "    pub implemented: u32,",
         ),
         (
-            "src/adapter.rs",
+            "src/adapter/mod.rs",
             "implemented: T::CALLBACKS.bits(),",
             "implemented: T::CALLBACKS.bits() as u32,",
         ),

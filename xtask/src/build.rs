@@ -1,8 +1,9 @@
-//! `cargo xtask build [--release]`: builds the shim and the plugins, and says where they are.
+//! `cargo xtask build [--release]`: builds the shim, the plugins and the filters, and says where
+//! they are.
 
 use std::path::PathBuf;
 
-use crate::workspace::{cargo, plugin_path, run, target_dir, PLUGINS, SHIM};
+use crate::workspace::{cargo, filter_path, plugin_path, run, target_dir, FILTERS, PLUGINS, SHIM};
 use crate::Result;
 
 pub fn build(release: bool) -> Result {
@@ -14,7 +15,7 @@ pub fn build(release: bool) -> Result {
     Ok(())
 }
 
-/// Builds the shim and every plugin, returning their paths (shim first).
+/// Builds the shim, every plugin and every filter, returning their paths (shim first).
 pub fn build_artifacts(release: bool) -> Result<Vec<PathBuf>> {
     // Without -p or --workspace cargo builds the default members: the shim, the plugin API
     // and the plugins, not the tests or xtask.
@@ -28,6 +29,7 @@ pub fn build_artifacts(release: bool) -> Result<Vec<PathBuf>> {
     let dir = target_dir(release);
     let artifacts: Vec<PathBuf> = std::iter::once(dir.join(SHIM))
         .chain(PLUGINS.iter().map(|name| plugin_path(&dir, name)))
+        .chain(FILTERS.iter().map(|name| filter_path(&dir, name)))
         .collect();
     match artifacts.iter().find(|path| !path.exists()) {
         Some(path) => Err(format!(

@@ -1,5 +1,7 @@
-//! `cargo xtask install [--plugindir DIR]`: the release build of the shim into nbdkit's plugin
-//! directory, and the example plugins into `rustshim/` beside it.
+//! `cargo xtask install [--plugindir DIR] [--filterdir DIR]`: the release build of the shim into
+//! nbdkit's plugin directory as the plugin `rustshim`, and a copy into its filter directory as
+//! the filter `rustshim` (a copy, not a link: a link would share the loaded object and its
+//! state); the example plugins and filters into `rustshim/` beside each.
 
 use std::ffi::OsString;
 use std::fs;
@@ -9,20 +11,28 @@ use std::process::Command;
 
 use crate::build::build_artifacts;
 use crate::deps;
-use crate::workspace::{plugin_path, target_dir, SHIM};
+use crate::workspace::{filter_path, plugin_path, target_dir, SHIM};
 use crate::Result;
 
 /// The shim's name in nbdkit's plugin directory, so `nbdkit rustshim ...` finds it.
 pub const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
+/// The shim's name in nbdkit's filter directory, so `nbdkit --filter=rustshim ...` finds it.
+const FILTER_SHIM_INSTALLED: &str = "nbdkit-rustshim-filter.so";
 /// The plugins worth installing; `test` exists for the integration tests.
 pub const INSTALLED_PLUGINS: &[&str] = &["null", "memory", "file"];
+/// The filters worth installing.
+const INSTALLED_FILTERS: &[&str] = &["passthrough", "delay", "error", "swab"];
 
-pub fn install(plugindir: Option<PathBuf>) -> Result {
+pub fn install(plugindir: Option<PathBuf>, filterdir: Option<PathBuf>) -> Result {
     deps::ensure()?;
     build_artifacts(true)?;
     let plugindir = match plugindir {
         Some(dir) => dir,
-        None => nbdkit_plugindir()?,
+        None => nbdkit_dir("plugindir")?,
+    };
+    let filterdir = match filterdir {
+        Some(dir) => dir,
+        None => nbdkit_dir("filterdir")?,
     };
     let release = target_dir(true);
 
@@ -37,18 +47,35 @@ pub fn install(plugindir: Option<PathBuf>) -> Result {
         println!("installed {}", to.display());
     }
 
-    // `nbdkit rustshim` finds the shim only in nbdkit's own plugindir; elsewhere, by path.
-    let shim_arg = match nbdkit_plugindir() {
+    let filter_shim = filterdir.join(FILTER_SHIM_INSTALLED);
+    install_file(&release.join(SHIM), &filter_shim)?;
+    println!("installed {}", filter_shim.display());
+    let filters = filterdir.join("rustshim");
+    for name in INSTALLED_FILTERS {
+        let to = filter_path(&filters, name);
+        install_file(&filter_path(&release, name), &to)?;
+        println!("installed {}", to.display());
+    }
+
+    // `nbdkit rustshim` finds the shim only in nbdkit's own plugindir (and `--filter=rustshim`
+    // in its filterdir); elsewhere, by path.
+    let shim_arg = match nbdkit_dir("plugindir") {
         Ok(dir) if dir == plugindir => "rustshim".to_string(),
         _ => shim.display().to_string(),
     };
-    // The shim finds plugins installed beside it by short name.
+    let filter_arg = match nbdkit_dir("filterdir") {
+        Ok(dir) if dir == filterdir => "rustshim".to_string(),
+        _ => filter_shim.display().to_string(),
+    };
+    // The shims find plugins and filters installed beside them by short name.
     println!("try:  nbdkit {shim_arg} plugin=memory size=1G");
+    println!("      nbdkit --filter={filter_arg} {shim_arg} plugin=memory size=1G filter=delay delay-read=10ms");
     Ok(())
 }
 
-/// nbdkit's plugin directory, the `plugindir=` line of `nbdkit --dump-config`.
-fn nbdkit_plugindir() -> Result<PathBuf> {
+/// One of nbdkit's directories, the `NAME=` line (`plugindir`, `filterdir`) of
+/// `nbdkit --dump-config`.
+fn nbdkit_dir(name: &str) -> Result<PathBuf> {
     let out = Command::new("nbdkit")
         .arg("--dump-config")
         .output()
@@ -56,11 +83,12 @@ fn nbdkit_plugindir() -> Result<PathBuf> {
     if !out.status.success() {
         return Err(format!("`nbdkit --dump-config` failed ({})", out.status));
     }
+    let prefix = format!("{name}=");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|line| line.strip_prefix("plugindir="))
+        .find_map(|line| line.strip_prefix(&prefix))
         .map(PathBuf::from)
-        .ok_or_else(|| "`nbdkit --dump-config` has no plugindir= line".to_string())
+        .ok_or_else(|| format!("`nbdkit --dump-config` has no {name}= line"))
 }
 
 /// Copies `from` to `to` by way of a temporary file in the same directory, renamed over `to`.

@@ -47,11 +47,16 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Build in release mode and install the shim and plugins into nbdkit's plugin directory
+    /// Build in release mode and install the shim and plugins into nbdkit's plugin directory,
+    /// and the shim (a copy) and filters into its filter directory
     Install {
-        /// Install here instead of nbdkit's plugindir (from `nbdkit --dump-config`)
+        /// Install the plugin shim and plugins here instead of nbdkit's plugindir (from
+        /// `nbdkit --dump-config`)
         #[arg(long, value_name = "DIR")]
         plugindir: Option<PathBuf>,
+        /// Install the filter shim and filters here instead of nbdkit's filterdir
+        #[arg(long, value_name = "DIR")]
+        filterdir: Option<PathBuf>,
     },
     /// Check formatting, run clippy, build everything and run all tests
     Test {
@@ -99,13 +104,17 @@ enum Cmd {
         #[arg(long, value_name = "WHICH", default_value = "system")]
         nbdkit: String,
     },
-    /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit)
+    /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit),
+    /// or with --filter a filter crate
     NewPlugin {
         /// The crate's name: lowercase letters, digits and '-', e.g. my-disk
         name: String,
         /// The directory to write it in (created; refused if it exists and is not empty)
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
+        /// Write a filter crate (an nbdkit filter that inverts the data) instead of a plugin
+        #[arg(long)]
+        filter: bool,
     },
     /// Serve a 1 GiB memory disk through the shim and show real NBD clients using it
     Demo {
@@ -119,7 +128,10 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Deps => deps::ensure(),
         Cmd::Build { release } => build::build(release),
-        Cmd::Install { plugindir } => install::install(plugindir),
+        Cmd::Install {
+            plugindir,
+            filterdir,
+        } => install::install(plugindir, filterdir),
         Cmd::Test { nbdkit, args } => test::test(&nbdkit, &args),
         Cmd::Roots { which } => roots::make_roots(&which),
         Cmd::Package => package::package(),
@@ -135,7 +147,7 @@ fn main() -> ExitCode {
             (false, false) => bench::bench(quick),
         }),
         Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
-        Cmd::NewPlugin { name, path } => new_plugin::new_plugin(&name, &path),
+        Cmd::NewPlugin { name, path, filter } => new_plugin::new_plugin(&name, &path, filter),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

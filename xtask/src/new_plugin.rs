@@ -1,7 +1,8 @@
-//! `cargo xtask new-plugin NAME --path DIR`: writes an out-of-tree plugin crate that builds,
-//! serves and tests as it is: a small RAM disk plugin against this checkout's `plugin-api`, a
-//! test that serves it with the real nbdkit through `rustshim-harness`, and a README saying how
-//! to build, serve, develop and test it.
+//! `cargo xtask new-plugin NAME --path DIR [--filter]`: writes an out-of-tree plugin crate that
+//! builds, serves and tests as it is: a small RAM disk plugin (or, with `--filter`, a filter that
+//! inverts the data) against this checkout's `plugin-api`, a test that serves it with the real
+//! nbdkit through `rustshim-harness`, and a README saying how to build, serve, develop and test
+//! it.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -14,7 +15,7 @@ use crate::Result;
 /// this checkout), `@API@` and `@HARNESS@` (the paths of `plugin-api` and `harness` from the new
 /// crate, as TOML strings) are filled in: all relative, so no generated file names an absolute
 /// path, and the two directories may move together.
-const TEMPLATES: [(&str, &str); 5] = [
+const PLUGIN_TEMPLATES: [(&str, &str); 5] = [
     (
         "Cargo.toml",
         include_str!("../templates/new-plugin/Cargo.toml.in"),
@@ -34,6 +35,30 @@ const TEMPLATES: [(&str, &str); 5] = [
     (
         ".gitignore",
         include_str!("../templates/new-plugin/gitignore.in"),
+    ),
+];
+
+/// The filter crate's files, filled in as [`PLUGIN_TEMPLATES`].
+const FILTER_TEMPLATES: [(&str, &str); 5] = [
+    (
+        "Cargo.toml",
+        include_str!("../templates/new-filter/Cargo.toml.in"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../templates/new-filter/src/lib.rs.in"),
+    ),
+    (
+        "tests/serve.rs",
+        include_str!("../templates/new-filter/tests/serve.rs.in"),
+    ),
+    (
+        "README.md",
+        include_str!("../templates/new-filter/README.md.in"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../templates/new-filter/gitignore.in"),
     ),
 ];
 
@@ -98,8 +123,8 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Writes the crate `name` into `path` (created if missing; refused if it exists and is not an
-/// empty directory).
-pub fn new_plugin(name: &str, path: &Path) -> Result {
+/// empty directory): a plugin, or a filter with `filter`.
+pub fn new_plugin(name: &str, path: &Path, filter: bool) -> Result {
     check_name(name)?;
     match fs::read_dir(path) {
         Ok(mut entries) => {
@@ -121,7 +146,12 @@ pub fn new_plugin(name: &str, path: &Path) -> Result {
         .map_err(|e| format!("cannot find this checkout: {e}"))?;
 
     let lib = name.replace('-', "_");
-    for (file, template) in TEMPLATES {
+    let templates = if filter {
+        FILTER_TEMPLATES
+    } else {
+        PLUGIN_TEMPLATES
+    };
+    for (file, template) in templates {
         write(&dir.join(file), &fill(template, name, &repo, &dir))?;
     }
     // The dependency versions this checkout builds and tests with (cargo drops what the new
@@ -132,9 +162,17 @@ pub fn new_plugin(name: &str, path: &Path) -> Result {
             .map_err(|e| format!("cannot copy {}: {e}", lock.display()))?;
     }
 
-    println!("created the plugin crate {name} in {}", dir.display());
+    let what = if filter { "filter" } else { "plugin" };
+    println!("created the {what} crate {name} in {}", dir.display());
     println!();
     println!("  cd {}", dir.display());
+    if filter {
+        println!(
+            "  cargo build && nbdkit --filter=rustshim memory 1G filter=./target/debug/lib{lib}.so"
+        );
+        println!("  cargo test     # serves it with the real nbdkit (see README.md)");
+        return Ok(());
+    }
     println!("  cargo build && nbdkit rustshim plugin=./target/debug/lib{lib}.so size=1G");
     println!("  cargo test     # serves it with the real nbdkit (see README.md)");
     println!(
@@ -145,7 +183,7 @@ pub fn new_plugin(name: &str, path: &Path) -> Result {
     Ok(())
 }
 
-/// A template with its placeholders filled in (see [`TEMPLATES`]), for the checkout `repo` and
+/// A template with its placeholders filled in (see [`PLUGIN_TEMPLATES`]), for the checkout `repo` and
 /// the new crate `dir` (both absolute).
 fn fill(template: &str, name: &str, repo: &Path, dir: &Path) -> String {
     let to_repo = relative(dir, repo);
@@ -235,7 +273,7 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled_in_with_relative_paths() {
         let (repo, dir) = (Path::new("/src/nbdkit-rustshim"), Path::new("/src/my-disk"));
-        for (file, template) in TEMPLATES {
+        for (file, template) in PLUGIN_TEMPLATES.iter().chain(&FILTER_TEMPLATES) {
             let filled = fill(template, "my-disk", repo, dir);
             assert!(!filled.contains('@'), "{file}: {filled}");
             assert!(
@@ -243,7 +281,7 @@ mod tests {
                 "{file} has an absolute path: {filled}"
             );
         }
-        let cargo_toml = fill(TEMPLATES[0].1, "my-disk", repo, dir);
+        let cargo_toml = fill(PLUGIN_TEMPLATES[0].1, "my-disk", repo, dir);
         assert!(cargo_toml.contains(r#"path = "../nbdkit-rustshim/plugin-api""#));
     }
 

@@ -10,6 +10,8 @@ use crate::Result;
 pub const SHIM: &str = "libnbdkit_rustshim_plugin.so";
 /// The plugins of this workspace (`librustshim_NAME.so`), in the order they are listed.
 pub const PLUGINS: &[&str] = &["null", "memory", "file", "test"];
+/// The filters of this workspace (`librustshim_filter_NAME.so`).
+pub const FILTERS: &[&str] = &["passthrough", "delay", "error", "swab", "test"];
 
 /// The workspace root: xtask/ is one of its members.
 pub fn workspace() -> PathBuf {
@@ -31,6 +33,11 @@ pub fn target_dir(release: bool) -> PathBuf {
 /// `librustshim_NAME.so` in `dir`.
 pub fn plugin_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("librustshim_{name}.so"))
+}
+
+/// `librustshim_filter_NAME.so` in `dir`.
+pub fn filter_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("librustshim_filter_{name}.so"))
 }
 
 /// Cargo itself: the one that runs us, so the same toolchain builds everything. Its directory

@@ -6,10 +6,11 @@
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::OnceLock;
 
-use super::{NbdkitExports, NbdkitExtents};
+use super::{Backend, Context, NbdkitExport, NbdkitExports, NbdkitExtent, NbdkitExtents, Next};
 
 /// Declares [`ServerApi`] from one list: each field is the function `nbdkit_<field>` with its C
-/// signature (from `<nbdkit-common.h>`), `[since]` marking those newer than nbdkit 1.32.
+/// signature (from `<nbdkit-common.h>` and `<nbdkit-filter.h>`), `[since]` marking those newer
+/// than nbdkit 1.32.
 macro_rules! server_api {
     ($($([$since:literal])? $field:ident: $ty:ty,)*) => {
         /// nbdkit's server functions, each `None` when the running nbdkit lacks it.
@@ -90,6 +91,22 @@ server_api! {
         unsafe extern "C" fn(*const c_void, *const c_void, usize, *const c_char, u64),
     ["1.48"] name: unsafe extern "C" fn() -> *const c_char,
     ["1.48"] timestamp: unsafe extern "C" fn() -> *const c_char,
+    // Filters only (`<nbdkit-filter.h>`).
+    extents_full: unsafe extern "C" fn(Next, u32, u64, u32, *mut c_int) -> *mut NbdkitExtents,
+    // `count` is `uint32_t` before nbdkit 1.46 and `uint64_t` after: passing a `u64` that fits in
+    // 32 bits is right for both (the callee reads `esi` or `rsi`).
+    extents_aligned: unsafe extern "C" fn(Next, u64, u64, u32, u32, *mut NbdkitExtents, *mut c_int) -> c_int,
+    extents_count: unsafe extern "C" fn(*const NbdkitExtents) -> usize,
+    get_extent: unsafe extern "C" fn(*const NbdkitExtents, usize) -> NbdkitExtent,
+    extents_free: unsafe extern "C" fn(*mut NbdkitExtents),
+    exports_new: unsafe extern "C" fn() -> *mut NbdkitExports,
+    exports_count: unsafe extern "C" fn(*const NbdkitExports) -> usize,
+    get_export: unsafe extern "C" fn(*const NbdkitExports, usize) -> NbdkitExport,
+    exports_free: unsafe extern "C" fn(*mut NbdkitExports),
+    context_get_backend: unsafe extern "C" fn(Context) -> Backend,
+    next_context_open: unsafe extern "C" fn(Backend, c_int, *const c_char, c_int) -> Next,
+    next_context_close: unsafe extern "C" fn(Next),
+    context_set_next: unsafe extern "C" fn(Context, Next) -> Next,
 }
 
 /// `"1.36"` as `(1, 36)`.

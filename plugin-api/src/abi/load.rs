@@ -1,5 +1,5 @@
-//! The shim's checked loader: opens a plugin file, checks the ABI version it was built against
-//! and the layout of everything it exports, and returns its root module.
+//! The shim's checked loader: opens a plugin (or filter) file, checks the ABI version it was
+//! built against and the layout of everything it exports, and returns its root module.
 //!
 //! abi_stable's own `RootModule::load_from*` is not used: it caches one module per type (so a
 //! rebuilt plugin could never be loaded again), checks the layout before the version (a major
@@ -21,7 +21,20 @@ use abi_stable::{
     StableAbi,
 };
 
-use super::PluginModuleRef;
+/// The root modules the shim loads: [`PluginModuleRef`](super::PluginModuleRef) and
+/// [`FilterModuleRef`](super::FilterModuleRef) (so the shim names them without abi_stable).
+pub trait Loadable: RootModule + StableAbi {}
+impl Loadable for super::PluginModuleRef {}
+impl Loadable for super::FilterModuleRef {}
+
+/// What a root module of type `M` is to its users: `plugin` or `filter` (from its abi_stable
+/// name, `rustshim_plugin` or `rustshim_filter`).
+pub fn kind_of<M: Loadable>() -> &'static str {
+    match M::NAME {
+        "rustshim_filter" => "filter",
+        _ => "plugin",
+    }
+}
 
 /// Why a plugin file could not be loaded. `Display` is one line; [`LoadError::detail`] has the
 /// long form where there is one.
@@ -31,10 +44,18 @@ pub enum LoadError {
     Open(String),
     /// The file loaded but exports no abi_stable root module.
     NoRootModule,
-    /// The file is an abi_stable library of some other kind.
-    OtherLibrary(String),
+    /// The file is an abi_stable library of some other kind (a rustshim filter where a plugin
+    /// was expected, or the reverse).
+    OtherLibrary {
+        /// Its abi_stable root module name.
+        found: String,
+        /// What was expected: `plugin` or `filter`.
+        expected: &'static str,
+    },
     /// The plugin was built against another major version of the ABI.
     IncompatibleVersion {
+        /// `plugin` or `filter`.
+        kind: &'static str,
         /// The ABI version the plugin was built against.
         plugin: String,
         /// The ABI version of the loader.
@@ -68,10 +89,14 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Open(why) => write!(f, "cannot be loaded by the dynamic linker: {why}"),
             LoadError::NoRootModule => f.write_str("is a shared object but not a rustshim plugin (it exports no rustshim root module; plugins must call rustshim_plugin_api::export_plugin!)"),
-            LoadError::OtherLibrary(name) => write!(f, "is an abi_stable library of another kind ('{name}'), not a rustshim plugin"),
-            LoadError::IncompatibleVersion { plugin, shim } => write!(
+            LoadError::OtherLibrary { found, expected } => match found.as_str() {
+                "rustshim_filter" => f.write_str("is a rustshim filter, not a plugin: use it with nbdkit --filter=rustshim filter=FILE PLUGIN"),
+                "rustshim_plugin" => f.write_str("is a rustshim plugin, not a filter: serve it with nbdkit rustshim plugin=FILE"),
+                other => write!(f, "is an abi_stable library of another kind ('{other}'), not a rustshim {expected}"),
+            },
+            LoadError::IncompatibleVersion { kind, plugin, shim } => write!(
                 f,
-                "was built against rustshim-plugin-api {plugin}, but this shim speaks {}.x ({shim}): rebuild the plugin against rustshim-plugin-api {}.x",
+                "was built against rustshim-plugin-api {plugin}, but this shim speaks {}.x ({shim}): rebuild the {kind} against rustshim-plugin-api {}.x",
                 major_of(shim),
                 major_of(shim)
             ),
@@ -89,17 +114,19 @@ fn major_of(version: &str) -> &str {
     version.split('.').next().unwrap_or(version)
 }
 
-/// A plugin file opened and checked.
-pub struct CheckedModule {
-    /// The plugin's root module.
-    pub module: PluginModuleRef,
+/// A plugin (or filter) file opened and checked.
+pub struct CheckedModule<M> {
+    /// Its root module.
+    pub module: M,
     /// The `rustshim-plugin-api` version the plugin was built against.
     pub abi_version: String,
 }
 
-/// Opens `path` (which should be a private copy: see the module docs), checks it and returns its
-/// root module. `path` must be absolute, or the dynamic linker's search path is used.
-pub fn load_checked(path: &Path) -> Result<CheckedModule, LoadError> {
+/// Opens `path` (which should be a private copy: see the module docs), checks that it is a root
+/// module of type `M` ([`PluginModuleRef`](super::PluginModuleRef) or
+/// [`FilterModuleRef`](super::FilterModuleRef)) and returns it. `path` must be absolute, or the
+/// dynamic linker's search path is used.
+pub fn load_checked<M: Loadable>(path: &Path) -> Result<CheckedModule<M>, LoadError> {
     let header = lib_header_from_path(path).map_err(|e| match e {
         LibraryError::OpenError { err, .. } => LoadError::Open(err.to_string()),
         LibraryError::GetSymbolError { .. } => LoadError::NoRootModule,
@@ -107,18 +134,21 @@ pub fn load_checked(path: &Path) -> Result<CheckedModule, LoadError> {
     })?;
 
     let consts = header.root_mod_consts();
-    if consts.name().as_str() != PluginModuleRef::NAME {
-        return Err(LoadError::OtherLibrary(consts.name().to_string()));
+    if consts.name().as_str() != M::NAME {
+        return Err(LoadError::OtherLibrary {
+            found: consts.name().to_string(),
+            expected: kind_of::<M>(),
+        });
     }
 
     let theirs_str = header.version_strings();
     let theirs =
         VersionNumber::new(theirs_str).map_err(|e| LoadError::Other(one_line(&e.to_string())))?;
-    let ours =
-        VersionNumber::new(PluginModuleRef::VERSION_STRINGS).expect("the crate version parses");
+    let ours = VersionNumber::new(M::VERSION_STRINGS).expect("the crate version parses");
     let abi_version = theirs.to_string();
     if theirs.major != ours.major || theirs.major == 0 && theirs.minor != ours.minor {
         return Err(LoadError::IncompatibleVersion {
+            kind: kind_of::<M>(),
             plugin: abi_version,
             shim: ours.to_string(),
         });
@@ -127,7 +157,7 @@ pub fn load_checked(path: &Path) -> Result<CheckedModule, LoadError> {
     let plugin_layout = header
         .layout()
         .ok_or_else(|| LoadError::Other("exports no type layout to check".into()))?;
-    let shim_layout = <PluginModuleRef as StableAbi>::LAYOUT;
+    let shim_layout = <M as StableAbi>::LAYOUT;
     // abi_stable accepts an implementation with more prefix fields than the interface, never
     // fewer: so the older side is the interface.
     let plugin_is_older = (theirs.minor, theirs.patch) < (ours.minor, ours.patch);
@@ -146,8 +176,8 @@ pub fn load_checked(path: &Path) -> Result<CheckedModule, LoadError> {
 
     // SAFETY: the layout was checked just above, in the direction that is valid for prefix
     // types; the version check inside only compares majors again.
-    let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }
-        .map_err(|e| match e {
+    let module =
+        unsafe { header.init_root_module_with_unchecked_layout::<M>() }.map_err(|e| match e {
             LibraryError::RootModule { err, .. } => {
                 LoadError::RootModule(one_line(&err.to_string()))
             }

@@ -32,8 +32,14 @@
 // `StableAbi` derives generate impls in generated modules.
 #![allow(non_local_definitions)]
 
+pub mod filter;
 pub mod load;
 pub(crate) mod table;
+
+pub use filter::{
+    BackendPtr, ContextPtr, Extent, FilterModule, FilterModuleRef, FilterServices,
+    FilterServicesRef, LayerNext, NextPtr, FILTER_CALLBACK_NAMES, FILTER_CALLBACK_NAME_STRS,
+};
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize};
@@ -259,17 +265,6 @@ pub struct HostServices {
     // Services added in later minor versions go here.
 }
 
-/// [`CALLBACK_NAMES`] as ABI strings, for [`PluginModule::callback_names`].
-pub static CALLBACK_NAME_STRS: [RStr<'static>; CALLBACK_NAMES.len()] = {
-    let mut out = [RStr::from_str(""); CALLBACK_NAMES.len()];
-    let mut i = 0;
-    while i < CALLBACK_NAMES.len() {
-        out[i] = RStr::from_str(CALLBACK_NAMES[i]);
-        i += 1;
-    }
-    out
-};
-
 /// The table of [`PluginModule`]: its static facts, then one entry per callback, `[bit]` being
 /// the callback's bit number in [`PluginModule::implemented`] and [`CALLBACK_NAMES`] (`[bit
 /// name]` where the field is named otherwise). The order of entries is the ABI's field order.
@@ -283,7 +278,7 @@ macro_rules! plugin_module {
         /// Optional callbacks are `None` when the plugin does not implement them.
         #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
         #[sabi(missing_field(option))]
-        pub struct PluginModule, names CALLBACK_NAMES {
+        pub struct PluginModule, names CALLBACK_NAMES, strs CALLBACK_NAME_STRS {
             /// nbdkit `name`.
             pub name: RStr<'static>,
             /// nbdkit `longname`.
@@ -477,11 +472,13 @@ impl RootModule for PluginModuleRef {
 /// a plugin was built against).
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Emits the root module symbol the shim looks for. Used by [`crate::export_plugin!`].
+/// Emits the root module symbol the shim looks for, for a root module of type `$module`
+/// ([`PluginModuleRef`] or [`FilterModuleRef`]). Used by [`crate::export_plugin!`] and
+/// [`crate::export_filter!`].
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_root_module {
-    ($make:path) => {
+    ($make:path, $module:ty) => {
         #[no_mangle]
         pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::abi::__LibHeader = {
             extern "C" fn __rustshim_root_module() -> $crate::abi::__RootModuleResult {
@@ -490,7 +487,7 @@ macro_rules! __export_root_module {
             // SAFETY: the constructor returns the module type named here, built by this crate's
             // adapter; abi_stable records its layout for the loader to check.
             unsafe {
-                $crate::abi::__LibHeader::from_constructor::<$crate::abi::PluginModuleRef>(
+                $crate::abi::__LibHeader::from_constructor::<$module>(
                     __rustshim_root_module,
                     $crate::abi::__CheckTypeLayout::Yes,
                 )

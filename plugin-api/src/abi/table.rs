@@ -8,7 +8,7 @@
 //! macro_rules! plugin_module {
 //!     ($($how:tt)*) => { $crate::abi::table::callback_module! { $($how)*
 //!         /// docs
-//!         pub struct PluginModule, names CALLBACK_NAMES {
+//!         pub struct PluginModule, names CALLBACK_NAMES, strs CALLBACK_NAME_STRS {
 //!             /// A static fact.
 //!             pub name: RStr<'static>,
 //!         }
@@ -25,8 +25,8 @@
 //! ```
 //!
 //! * `declare` emits the `#[repr(C)]` `StableAbi` struct, its fields in table order (the ABI
-//!   order: static facts first, then the callbacks), and `NAMES: [&str; N]`, the callback names
-//!   by bit number. Every bit from 0 to N-1 must be used exactly once: anything else does not
+//!   order: static facts first, then the callbacks), `NAMES: [&str; N]`, the callback names
+//!   by bit number, and `STRS`, the same as ABI strings. Every bit from 0 to N-1 must be used exactly once: anything else does not
 //!   compile.
 //! * `each` calls another macro with the callbacks' field names, in table order: the adapter
 //!   uses it to fill every field, so a callback added to the table cannot be left out there.
@@ -40,7 +40,7 @@
 macro_rules! callback_module {
     (declare
         $(#[$meta:meta])*
-        pub struct $module:ident, names $names:ident { $($statics:tt)* }
+        pub struct $module:ident, names $names:ident, strs $strs:ident { $($statics:tt)* }
         callbacks {
             $($(#[$cmeta:meta])* [$bit:literal $($name:ident)?] $field:ident: ($($cty:tt)*),)*
         }
@@ -57,10 +57,13 @@ macro_rules! callback_module {
         /// Bit numbers are append-only.
         pub const $names: [&str; [$($bit),*].len()] =
             $crate::abi::table::by_bit([$(($bit, $crate::abi::table::callback_module!(@name $field $($name)?))),*]);
+
+        /// The same names as ABI strings, for the module's `callback_names`.
+        pub static $strs: [RStr<'static>; $names.len()] = $crate::abi::table::as_rstrs($names);
     };
     (each $then:ident
         $(#[$meta:meta])*
-        pub struct $module:ident, names $names:ident { $($statics:tt)* }
+        pub struct $module:ident, names $names:ident, strs $strs:ident { $($statics:tt)* }
         callbacks {
             $($(#[$cmeta:meta])* [$bit:literal $($name:ident)?] $field:ident: ($($cty:tt)*),)*
         }
@@ -71,6 +74,19 @@ macro_rules! callback_module {
     (@name $field:ident $name:ident) => { stringify!($name) };
 }
 pub(crate) use callback_module;
+
+use super::RStr;
+
+/// The names as ABI strings.
+pub const fn as_rstrs<const N: usize>(names: [&'static str; N]) -> [RStr<'static>; N] {
+    let mut out = [RStr::from_str(""); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = RStr::from_str(names[i]);
+        i += 1;
+    }
+    out
+}
 
 /// Places each `(bit, name)` at its bit. Evaluated at compile time: a bit out of range or used
 /// twice stops the build.

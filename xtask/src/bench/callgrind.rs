@@ -21,12 +21,14 @@ pub const CALLGRIND_READS: u64 = 20_000;
 /// disks read allocated pages, as in the fio runs).
 pub const CALLGRIND_REGION: u64 = 16 << 20;
 /// The servers counted by callgrind.
-pub const CALLGRIND_KINDS: [Kind; 5] = [
+pub const CALLGRIND_KINDS: [Kind; 7] = [
     Kind::CNull,
     Kind::ShimNull,
     Kind::CMemory,
     Kind::ShimMemory,
     Kind::Crate,
+    Kind::NullCFilter,
+    Kind::NullRustFilter,
 ];
 
 /// What runs nbdkit under callgrind, writing to `out`.
@@ -57,6 +59,7 @@ fn part_of(object: &str) -> usize {
         "librustshim_",
         "nbdkit-null-plugin",
         "nbdkit-memory-plugin",
+        "nbdkit-nofilter-filter",
         CRATE_PLUGIN,
     ]
     .iter()

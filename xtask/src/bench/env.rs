@@ -10,7 +10,7 @@ use super::matrix::{Kind, Settings};
 use super::placement::Placement;
 use super::server::{Launch, Server};
 use super::{write_file, Result};
-use crate::workspace::{plugin_path, target_dir, workspace, SHIM};
+use crate::workspace::{filter_path, plugin_path, target_dir, workspace, SHIM};
 
 /// The size of every disk.
 const SIZE: &str = "1G";
@@ -92,6 +92,16 @@ impl Env {
             Kind::ShimFile => shim("file"),
             Kind::Crate => vec![self.artifacts.join(CRATE_PLUGIN).into()],
             Kind::Python => vec!["python".into(), self.python_script.clone().into()],
+            Kind::NullCFilter => vec!["--filter=nofilter".into(), "null".into()],
+            Kind::NullRustFilter => vec![
+                format!("--filter={}", self.artifacts.join(SHIM).display()).into(),
+                "null".into(),
+                format!(
+                    "filter={}",
+                    filter_path(&self.artifacts, "passthrough").display()
+                )
+                .into(),
+            ],
         };
         args.push(if matches!(kind, Kind::CFile | Kind::ShimFile) {
             file

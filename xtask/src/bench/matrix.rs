@@ -12,6 +12,10 @@ pub enum Kind {
     ShimFile,
     Crate,
     Python,
+    /// C null behind nbdkit's `nofilter` filter.
+    NullCFilter,
+    /// C null behind the `passthrough` Rust filter (`--filter=rustshim`).
+    NullRustFilter,
 }
 
 impl Kind {
@@ -25,6 +29,8 @@ impl Kind {
             Kind::ShimFile => "rustshim file",
             Kind::Crate => "nbdkit-crate ramdisk",
             Kind::Python => "python ramdisk",
+            Kind::NullCFilter => "C null + C nofilter",
+            Kind::NullRustFilter => "C null + rustshim passthrough",
         }
     }
 
@@ -88,6 +94,14 @@ pub static COMPARISONS: &[Comparison] = &[
         name: "C memory",
         shim: Kind::ShimMemory,
         other: Kind::CMemory,
+        target: Target::Twin,
+    },
+    // The filter shim: a Rust pass-through filter against nbdkit's C one, over the same plugin.
+    Comparison {
+        key: "filter",
+        name: "C nofilter filter",
+        shim: Kind::NullRustFilter,
+        other: Kind::NullCFilter,
         target: Target::Twin,
     },
     Comparison {

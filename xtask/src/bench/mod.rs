@@ -168,6 +168,7 @@ fn build(release: bool, settings: &Settings) -> Result {
         (Kind::ShimMemory, "rustshim-memory"),
         (Kind::ShimFile, "rustshim-file"),
         (Kind::Crate, CRATE_PACKAGE),
+        (Kind::NullRustFilter, "rustshim-filter-passthrough"),
     ] {
         if settings.uses(kind) {
             packages.push(package);

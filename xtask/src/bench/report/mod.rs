@@ -171,7 +171,7 @@ impl Report<'_> {
             "in nbdkit",
             "in libc",
             "in the shim",
-            "in the plugin",
+            "in the plugin (and filter)",
             "elsewhere",
         ]);
         for (r, second) in results {
@@ -192,6 +192,8 @@ impl Report<'_> {
             (Kind::ShimNull, Kind::CNull),
             (Kind::ShimMemory, Kind::CMemory),
             (Kind::ShimMemory, Kind::Crate),
+            (Kind::NullRustFilter, Kind::NullCFilter),
+            (Kind::NullRustFilter, Kind::CNull),
         ] {
             let (Some(a), Some(b)) = (of(a), of(b)) else {
                 continue;

@@ -220,6 +220,22 @@ impl Report<'_> {
                     shim.parts[3]
                 ));
             }
+            if let (Some(rust), Some(c)) = (of(Kind::NullRustFilter), of(Kind::NullCFilter)) {
+                let over = (rust.total / c.total - 1.0) * 100.0;
+                lines.push(format!(
+                    "- {} instructions per 4K read through a filter, rustshim passthrough − C \
+                     nofilter (target ≤ +1 %): {:+.0} ({over:+.2} %), of which {:.0} in the shim \
+                     and {:.0} in the Rust filter",
+                    if over <= 1.0 {
+                        "**met**:"
+                    } else {
+                        "**missed**:"
+                    },
+                    rust.total - c.total,
+                    rust.parts[2],
+                    rust.parts[3]
+                ));
+            }
         }
         lines.join("\n")
     }

@@ -18,6 +18,8 @@ use crate::handover::Handover;
 use crate::plugin::Plugin;
 use crate::types::{Dump, Exports, Extents, Flags};
 
+pub mod filter;
+
 /// How this plugin was built, recorded by this crate's build script (same compiler and profile
 /// as the plugin, since cargo builds them together).
 const BUILD_INFO: &str = env!("RUSTSHIM_BUILD_INFO");
@@ -90,9 +92,14 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Runs one callback body: `Some` on success, `None` after reporting its error or panic.
+/// Runs one callback body of the plugin or filter `name`: `Some` on success, `None` after
+/// reporting its error or panic.
 #[inline(always)]
-fn guard<T: Plugin, R>(callback: &'static str, body: impl FnOnce() -> Result<R>) -> Option<R> {
+fn guard<R>(
+    name: &'static str,
+    callback: &'static str,
+    body: impl FnOnce() -> Result<R>,
+) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => Some(value),
         Ok(Err(e)) => {
@@ -100,7 +107,7 @@ fn guard<T: Plugin, R>(callback: &'static str, body: impl FnOnce() -> Result<R>)
             None
         }
         Err(payload) => {
-            panicked(T::NAME, callback, payload);
+            panicked(name, callback, payload);
             None
         }
     }
@@ -160,12 +167,13 @@ fn init_copy(host: HostServicesRef) {
 
 // ---- The callbacks ----
 //
-// Each is `unsafe` for one reason, the shim's side of the ABI contract: it passes back exactly
-// the `InstancePtr` that `create` made (a leaked `Box<T>`) and a `HandlePtr` that `open` made (a
-// leaked `Box<T::Handle>`), never after `destroy` or `close`; the callbacks that take `&mut T`
-// run only while no other callback of the instance runs (the threading contract in
-// `crate::abi`). The three functions below turn the pointers back into references under that
-// contract; the only other `unsafe` is where a callback consumes a box or wraps nbdkit's buffer.
+// Each is `unsafe` for one reason, the shim's side of the ABI contract (for plugins and filters
+// alike): it passes back exactly the `InstancePtr` that `create` made (a leaked `Box<T>`) and a
+// `HandlePtr` that `open` made (a leaked `Box<T::Handle>`), never after `destroy` or `close`; the
+// callbacks that take `&mut T` run only while no other callback of the instance runs (the
+// threading contract in `crate::abi`). The functions below turn the pointers back into
+// references under that contract; the only other `unsafe` is where a callback consumes a box or
+// wraps nbdkit's buffer.
 
 /// The plugin value behind `i`.
 ///
@@ -187,6 +195,16 @@ unsafe fn instance_mut<'a, T>(i: InstancePtr) -> &'a mut T {
     unsafe { &mut *(i.0 as *mut T) }
 }
 
+/// The handle behind `h`.
+///
+/// # Safety
+/// `h` was made by `open` (a leaked `Box<H>`) and not yet closed.
+#[inline(always)]
+unsafe fn handle<'a, H>(h: HandlePtr) -> &'a H {
+    // SAFETY: the caller's contract.
+    unsafe { &*(h.0 as *const H) }
+}
+
 /// The plugin value and the connection's handle.
 ///
 /// # Safety
@@ -194,38 +212,53 @@ unsafe fn instance_mut<'a, T>(i: InstancePtr) -> &'a mut T {
 #[inline(always)]
 unsafe fn with_handle<'a, T: Plugin>(i: InstancePtr, h: HandlePtr) -> (&'a T, &'a T::Handle) {
     // SAFETY: the caller's contract.
-    unsafe { (instance::<T>(i), &*(h.0 as *const T::Handle)) }
+    unsafe { (instance::<T>(i), handle::<T::Handle>(h)) }
 }
 
-extern "C" fn create<T: Plugin>(host: HostServicesRef, out: &mut InstancePtr) -> i32 {
-    init_copy(host);
-    let made = guard::<T, _>("load", || {
-        let mut plugin = T::default();
-        plugin.load();
-        Ok(plugin)
+/// `create` of a plugin or filter `T` named `name`: its `Default` value, then its `load`, leaked
+/// as the instance.
+fn make_instance<T: Default>(name: &'static str, load: fn(&mut T), out: &mut InstancePtr) -> i32 {
+    let made = guard(name, "load", || {
+        let mut value = T::default();
+        load(&mut value);
+        Ok(value)
     });
     match made {
-        Some(plugin) => {
-            *out = InstancePtr(Box::into_raw(Box::new(plugin)).cast());
+        Some(value) => {
+            *out = InstancePtr(Box::into_raw(Box::new(value)).cast());
             OK
         }
         None => ERROR,
     }
 }
 
-unsafe extern "C" fn destroy<T: Plugin>(i: InstancePtr) {
-    // SAFETY: `i` is the `Box<T>` leaked by `create`, and `destroy` is its last use.
-    let mut plugin = unsafe { Box::from_raw(i.0 as *mut T) };
-    guard::<T, _>("unload", || {
-        plugin.unload();
+/// `destroy` of a plugin or filter `T`: its `unload`, then it is dropped.
+///
+/// # Safety
+/// `i` is the `Box<T>` leaked by [`make_instance`], and this is its last use.
+unsafe fn free_instance<T>(name: &'static str, i: InstancePtr, unload: fn(&mut T)) {
+    // SAFETY: the caller's contract.
+    let mut value = unsafe { Box::from_raw(i.0 as *mut T) };
+    guard(name, "unload", || {
+        unload(&mut value);
         Ok(())
     });
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(plugin)));
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+extern "C" fn create<T: Plugin>(host: HostServicesRef, out: &mut InstancePtr) -> i32 {
+    init_copy(host);
+    make_instance::<T>(T::NAME, T::load, out)
+}
+
+unsafe extern "C" fn destroy<T: Plugin>(i: InstancePtr) {
+    // SAFETY: `i` is the instance `create` made, and `destroy` is its last use.
+    unsafe { free_instance::<T>(T::NAME, i, T::unload) }
 }
 
 unsafe extern "C" fn config<T: Plugin>(i: InstancePtr, key: RStr<'_>, value: RStr<'_>) -> i32 {
     let p = unsafe { instance_mut::<T>(i) };
-    status(guard::<T, _>("config", || {
+    status(guard(T::NAME, "config", || {
         p.config(key.as_str(), value.as_str())
     }))
 }
@@ -235,7 +268,7 @@ macro_rules! lifecycle_callbacks {
     ($($name:ident),*) => {$(
         unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr) -> i32 {
             let p = unsafe { instance_mut::<T>(i) };
-            status(guard::<T, _>(stringify!($name), || p.$name()))
+            status(guard(T::NAME, stringify!($name), || p.$name()))
         }
     )*};
 }
@@ -243,7 +276,7 @@ lifecycle_callbacks!(config_complete, get_ready, after_fork);
 
 unsafe extern "C" fn thread_model<T: Plugin>(i: InstancePtr) -> i32 {
     let p = unsafe { instance::<T>(i) };
-    match guard::<T, _>("thread_model", || p.thread_model()) {
+    match guard(T::NAME, "thread_model", || p.thread_model()) {
         Some(model) => model as i32,
         None => ERROR,
     }
@@ -251,7 +284,7 @@ unsafe extern "C" fn thread_model<T: Plugin>(i: InstancePtr) -> i32 {
 
 unsafe extern "C" fn cleanup<T: Plugin>(i: InstancePtr) {
     let p = unsafe { instance_mut::<T>(i) };
-    guard::<T, _>("cleanup", || {
+    guard(T::NAME, "cleanup", || {
         p.cleanup();
         Ok(())
     });
@@ -259,7 +292,7 @@ unsafe extern "C" fn cleanup<T: Plugin>(i: InstancePtr) {
 
 unsafe extern "C" fn dump_plugin<T: Plugin>(i: InstancePtr, sink: DumpSink) {
     let p = unsafe { instance::<T>(i) };
-    guard::<T, _>("dump_plugin", || {
+    guard(T::NAME, "dump_plugin", || {
         p.dump_plugin(&mut Dump::new(sink));
         Ok(())
     });
@@ -267,7 +300,7 @@ unsafe extern "C" fn dump_plugin<T: Plugin>(i: InstancePtr, sink: DumpSink) {
 
 unsafe extern "C" fn preconnect<T: Plugin>(i: InstancePtr, readonly: bool) -> i32 {
     let p = unsafe { instance::<T>(i) };
-    status(guard::<T, _>("preconnect", || p.preconnect(readonly)))
+    status(guard(T::NAME, "preconnect", || p.preconnect(readonly)))
 }
 
 unsafe extern "C" fn list_exports<T: Plugin>(
@@ -277,7 +310,7 @@ unsafe extern "C" fn list_exports<T: Plugin>(
     sink: ExportSink,
 ) -> i32 {
     let p = unsafe { instance::<T>(i) };
-    status(guard::<T, _>("list_exports", || {
+    status(guard(T::NAME, "list_exports", || {
         p.list_exports(readonly, is_tls, &mut Exports::new(sink))
     }))
 }
@@ -289,7 +322,9 @@ unsafe extern "C" fn default_export<T: Plugin>(
     out: &mut RString,
 ) -> i32 {
     let p = unsafe { instance::<T>(i) };
-    match guard::<T, _>("default_export", || p.default_export(readonly, is_tls)) {
+    match guard(T::NAME, "default_export", || {
+        p.default_export(readonly, is_tls)
+    }) {
         Some(name) => {
             *out = name.into();
             OK
@@ -300,7 +335,7 @@ unsafe extern "C" fn default_export<T: Plugin>(
 
 unsafe extern "C" fn open<T: Plugin>(i: InstancePtr, readonly: bool, out: &mut HandlePtr) -> i32 {
     let p = unsafe { instance::<T>(i) };
-    match guard::<T, _>("open", || p.open(readonly)) {
+    match guard(T::NAME, "open", || p.open(readonly)) {
         Some(h) => {
             *out = HandlePtr(Box::into_raw(Box::new(h)).cast());
             OK
@@ -313,7 +348,7 @@ unsafe extern "C" fn close<T: Plugin>(i: InstancePtr, h: HandlePtr) {
     // SAFETY: the contract above; `h` is the `Box<T::Handle>` leaked by `open`, and this is its
     // last use.
     let (p, h) = unsafe { (instance::<T>(i), Box::from_raw(h.0 as *mut T::Handle)) };
-    guard::<T, _>("close", || {
+    guard(T::NAME, "close", || {
         p.close(*h);
         Ok(())
     });
@@ -321,7 +356,7 @@ unsafe extern "C" fn close<T: Plugin>(i: InstancePtr, h: HandlePtr) {
 
 unsafe extern "C" fn get_size<T: Plugin>(i: InstancePtr, h: HandlePtr, out: &mut u64) -> i32 {
     let (p, h) = unsafe { with_handle::<T>(i, h) };
-    match guard::<T, _>("get_size", || p.get_size(h)) {
+    match guard(T::NAME, "get_size", || p.get_size(h)) {
         Some(size) => {
             *out = size;
             OK
@@ -336,7 +371,7 @@ unsafe extern "C" fn export_description<T: Plugin>(
     out: &mut RString,
 ) -> i32 {
     let (p, h) = unsafe { with_handle::<T>(i, h) };
-    match guard::<T, _>("export_description", || p.export_description(h)) {
+    match guard(T::NAME, "export_description", || p.export_description(h)) {
         Some(d) => {
             *out = d.into();
             OK
@@ -353,7 +388,7 @@ unsafe extern "C" fn block_size<T: Plugin>(
     maximum: &mut u32,
 ) -> i32 {
     let (p, h) = unsafe { with_handle::<T>(i, h) };
-    match guard::<T, _>("block_size", || p.block_size(h)) {
+    match guard(T::NAME, "block_size", || p.block_size(h)) {
         Some(b) => {
             (*minimum, *preferred, *maximum) = (b.minimum, b.preferred, b.maximum);
             OK
@@ -368,7 +403,7 @@ macro_rules! query_callbacks {
     ($($name:ident),*) => {$(
         unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr, h: HandlePtr) -> i32 {
             let (p, h) = unsafe { with_handle::<T>(i, h) };
-            guard::<T, _>(stringify!($name), || p.$name(h)).map_or(ERROR, |answer| answer as i32)
+            guard(T::NAME, stringify!($name), || p.$name(h)).map_or(ERROR, |answer| answer as i32)
         }
     )*};
 }
@@ -396,7 +431,7 @@ unsafe extern "C" fn pread<T: Plugin>(
     let (p, h) = unsafe { with_handle::<T>(i, h) };
     // SAFETY: nbdkit's buffer holds `count` bytes, not aliased, for the duration of the call.
     let buf = unsafe { std::slice::from_raw_parts_mut(buf, count as usize) };
-    status(guard::<T, _>("pread", || {
+    status(guard(T::NAME, "pread", || {
         p.pread(h, buf, offset, Flags::from_bits(flags))
     }))
 }
@@ -412,14 +447,14 @@ unsafe extern "C" fn pwrite<T: Plugin>(
     let (p, h) = unsafe { with_handle::<T>(i, h) };
     // SAFETY: nbdkit's buffer holds `count` bytes for the duration of the call.
     let buf = unsafe { std::slice::from_raw_parts(buf, count as usize) };
-    status(guard::<T, _>("pwrite", || {
+    status(guard(T::NAME, "pwrite", || {
         p.pwrite(h, buf, offset, Flags::from_bits(flags))
     }))
 }
 
 unsafe extern "C" fn flush<T: Plugin>(i: InstancePtr, h: HandlePtr, flags: u32) -> i32 {
     let (p, h) = unsafe { with_handle::<T>(i, h) };
-    status(guard::<T, _>("flush", || {
+    status(guard(T::NAME, "flush", || {
         p.flush(h, Flags::from_bits(flags))
     }))
 }
@@ -429,7 +464,7 @@ macro_rules! range_callbacks {
     ($($name:ident),*) => {$(
         unsafe extern "C" fn $name<T: Plugin>(i: InstancePtr, h: HandlePtr, count: u32, offset: u64, flags: u32) -> i32 {
             let (p, h) = unsafe { with_handle::<T>(i, h) };
-            status(guard::<T, _>(stringify!($name), || p.$name(h, count, offset, Flags::from_bits(flags))))
+            status(guard(T::NAME, stringify!($name), || p.$name(h, count, offset, Flags::from_bits(flags))))
         }
     )*};
 }
@@ -444,7 +479,7 @@ unsafe extern "C" fn extents<T: Plugin>(
     sink: ExtentSink,
 ) -> i32 {
     let (p, h) = unsafe { with_handle::<T>(i, h) };
-    status(guard::<T, _>("extents", || {
+    status(guard(T::NAME, "extents", || {
         p.extents(
             h,
             count,
@@ -455,27 +490,38 @@ unsafe extern "C" fn extents<T: Plugin>(
     }))
 }
 
-unsafe extern "C" fn hand_over<T: Plugin>(i: InstancePtr, out: &mut ROption<abi::Handover>) -> i32 {
-    let p = unsafe { instance::<T>(i) };
-    match guard::<T, _>("hand_over", || Ok(p.hand_over())) {
-        Some(Some(state)) => {
-            *out = ROption::RSome(state.into_raw());
-            1
+/// `hand_over` and `take_over` (hot reload), the same for plugins and filters: defined for
+/// `T: $trait` where the macro is used.
+macro_rules! reload_callbacks {
+    ($trait:ident) => {
+        unsafe extern "C" fn hand_over<T: $trait>(
+            i: InstancePtr,
+            out: &mut ROption<abi::Handover>,
+        ) -> i32 {
+            let p = unsafe { instance::<T>(i) };
+            match guard(T::NAME, "hand_over", || Ok(p.hand_over())) {
+                Some(Some(state)) => {
+                    *out = ROption::RSome(state.into_raw());
+                    1
+                }
+                Some(None) => 0,
+                None => ERROR,
+            }
         }
-        Some(None) => 0,
-        None => ERROR,
-    }
-}
 
-unsafe extern "C" fn take_over<T: Plugin>(i: InstancePtr, state: abi::Handover) -> i32 {
-    // A generation that is not serving yet: nothing else uses the instance.
-    let p = unsafe { instance_mut::<T>(i) };
-    let state = Handover::from_raw(state);
-    match guard::<T, _>("take_over", || p.take_over(state)) {
-        Some(adopted) => adopted as i32,
-        None => ERROR,
-    }
+        unsafe extern "C" fn take_over<T: $trait>(i: InstancePtr, state: abi::Handover) -> i32 {
+            // A generation that is not serving yet: nothing else uses the instance.
+            let p = unsafe { instance_mut::<T>(i) };
+            let state = Handover::from_raw(state);
+            match guard(T::NAME, "take_over", || p.take_over(state)) {
+                Some(adopted) => adopted as i32,
+                None => ERROR,
+            }
+        }
+    };
 }
+use reload_callbacks;
+reload_callbacks!(Plugin);
 
 // Callbacks added in later minor versions go here.
 
@@ -490,6 +536,6 @@ macro_rules! export_plugin {
         fn __rustshim_make_module() -> $crate::abi::PluginModuleRef {
             $crate::adapter::module::<$plugin>()
         }
-        $crate::__export_root_module!(__rustshim_make_module);
+        $crate::__export_root_module!(__rustshim_make_module, $crate::abi::PluginModuleRef);
     };
 }

@@ -1,0 +1,472 @@
+//! `next->…`: the layer below of one connection, as the filter calls it through
+//! `FilterServices` and as the shim passes a request on when the filter leaves a callback out,
+//! with [`check`], which refuses a request nbdkit would abort on. The contract behind the
+//! `unsafe` is `services`'.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use rustshim_plugin_api::abi::{Extent, ExtentSink, NextPtr, RString, RVec};
+
+use super::services::ops;
+use crate::nbdkit_c::{server, NbdkitExtents, Next};
+
+const EIO: i32 = libc::EIO;
+const EINVAL: i32 = libc::EINVAL;
+
+// ---- The layer below of a connection (`next->…`) ----
+
+/// Calls `next->$name (next, args…)`: `$none` when `next` is NULL.
+macro_rules! call_next {
+    ($next:expr, $name:ident, $none:expr $(, $arg:expr)*) => {{
+        let next: Next = $next;
+        // SAFETY: the module's contract.
+        match unsafe { ops(next) }.and_then(|o| o.$name) {
+            // SAFETY: nbdkit's function for this `next`, with arguments valid for the call.
+            Some(f) => unsafe { f(next $(, $arg)*) },
+            None => $none,
+        }
+    }};
+}
+
+/// A data call's failure: `-1` with `*err` set (never 0, or nbdkit aborts).
+#[inline(always)]
+fn data_failed(err: &mut c_int) -> c_int {
+    if *err <= 0 {
+        *err = EIO;
+    }
+    -1
+}
+
+/// `r` from nbdkit's data call: `*err` made non-zero when it failed.
+#[inline(always)]
+fn data(r: c_int, err: &mut c_int) -> c_int {
+    if r < 0 {
+        return data_failed(err);
+    }
+    r
+}
+
+pub(super) extern "C" fn prepare(next: NextPtr) -> i32 {
+    match call_next!(next.0.cast(), prepare, -1) {
+        -1 => EIO,
+        _ => 0,
+    }
+}
+
+pub(super) extern "C" fn finalize(next: NextPtr) -> i32 {
+    match call_next!(next.0.cast(), finalize, -1) {
+        -1 => EIO,
+        _ => 0,
+    }
+}
+
+/// `next->get_size`.
+pub fn get_size_next(next: Next) -> i64 {
+    call_next!(next, get_size, -1)
+}
+
+pub(super) extern "C" fn get_size(next: NextPtr, out: &mut u64) -> i32 {
+    match get_size_next(next.0.cast()) {
+        -1 => EIO,
+        size => {
+            *out = size as u64;
+            0
+        }
+    }
+}
+
+/// `next->export_description`.
+pub fn export_description_next(next: Next) -> *const c_char {
+    call_next!(next, export_description, std::ptr::null())
+}
+
+pub(super) extern "C" fn export_description(next: NextPtr, out: &mut RString) -> i32 {
+    let p = export_description_next(next.0.cast());
+    if p.is_null() {
+        return libc::ENOTSUP;
+    }
+    // SAFETY: a string nbdkit keeps for the connection.
+    *out = unsafe { CStr::from_ptr(p) }
+        .to_string_lossy()
+        .as_ref()
+        .into();
+    0
+}
+
+/// `next->block_size`.
+pub fn block_size_next(
+    next: Next,
+    minimum: &mut u32,
+    preferred: &mut u32,
+    maximum: &mut u32,
+) -> c_int {
+    call_next!(next, block_size, -1, minimum, preferred, maximum)
+}
+
+pub(super) extern "C" fn block_size(
+    next: NextPtr,
+    minimum: &mut u32,
+    preferred: &mut u32,
+    maximum: &mut u32,
+) -> i32 {
+    match block_size_next(next.0.cast(), minimum, preferred, maximum) {
+        -1 => EIO,
+        _ => 0,
+    }
+}
+
+/// `next->can_*` by [`QUERY_NAMES`](rustshim_plugin_api::abi::filter::QUERY_NAMES) number.
+pub fn query_next(next: Next, which: u32) -> c_int {
+    match which {
+        0 => call_next!(next, can_write, -1),
+        1 => call_next!(next, can_flush, -1),
+        2 => call_next!(next, is_rotational, -1),
+        3 => call_next!(next, can_trim, -1),
+        4 => call_next!(next, can_zero, -1),
+        5 => call_next!(next, can_fast_zero, -1),
+        6 => call_next!(next, can_extents, -1),
+        7 => call_next!(next, can_fua, -1),
+        8 => call_next!(next, can_multi_conn, -1),
+        9 => call_next!(next, can_cache, -1),
+        _ => -1,
+    }
+}
+
+pub(super) extern "C" fn query(next: NextPtr, which: u32) -> i32 {
+    query_next(next.0.cast(), which)
+}
+
+/// `next->pread`.
+///
+/// # Safety
+/// The module's contract, and `buf` holds `count` bytes.
+pub unsafe fn pread_next(
+    next: Next,
+    buf: *mut c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: &mut c_int,
+) -> c_int {
+    data(
+        call_next!(next, pread, -1, buf, count, offset, flags, err),
+        err,
+    )
+}
+
+pub(super) extern "C" fn pread(
+    next: NextPtr,
+    buf: *mut u8,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: &mut i32,
+) -> i32 {
+    let next = next.0.cast();
+    checked(next, Op::Pread, count, offset, flags, err, |err| {
+        // SAFETY: the filter's own buffer of `count` bytes (`Next::pread`).
+        unsafe { pread_next(next, buf.cast(), count, offset, flags, err) }
+    })
+}
+
+/// `next->pwrite`.
+///
+/// # Safety
+/// The module's contract, and `buf` holds `count` bytes.
+pub unsafe fn pwrite_next(
+    next: Next,
+    buf: *const c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: &mut c_int,
+) -> c_int {
+    data(
+        call_next!(next, pwrite, -1, buf, count, offset, flags, err),
+        err,
+    )
+}
+
+pub(super) extern "C" fn pwrite(
+    next: NextPtr,
+    buf: *const u8,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: &mut i32,
+) -> i32 {
+    let next = next.0.cast();
+    checked(next, Op::Pwrite, count, offset, flags, err, |err| {
+        // SAFETY: the filter's own buffer of `count` bytes (`Next::pwrite`).
+        unsafe { pwrite_next(next, buf.cast(), count, offset, flags, err) }
+    })
+}
+
+/// `next->flush`.
+pub fn flush_next(next: Next, flags: u32, err: &mut c_int) -> c_int {
+    data(call_next!(next, flush, -1, flags, err), err)
+}
+
+pub(super) extern "C" fn flush(next: NextPtr, flags: u32, err: &mut i32) -> i32 {
+    let next = next.0.cast();
+    checked(next, Op::Flush, 0, 0, flags, err, |err| {
+        flush_next(next, flags, err)
+    })
+}
+
+/// `next->trim`, `zero` or `cache` by [`RANGE_NAMES`](rustshim_plugin_api::abi::filter::RANGE_NAMES)
+/// number.
+pub fn range_next(
+    next: Next,
+    which: u32,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: &mut c_int,
+) -> c_int {
+    let r = match which {
+        0 => call_next!(next, trim, -1, count, offset, flags, err),
+        1 => call_next!(next, zero, -1, count, offset, flags, err),
+        2 => call_next!(next, cache, -1, count, offset, flags, err),
+        _ => -1,
+    };
+    data(r, err)
+}
+
+pub(super) extern "C" fn range(
+    next: NextPtr,
+    which: u32,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: &mut i32,
+) -> i32 {
+    let next = next.0.cast();
+    let op = match which {
+        0 => Op::Trim,
+        1 => Op::Zero,
+        2 => Op::Cache,
+        _ => {
+            *err = EINVAL;
+            return -1;
+        }
+    };
+    checked(next, op, count, offset, flags, err, |err| {
+        range_next(next, which, count, offset, flags, err)
+    })
+}
+
+// ---- What nbdkit asserts before a data request ----
+
+/// A data request, for [`check`].
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Op {
+    Pread,
+    Pwrite,
+    Flush,
+    Trim,
+    Zero,
+    Extents,
+    Cache,
+}
+
+const FLAG_MAY_TRIM: u32 = 1;
+const FLAG_FUA: u32 = 2;
+const FLAG_REQ_ONE: u32 = 4;
+const FLAG_FAST_ZERO: u32 = 8;
+
+/// Checks a request to the layer below against what nbdkit asserts before passing it (the
+/// `backend_*` functions): its capabilities, its size, the flags it allows. nbdkit aborts the
+/// whole server on a failed assertion; here the request fails with an errno (`EROFS` for a
+/// write to a read-only layer, `ENOSPC` past the end of a write, `EINVAL` otherwise). The
+/// answers it asks for are cached by nbdkit, so asking is cheap.
+pub fn check(next: Next, op: Op, count: u32, offset: u64, flags: u32) -> Result<(), c_int> {
+    if next.is_null() {
+        return Err(EIO);
+    }
+    let yes = |which: u32, min: c_int| query_next(next, which) >= min;
+    let allowed = match op {
+        Op::Pread | Op::Flush | Op::Cache => 0,
+        Op::Pwrite | Op::Trim => FLAG_FUA,
+        Op::Zero => FLAG_MAY_TRIM | FLAG_FUA | FLAG_FAST_ZERO,
+        Op::Extents => FLAG_REQ_ONE,
+    };
+    if flags & !allowed != 0 {
+        return Err(EINVAL);
+    }
+    let writes = matches!(op, Op::Pwrite | Op::Trim | Op::Zero);
+    if writes && !yes(0, 1) {
+        return Err(libc::EROFS);
+    }
+    let capable = match op {
+        Op::Flush => yes(1, 1),
+        Op::Trim => yes(3, 1),
+        Op::Zero => yes(4, 1) && (flags & FLAG_FAST_ZERO == 0 || yes(5, 1)),
+        Op::Extents => yes(6, 0),
+        Op::Cache => yes(9, 1),
+        Op::Pread | Op::Pwrite => true,
+    };
+    if !capable || (flags & FLAG_FUA != 0 && !yes(7, 1)) {
+        return Err(EINVAL);
+    }
+    if op == Op::Flush {
+        return Ok(());
+    }
+    let size = get_size_next(next);
+    if size < 0 {
+        return Err(EIO);
+    }
+    let size = size as u64;
+    if count == 0 || offset > size || u64::from(count) > size - offset {
+        return Err(if writes { libc::ENOSPC } else { EINVAL });
+    }
+    Ok(())
+}
+
+/// Runs `call` if [`check`] lets the request through.
+#[inline(always)]
+fn checked(
+    next: Next,
+    op: Op,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: &mut c_int,
+    call: impl FnOnce(&mut c_int) -> c_int,
+) -> c_int {
+    if let Err(errno) = check(next, op, count, offset, flags) {
+        *err = errno;
+        return -1;
+    }
+    call(err)
+}
+
+// ---- Extents ----
+
+/// The sink of a filter's `extents` call: adds to nbdkit's `list` directly (nbdkit checks each
+/// extent), and is the one sink [`extents`] and [`extents_aligned`] accept.
+pub fn extents_sink(list: *mut NbdkitExtents) -> ExtentSink {
+    ExtentSink {
+        ctx: list.cast(),
+        add: add_extent,
+    }
+}
+
+pub(super) extern "C" fn add_extent(ctx: *mut c_void, offset: u64, length: u64, kind: u32) -> i32 {
+    let Some(add) = server().add_extent else {
+        return libc::ENOTSUP;
+    };
+    // SAFETY: `ctx` is nbdkit's list of the running `extents` call (`extents_sink`).
+    match unsafe { add(ctx.cast(), offset, length, kind) } {
+        -1 => EINVAL,
+        _ => 0,
+    }
+}
+
+/// nbdkit's list behind one of our sinks, or `None` for any other sink.
+fn list_of(sink: ExtentSink) -> Option<*mut NbdkitExtents> {
+    (sink.add as *const () == add_extent as *const ()).then_some(sink.ctx.cast())
+}
+
+/// `next->extents` into nbdkit's `list`.
+///
+/// # Safety
+/// The module's contract, and `list` is nbdkit's list of the running `extents` call.
+pub unsafe fn extents_next(
+    next: Next,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    list: *mut NbdkitExtents,
+    err: &mut c_int,
+) -> c_int {
+    data(
+        call_next!(next, extents, -1, count, offset, flags, list, err),
+        err,
+    )
+}
+
+pub(super) extern "C" fn extents(
+    next: NextPtr,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    sink: ExtentSink,
+    err: &mut i32,
+) -> i32 {
+    let Some(list) = list_of(sink) else {
+        *err = EINVAL;
+        return -1;
+    };
+    let next = next.0.cast();
+    checked(next, Op::Extents, count, offset, flags, err, |err| {
+        // SAFETY: `list` is behind one of our sinks: nbdkit's list of this `extents` call.
+        unsafe { extents_next(next, count, offset, flags, list, err) }
+    })
+}
+
+pub(super) extern "C" fn extents_full(
+    next: NextPtr,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    out: &mut RVec<Extent>,
+    err: &mut i32,
+) -> i32 {
+    let api = server();
+    let (Some(full), Some(len), Some(get), Some(free)) = (
+        api.extents_full,
+        api.extents_count,
+        api.get_extent,
+        api.extents_free,
+    ) else {
+        *err = libc::ENOTSUP;
+        return -1;
+    };
+    if let Err(errno) = check(next.0.cast(), Op::Extents, count, offset, flags) {
+        *err = errno;
+        return -1;
+    }
+    // SAFETY: the module's contract; nbdkit makes a list we free below.
+    let list = unsafe { full(next.0.cast(), count, offset, flags, err) };
+    if list.is_null() {
+        return data_failed(err);
+    }
+    // SAFETY: our list, read then freed.
+    unsafe {
+        for i in 0..len(list) {
+            let e = get(list, i);
+            out.push(Extent {
+                offset: e.offset,
+                length: e.length,
+                kind: e.type_,
+            });
+        }
+        free(list);
+    }
+    0
+}
+
+pub(super) extern "C" fn extents_aligned(
+    next: NextPtr,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    align: u32,
+    sink: ExtentSink,
+    err: &mut i32,
+) -> i32 {
+    let (Some(list), Some(f)) = (list_of(sink), server().extents_aligned) else {
+        *err = EINVAL;
+        return -1;
+    };
+    if let Err(errno) = check(next.0.cast(), Op::Extents, count, offset, flags) {
+        *err = errno;
+        return -1;
+    }
+    // SAFETY: the module's contract; `list` is nbdkit's list of the running `extents` call.
+    data(
+        unsafe { f(next.0.cast(), count.into(), offset, flags, align, list, err) },
+        err,
+    )
+}

@@ -1,0 +1,481 @@
+//! The callbacks of one connection of a filter layer: `open` (instantiated per layer, like the
+//! lifecycle callbacks in [`super::callbacks`], whose contracts these share) and those that
+//! find the layer through their handle: the Rust filter's callback, or the request passed on
+//! to the layer below as nbdkit would for a C filter without it.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::ptr;
+
+use rustshim_plugin_api::abi::{
+    FilterModuleRef, HandlePtr, NextPtr, RStr, RString, FILTER_CALLBACK_NAMES,
+};
+use rustshim_plugin_api::Callbacks;
+
+use super::callbacks::{layer_next, utf8};
+use super::next_ops::{
+    self, extents_next, flush_next, pread_next, pwrite_next, query_next, range_next,
+};
+use super::LAYERS;
+use crate::callbacks::{forward, guarded, status};
+use crate::containment::{self, check_block_size};
+use crate::failure::Failure;
+use crate::nbdkit_c::{self, Context, Handle, NbdkitExtents, Next, NextOpenFn};
+use crate::services::{log_recorded_error, take_error};
+
+/// What nbdkit holds as a filter layer's handle of one open connection.
+type Connection = crate::connection::Connection<FilterModuleRef>;
+
+// ---- A connection ----
+
+pub(super) unsafe extern "C" fn open<const I: usize>(
+    next: Option<NextOpenFn>,
+    context: Context,
+    readonly: c_int,
+    export_name: *const c_char,
+    is_tls: c_int,
+) -> Handle {
+    guarded("open", ptr::null_mut(), || {
+        let Some(g) = LAYERS[I].slot.current() else {
+            Failure::new(libc::EIO, "rustshim: open without a loaded filter").report();
+            return ptr::null_mut();
+        };
+        let name = match utf8("export name", export_name) {
+            Ok(name) => name,
+            Err(failure) => {
+                failure.report();
+                return ptr::null_mut();
+            }
+        };
+        let mut handle = HandlePtr(ptr::null_mut());
+        let next = layer_next(next, context);
+        // SAFETY: the generation's own instance; nbdkit's `next` and context for this call.
+        if unsafe {
+            (g.module.open())(
+                g.instance,
+                next,
+                readonly != 0,
+                RStr::from_str(name),
+                is_tls != 0,
+                &mut handle,
+            )
+        } < 0
+        {
+            take_error().report();
+            return ptr::null_mut();
+        }
+        Connection::new(g, handle).into_handle()
+    })
+}
+
+pub(super) unsafe extern "C" fn close(h: Handle) {
+    guarded("close", (), || {
+        // SAFETY: nbdkit passes a handle from `open` exactly once to `close`, its last use.
+        let c = unsafe { Connection::from_close(h) };
+        unsafe { (c.module().close())(c.instance(), c.handle) };
+        log_recorded_error();
+    })
+}
+
+/// The filter's status of a callback that is not a data request: as nbdkit expects it.
+#[inline(always)]
+fn answer(r: i32) -> c_int {
+    forward(r)
+}
+
+pub(super) unsafe extern "C" fn prepare(next: Next, h: Handle, readonly: c_int) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().prepare() {
+        Some(f) => {
+            answer(unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), readonly != 0) })
+        }
+        None => 0,
+    }
+}
+
+pub(super) unsafe extern "C" fn finalize(next: Next, h: Handle) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().finalize() {
+        Some(f) => answer(unsafe { f(c.instance(), c.handle, NextPtr(next.cast())) }),
+        None => 0,
+    }
+}
+
+pub(super) unsafe extern "C" fn get_size(next: Next, h: Handle) -> i64 {
+    let c = unsafe { Connection::from_handle(h) };
+    let Some(f) = c.module().get_size() else {
+        return next_ops::get_size_next(next);
+    };
+    let mut size = 0u64;
+    if unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), &mut size) } < 0 {
+        take_error().report();
+        return -1;
+    }
+    i64::try_from(size).unwrap_or_else(|_| {
+        Failure::invalid(format!(
+            "filter '{}': get_size returned {size}, larger than nbdkit allows ({})",
+            c.generation.name(),
+            i64::MAX
+        ))
+        .report();
+        -1
+    })
+}
+
+pub(super) unsafe extern "C" fn export_description(next: Next, h: Handle) -> *const c_char {
+    let c = unsafe { Connection::from_handle(h) };
+    let Some(f) = c.module().export_description() else {
+        return next_ops::export_description_next(next);
+    };
+    guarded("export_description", ptr::null(), || {
+        let mut description = RString::new();
+        if unsafe {
+            f(
+                c.instance(),
+                c.handle,
+                NextPtr(next.cast()),
+                &mut description,
+            )
+        } < 0
+        {
+            take_error().report();
+            return ptr::null();
+        }
+        let text = containment::cut_description(c.generation.name(), description.as_str());
+        containment::intern("export_description", text)
+    })
+}
+
+pub(super) unsafe extern "C" fn block_size(
+    next: Next,
+    h: Handle,
+    minimum: *mut u32,
+    preferred: *mut u32,
+    maximum: *mut u32,
+) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    // SAFETY: nbdkit's out pointers are valid for the call.
+    let (minimum, preferred, maximum) = unsafe { (&mut *minimum, &mut *preferred, &mut *maximum) };
+    let Some(f) = c.module().block_size() else {
+        return next_ops::block_size_next(next, minimum, preferred, maximum);
+    };
+    if answer(unsafe {
+        f(
+            c.instance(),
+            c.handle,
+            NextPtr(next.cast()),
+            minimum,
+            preferred,
+            maximum,
+        )
+    }) < 0
+    {
+        return -1;
+    }
+    match check_block_size(*minimum, *preferred, *maximum) {
+        Ok(()) => 0,
+        Err(why) => status(Err(Failure::invalid(format!(
+            "filter '{}': block_size returned minimum {} preferred {} maximum {}: {why}",
+            c.generation.name(),
+            *minimum,
+            *preferred,
+            *maximum
+        )))),
+    }
+}
+
+/// The `can_*` callbacks: the filter's answer, or the layer below's (number `$which` of
+/// `QUERY_NAMES`).
+macro_rules! queries {
+    ($($name:ident = $which:literal;)*) => {$(
+        pub(super) unsafe extern "C" fn $name(next: Next, h: Handle) -> c_int {
+            let c = unsafe { Connection::from_handle(h) };
+            match c.module().$name() {
+                Some(f) => answer(unsafe { f(c.instance(), c.handle, NextPtr(next.cast())) }),
+                None => query_next(next, $which),
+            }
+        }
+    )*};
+}
+
+queries! {
+    can_write = 0;
+    can_flush = 1;
+    is_rotational = 2;
+    can_trim = 3;
+    can_zero = 4;
+    can_fast_zero = 5;
+    can_extents = 6;
+    can_fua = 7;
+    can_multi_conn = 8;
+    can_cache = 9;
+}
+
+// ---- Serving data ----
+
+/// The callbacks whose answers decide what nbdkit lets through to the layer below: a filter
+/// that overrides one of them may let through a request the layer below cannot take, so the
+/// pass-through checks it first ([`services::check`]).
+const SHAPES_REQUESTS: u64 = {
+    let c = Callbacks::in_table(
+        &FILTER_CALLBACK_NAMES,
+        &[
+            "get_size",
+            "can_write",
+            "can_flush",
+            "can_trim",
+            "can_zero",
+            "can_fast_zero",
+            "can_extents",
+            "can_fua",
+            "can_cache",
+        ],
+    );
+    c.bits()
+};
+
+/// Whether a pass-through request of `c` must be checked against the layer below.
+#[inline(always)]
+fn reshaped(c: &Connection) -> bool {
+    c.module().implemented() & SHAPES_REQUESTS != 0
+}
+
+/// A data callback's status: on failure the filter's message to the log, and `*err` set
+/// (never 0: nbdkit aborts on that).
+#[inline(always)]
+fn data(r: i32, err: *mut c_int) -> c_int {
+    if r < 0 {
+        return data_failed(err);
+    }
+    r
+}
+
+#[cold]
+#[inline(never)]
+fn data_failed(err: *mut c_int) -> c_int {
+    let failure = take_error();
+    if !failure.msg.is_empty() {
+        nbdkit_c::error(&failure.msg);
+    }
+    // SAFETY: nbdkit's `err`, valid for the call.
+    unsafe {
+        *err = if failure.errno > 0 {
+            failure.errno
+        } else {
+            libc::EIO
+        }
+    };
+    -1
+}
+
+/// Passes a request on, after [`services::check`] when the filter reshaped the requests.
+macro_rules! pass_on {
+    ($c:expr, $next:expr, $op:expr, $count:expr, $offset:expr, $flags:expr, $err:expr, $call:expr) => {{
+        if reshaped($c) {
+            if let Err(errno) = next_ops::check($next, $op, $count, $offset, $flags) {
+                // SAFETY: nbdkit's `err`, valid for the call.
+                unsafe { *$err = errno };
+                return -1;
+            }
+        }
+        // SAFETY: nbdkit's `err`, valid for the call.
+        $call(unsafe { &mut *$err })
+    }};
+}
+
+pub(super) unsafe extern "C" fn pread(
+    next: Next,
+    h: Handle,
+    buf: *mut c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: *mut c_int,
+) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().pread() {
+        Some(f) => data(
+            unsafe {
+                f(
+                    c.instance(),
+                    c.handle,
+                    NextPtr(next.cast()),
+                    buf.cast(),
+                    count,
+                    offset,
+                    flags,
+                )
+            },
+            err,
+        ),
+        None => pass_on!(
+            c,
+            next,
+            next_ops::Op::Pread,
+            count,
+            offset,
+            flags,
+            err,
+            |err| { pread_next(next, buf, count, offset, flags, err) }
+        ),
+    }
+}
+
+pub(super) unsafe extern "C" fn pwrite(
+    next: Next,
+    h: Handle,
+    buf: *const c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: *mut c_int,
+) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().pwrite() {
+        Some(f) => data(
+            unsafe {
+                f(
+                    c.instance(),
+                    c.handle,
+                    NextPtr(next.cast()),
+                    buf.cast(),
+                    count,
+                    offset,
+                    flags,
+                )
+            },
+            err,
+        ),
+        None => pass_on!(
+            c,
+            next,
+            next_ops::Op::Pwrite,
+            count,
+            offset,
+            flags,
+            err,
+            |err| { pwrite_next(next, buf, count, offset, flags, err) }
+        ),
+    }
+}
+
+pub(super) unsafe extern "C" fn flush(next: Next, h: Handle, flags: u32, err: *mut c_int) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().flush() {
+        Some(f) => data(
+            unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), flags) },
+            err,
+        ),
+        None => pass_on!(c, next, next_ops::Op::Flush, 0, 0, flags, err, |err| {
+            flush_next(next, flags, err)
+        }),
+    }
+}
+
+/// `trim`, `zero`, `cache`: the filter's callback, or the layer below's (`$which` of
+/// `RANGE_NAMES`).
+macro_rules! ranges {
+    ($($name:ident = $which:literal, $op:ident;)*) => {$(
+        pub(super) unsafe extern "C" fn $name(
+            next: Next,
+            h: Handle,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            err: *mut c_int,
+        ) -> c_int {
+            let c = unsafe { Connection::from_handle(h) };
+            match c.module().$name() {
+                Some(f) => {
+                    let r = unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), count, offset, flags) };
+                    range_status(stringify!($name), c, r, flags, err)
+                }
+                None => pass_on!(c, next, next_ops::Op::$op, count, offset, flags, err, |err| {
+                    range_next(next, $which, count, offset, flags, err)
+                }),
+            }
+        }
+    )*};
+}
+
+ranges! {
+    trim = 0, Trim;
+    zero = 1, Zero;
+    cache = 2, Cache;
+}
+
+/// A range request's status. nbdkit aborts when `zero` fails with `ENOTSUP` without
+/// `FAST_ZERO`: that becomes `EIO`, with a line naming the filter.
+#[inline(always)]
+fn range_status(name: &str, c: &Connection, r: i32, flags: u32, err: *mut c_int) -> c_int {
+    if r >= 0 {
+        return r;
+    }
+    let fast = flags & nbdkit_c::FLAG_FAST_ZERO != 0;
+    let failure = take_error();
+    let refused = failure.errno == libc::ENOTSUP || failure.errno == libc::EOPNOTSUPP;
+    let failure = if name == "zero" && !fast && refused {
+        Failure::new(
+            libc::EIO,
+            format!(
+                "filter '{}': zero failed with ENOTSUP without FAST_ZERO, which nbdkit does not allow ({})",
+                c.generation.name(),
+                failure.msg
+            ),
+        )
+    } else {
+        failure
+    };
+    if !failure.msg.is_empty() {
+        nbdkit_c::error(&failure.msg);
+    }
+    // SAFETY: nbdkit's `err`, valid for the call.
+    unsafe {
+        *err = if failure.errno > 0 {
+            failure.errno
+        } else {
+            libc::EIO
+        }
+    };
+    -1
+}
+
+pub(super) unsafe extern "C" fn extents(
+    next: Next,
+    h: Handle,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    list: *mut NbdkitExtents,
+    err: *mut c_int,
+) -> c_int {
+    let c = unsafe { Connection::from_handle(h) };
+    match c.module().extents() {
+        Some(f) => {
+            let sink = next_ops::extents_sink(list);
+            data(
+                unsafe {
+                    f(
+                        c.instance(),
+                        c.handle,
+                        NextPtr(next.cast()),
+                        count,
+                        offset,
+                        flags,
+                        sink,
+                    )
+                },
+                err,
+            )
+        }
+        None => pass_on!(
+            c,
+            next,
+            next_ops::Op::Extents,
+            count,
+            offset,
+            flags,
+            err,
+            |err| { extents_next(next, count, offset, flags, list, err) }
+        ),
+    }
+}

@@ -1,0 +1,148 @@
+//! Hot reload of a Rust filter (`filter-reload=watch`): new builds land while fio writes and
+//! verifies (crc32c) through the filter; new connections get the new build, open ones keep
+//! theirs, and no request fails or is corrupted. The filter changes the data both ways (the
+//! test filter's `tf-xor`), so a build that lost its configuration would corrupt it.
+
+use rustshim_tests::filters::*;
+use rustshim_tests::*;
+
+fn fio(uri: &str) -> std::process::Output {
+    command("fio")
+        .args([
+            "--name=verify",
+            "--ioengine=nbd",
+            &format!("--uri={uri}"),
+            "--rw=randwrite",
+            "--bs=4k",
+            "--size=8m",
+            "--numjobs=2",
+            "--offset_increment=8m",
+            "--iodepth=8",
+            "--verify=crc32c",
+            "--verify_fatal=1",
+            "--group_reporting",
+            "--verify_state_save=0",
+        ])
+        .output()
+        .expect("fio runs")
+}
+
+#[test]
+fn reloads_of_a_filter_under_fio_verify_lose_nothing() {
+    let dir = temp_dir("filter-reload");
+    let watched = dir.join("libwatched.so");
+    install_build(&filter("test"), &watched, Install::RenameOver);
+    let builds = [
+        rebuilt(&filter("test"), &dir, "a"),
+        rebuilt(&filter("test"), &dir, "b"),
+    ];
+    let args = nbdkit_words(&[
+        rust_filter(),
+        "memory".into(),
+        "64M".into(),
+        format!("filter={}", watched.display()),
+        "filter-reload=watch".into(),
+        "tf-xor=7".into(),
+    ]);
+    let server = serve_words(&args);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runner = {
+        let (uri, stop) = (server.uri(), stop.clone());
+        std::thread::spawn(move || {
+            let mut runs = Vec::new();
+            while runs.is_empty() || !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                runs.push(fio(&uri));
+            }
+            runs
+        })
+    };
+    // A long-lived connection opened before the reloads: it keeps generation 1.
+    let probe = "h = nbd.NBD()\nh.connect_uri(URI)\nh.pwrite(b'before' * 100, 32 << 20)\nimport time\nopen(os.environ['READY'], 'w').close()\nwhile not os.path.exists(os.environ['GO']):\n    time.sleep(0.05)\nprint(h.pread(600, 32 << 20) == b'before' * 100)";
+    let (ready, go) = (dir.join("ready"), dir.join("go"));
+    let old = {
+        let program = format!("import nbd, os, sys\nURI = {:?}\n{probe}", server.uri());
+        command("/usr/bin/python3")
+            .env("READY", &ready)
+            .env("GO", &go)
+            .arg("-c")
+            .arg(program)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    while !ready.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    for i in 0..10 {
+        install_build(&builds[i % 2], &watched, Install::RenameOver);
+        let line = server
+            .wait_for_log(&format!("generation {} from", i + 2), 1)
+            .unwrap();
+        assert!(line.contains("filter 'test' version"), "{line}");
+    }
+    std::fs::write(&go, b"").unwrap();
+    let old = old.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&old.stdout).trim(),
+        "True",
+        "the old connection kept its build"
+    );
+
+    // A new connection is served by the newest build, with the configuration replayed.
+    let out = server
+        .client(
+            "h.connect_uri(URI)\nh.pwrite(b'after', 40 << 20)\nprint(bytes(h.pread(5, 40 << 20)))",
+        )
+        .ok();
+    assert_eq!(out.stdout.trim(), "b'after'");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = runner.join().unwrap();
+    for out in &runs {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "fio failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("err= 0"), "fio reported errors:\n{text}");
+    }
+    let log = server.log();
+    assert!(!log.contains("refused"), "{log}");
+    assert!(!log.contains("error"), "{log}");
+}
+
+#[test]
+fn a_broken_build_of_a_filter_is_refused_and_the_old_one_keeps_serving() {
+    let dir = temp_dir("filter-reload-bad");
+    let watched = dir.join("libwatched.so");
+    install_build(&filter("passthrough"), &watched, Install::RenameOver);
+    let args = nbdkit_words(&[
+        rust_filter(),
+        "memory".into(),
+        "1M".into(),
+        format!("filter={}", watched.display()),
+        "filter-reload=watch".into(),
+    ]);
+    let server = serve_words(&args);
+    // A plugin where the filter was: refused, generation 1 keeps serving.
+    install_build(&plugin("null"), &watched, Install::RenameOver);
+    let line = server.wait_for_log("reload of", 1).unwrap();
+    assert!(
+        line.contains("refused") && line.contains("is a rustshim plugin, not a filter"),
+        "{line}"
+    );
+    let out = server
+        .client("h.connect_uri(URI)\nh.pwrite(b'x', 0)\nprint(bytes(h.pread(1, 0)))")
+        .ok();
+    assert_eq!(out.stdout.trim(), "b'x'");
+    // The next good build is taken.
+    install_build(
+        &rebuilt(&filter("passthrough"), &dir, "c"),
+        &watched,
+        Install::RenameOver,
+    );
+    server.wait_for_log("generation 2 from", 1).unwrap();
+}
