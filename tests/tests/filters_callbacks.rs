@@ -349,6 +349,7 @@ fn two_rust_filters_stack_each_with_its_own_state() {
         "for i in range(2):\n    h = nbd.NBD()\n    h.connect_uri(URI)\n    h.pwrite(bytes(range(256)), 0)\n    print(h.pread(256, 0) == bytes(range(256)))\n    h.shutdown()",
     );
     assert_eq!(out.ok().stdout, "True\nTrue\n");
+    server.terminate().unwrap();
     drop(server);
     let stored = std::fs::read(&disk).unwrap();
     let expected: Vec<u8> = (0..=255u8).map(|b| b ^ 3).collect();
