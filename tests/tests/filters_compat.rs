@@ -1,5 +1,5 @@
 //! The compatibility promise for filters, proven as for plugins (`compatibility.rs`) with
-//! separately built binaries: `plugin-api` 1.1.0 appends a filter callback and a
+//! separately built binaries: `plugin-api`'s next minor appends a filter callback and a
 //! `FilterServices` function; a 1.0 filter runs on the 1.1 shim, a 1.1 filter on the 1.0 shim
 //! unless it implements the new callback (refused by name).
 
@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use rustshim_tests::filters::*;
-use rustshim_tests::fixtures::{build, ApiCopy, Workspace};
+use rustshim_tests::fixtures::{build, next_minor, ApiCopy, Workspace};
 use rustshim_tests::*;
 
-/// `plugin-api` 1.1.0: a filter callback and a filter service appended at the "go here"
+/// `plugin-api`'s next minor: a filter callback and a filter service appended at the "go here"
 /// markers of `abi/filter.rs`.
 const API_1_1_EDITS: &[(&str, &str, &str)] = &[
     (
@@ -82,7 +82,7 @@ fn v1_1() -> &'static V11 {
         let built = build(&Workspace {
             name: "filter_compat_1_1",
             api: &ApiCopy {
-                version: "1.1.0",
+                version: &next_minor(),
                 edits: API_1_1_EDITS,
             },
             plugins: &[
@@ -136,7 +136,7 @@ fn a_newer_filter_runs_on_an_older_shim_if_it_uses_only_what_the_shim_has() {
 fn a_newer_filter_that_needs_more_than_the_older_shim_has_is_refused_by_name() {
     let out = read_through(&shim(), &v1_1().uses_new).failed();
     assert!(
-        out.stderr.contains("implements callbacks this shim cannot call: new_filter_callback (the filter was built against rustshim-plugin-api 1.1.0, this shim speaks 1.0.0)"),
+        out.stderr.contains(&format!("implements callbacks this shim cannot call: new_filter_callback (the filter was built against rustshim-plugin-api {}, this shim speaks {API_VERSION})", next_minor())),
         "{}",
         out.stderr
     );

@@ -129,7 +129,7 @@ fn another_major_abi_is_refused_naming_both_versions() {
     refused(
         &[key(built.display())],
         &[
-            "was built against rustshim-plugin-api 2.0.0, but this shim speaks 1.x (1.0.0)",
+            &format!("was built against rustshim-plugin-api 2.0.0, but this shim speaks 1.x ({API_VERSION})"),
             "rebuild the filter",
         ],
     );
