@@ -29,7 +29,7 @@ use rustshim_plugin_api::abi::{
 use crate::config::{self, ReloadMode, CONFIG_HELP, MAGIC_CONFIG_KEY};
 use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
 use crate::failure::Failure;
-use crate::generation::{self, Generation, Lifecycle};
+use crate::generation::{Generation, Lifecycle};
 use crate::nbdkit_c::{
     self, server, Handle, NbdkitExports, NbdkitExtents, NbdkitPlugin, Registration, API_VERSION,
     CACHE_NATIVE, CACHE_NONE, FLAG_FAST_ZERO, FLAG_FUA, FUA_EMULATE, FUA_NONE, MAX_REQUEST_SIZE,
@@ -159,7 +159,6 @@ extern "C" fn unload() {
         if let Some(generation) = serving::retire() {
             generation.destroy();
         }
-        generation::remove_private_dir();
     })
 }
 

@@ -30,12 +30,11 @@ fn is_short_name(given: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The directory the shim was loaded from.
-fn shim_directory() -> Option<PathBuf> {
+/// The file of the loaded object that contains `addr`, as the dynamic linker names it.
+pub fn object_file_of(addr: *const libc::c_void) -> Option<PathBuf> {
     // SAFETY: an all-zero Dl_info is a valid out value; dladdr only reads the address.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let addr = crate::plugin_init as *const () as *const libc::c_void;
-    // SAFETY: `addr` is a function in this object; dladdr fills `info` with static strings.
+    // SAFETY: dladdr fills `info` with strings owned by the dynamic linker, or returns 0.
     if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
         return None;
     }
@@ -43,10 +42,17 @@ fn shim_directory() -> Option<PathBuf> {
     let file = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
     let file =
         Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(file.to_bytes()));
-    std::path::absolute(file)
-        .ok()?
-        .parent()
-        .map(Path::to_path_buf)
+    std::path::absolute(file).ok()
+}
+
+/// The shim's own file.
+pub fn shim_file() -> Option<PathBuf> {
+    object_file_of(crate::plugin_init as *const () as *const libc::c_void)
+}
+
+/// The directory the shim was loaded from.
+fn shim_directory() -> Option<PathBuf> {
+    shim_file()?.parent().map(Path::to_path_buf)
 }
 
 /// The plugin file for what the user gave: a path as is, a short name looked up.

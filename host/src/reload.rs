@@ -171,15 +171,16 @@ fn prepare(
     old: &Generation,
 ) -> Result<Option<(Generation, String)>, String> {
     let trust = config::state().trust();
-    let new = Generation::load(number, source, trust).map_err(|f| f.msg)?;
-    if new.same_build_as(old) {
+    let build = Generation::read(number, source, trust).map_err(|f| f.msg)?;
+    // Compared before loading: a touched file costs one read, no copy is mapped.
+    if old.same_build_as(&build) {
         nbdkit_c::debug(&format!(
             "rustshim: {} changed on disk but not in content: no reload",
             source.display()
         ));
-        new.destroy();
         return Ok(None);
     }
+    let new = build.load().map_err(|f| f.msg)?;
     // From here on a failure must unload the instance we made.
     let configured = (|| {
         for (key, value) in &serving::recorded() {

@@ -191,11 +191,15 @@ fn malformed_files_get_one_readable_line() {
     let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("short", good[..63].to_vec(), "truncated"),
         ("header-only", good[..64].to_vec(), "truncated"),
-        ("elf32", {
-            let mut b = good.clone();
-            b[4] = 1;
-            b
-        }, "not a 64-bit"),
+        (
+            "elf32",
+            {
+                let mut b = good.clone();
+                b[4] = 1;
+                b
+            },
+            "not a 64-bit",
+        ),
     ];
     // A dependency name with raw bytes in it: the message must not print them.
     let mut binary_name = good.clone();

@@ -88,7 +88,10 @@ fn no_refusal_leaves_anything_in_tmpdir() {
         ("bad value", vec![p(&null), "size=lots".into()]),
         ("shim key", vec![p(&null), "rustshim-x=1".into()]),
         ("reload=", vec![p(&null), "reload=sometimes".into()]),
-        ("missing size=", vec![format!("plugin={}", plugin("memory").display())]),
+        (
+            "missing size=",
+            vec![format!("plugin={}", plugin("memory").display())],
+        ),
         (
             "config fails",
             vec![

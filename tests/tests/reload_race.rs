@@ -13,7 +13,10 @@ use rustshim_tests::*;
 /// linker would map missing.
 fn loaded_end(elf: &[u8]) -> u64 {
     let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
-    let (phoff, phnum) = (u64_at(0x20) as usize, u16::from_le_bytes([elf[0x38], elf[0x39]]));
+    let (phoff, phnum) = (
+        u64_at(0x20) as usize,
+        u16::from_le_bytes([elf[0x38], elf[0x39]]),
+    );
     (0..phnum as usize)
         .map(|i| phoff + i * 56)
         .filter(|&ph| elf[ph] == 1)
@@ -71,7 +74,10 @@ fn copies_in_place_and_truncations_racing_reloads_never_kill_nbdkit() {
         copy_in_place(&watched, bytes);
         if n % 3 == 2 {
             std::thread::sleep(Duration::from_millis(145 + next(20)));
-            let f = std::fs::OpenOptions::new().write(true).open(&watched).unwrap();
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&watched)
+                .unwrap();
             f.set_len(4096 + next(end - 4096)).unwrap();
         }
         std::thread::sleep(Duration::from_millis(140 + next(30)));

@@ -1,0 +1,276 @@
+//! A trial load of a plugin image in a throwaway process, before nbdkit's own process loads it.
+//!
+//! The dynamic linker trusts the file it loads: a damaged `.so` (one wrong byte in a hash,
+//! version or relocation table) makes it crash or abort inside `dlopen`, which in nbdkit's
+//! process would take the server down. So the same bytes are loaded first in a separate
+//! process, which does what the shim is about to do (the `dlopen`, the root module, the ABI
+//! checks, none of the plugin's own callbacks) and reports back; if it dies, the file is refused
+//! with one line and nbdkit never loads it.
+//!
+//! The trial process is the shim itself, run as a program: the shim's `.so` has an entry point
+//! ([`rustshim_probe_entry`](self), set by `build.rs`), and the dynamic linker runs a shared
+//! object given to it on its command line (`ld.so SHIM`). So no second file has to be installed,
+//! and the trial uses exactly the loader code of the running shim (the shim file it runs is the
+//! one nbdkit mapped, held open since the first trial, whatever happens to the path since).
+//! The plugin image is inherited as file descriptor [`IMAGE_FD`], the shim as [`SHIM_FD`].
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The plugin image's descriptor in the trial process.
+const IMAGE_FD: i32 = 3;
+/// The shim's own file in the trial process.
+const SHIM_FD: i32 = 4;
+/// How long a trial load may take.
+const TRIAL_LIMIT: Duration = Duration::from_secs(20);
+
+const STARTED: &str = "rustshim-probe: loading";
+const FINISHED: &str = "rustshim-probe: finished";
+
+/// The dynamic linker and the shim's own file, found once.
+struct Runner {
+    linker: PathBuf,
+    shim: File,
+}
+
+fn runner() -> Option<&'static Runner> {
+    static RUNNER: OnceLock<Option<Runner>> = OnceLock::new();
+    RUNNER
+        .get_or_init(|| {
+            let linker = dynamic_linker()?;
+            let shim = File::open(crate::locate::shim_file()?).ok()?;
+            Some(Runner { linker, shim })
+        })
+        .as_ref()
+}
+
+/// The dynamic linker this process runs under: the object at `AT_BASE`.
+fn dynamic_linker() -> Option<PathBuf> {
+    // SAFETY: getauxval reads the auxiliary vector; any key is fine.
+    let base = unsafe { libc::getauxval(libc::AT_BASE) };
+    if base == 0 {
+        return None;
+    }
+    crate::locate::object_file_of(base as *const libc::c_void)
+}
+
+/// Loads the image in a trial process. `Err` is why the file is refused (the rest of a line
+/// that starts with the file's name); a trial that cannot run at all is skipped, with a debug
+/// message.
+pub fn trial_load(image: BorrowedFd<'_>) -> Result<(), String> {
+    let Some(runner) = runner() else {
+        crate::nbdkit_c::debug(
+            "rustshim: no trial load: the dynamic linker or the shim's file was not found",
+        );
+        return Ok(());
+    };
+    let output = match run(runner, image) {
+        Ok(output) => output,
+        Err(why) => {
+            crate::nbdkit_c::debug(&format!("rustshim: no trial load: {why}"));
+            return Ok(());
+        }
+    };
+    let Trial { status, text } = output;
+    if text.contains(FINISHED) && status.is_some_and(|s| s.success()) {
+        return Ok(());
+    }
+    if !text.contains(STARTED) {
+        crate::nbdkit_c::debug(&format!(
+            "rustshim: no trial load: the trial process did not start ({})",
+            readable(&text, "")
+        ));
+        return Ok(());
+    }
+    let said = text
+        .lines()
+        .find(|l| !l.starts_with("rustshim-probe:") && !l.trim().is_empty())
+        .map(|l| format!(": {}", readable(l, &format!("/proc/self/fd/{IMAGE_FD}"))))
+        .unwrap_or_default();
+    Err(match status {
+        None => format!(
+            "is damaged or hangs: loading it in a trial process did not finish within {} s",
+            TRIAL_LIMIT.as_secs()
+        ),
+        Some(s) if s.signal().is_some() => format!(
+            "is damaged: loading it killed a trial process with {}{said} (nbdkit did not load it)",
+            signal_name(s.signal().unwrap_or(0))
+        ),
+        Some(s) => format!(
+            "is damaged: the dynamic linker gave up on it in a trial process (exit status {}){said}",
+            s.code().unwrap_or(-1)
+        ),
+    })
+}
+
+struct Trial {
+    /// `None` if it was killed at the time limit.
+    status: Option<std::process::ExitStatus>,
+    /// Its stdout and stderr.
+    text: String,
+}
+
+fn run(runner: &Runner, image: BorrowedFd<'_>) -> Result<Trial, String> {
+    // Both outputs go to one memory file: nothing to drain while waiting.
+    let out = File::from(
+        nix::sys::memfd::memfd_create(
+            c"rustshim-probe-output",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        )
+        .map_err(|e| format!("memfd_create: {e}"))?,
+    );
+    let (image_fd, shim_fd) = (image.as_raw_fd(), runner.shim.as_raw_fd());
+    let mut cmd = Command::new(&runner.linker);
+    cmd.arg(format!("/proc/self/fd/{SHIM_FD}"))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().map_err(|e| e.to_string())?)
+        .stderr(out.try_clone().map_err(|e| e.to_string())?);
+    // SAFETY: runs in the forked child before exec, and only calls async-signal-safe `fcntl` and
+    // `dup2` on descriptors the parent keeps open until the child has been waited for.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move both out of the way first: either may already be 3 or 4.
+            let high_image = libc::fcntl(image_fd, libc::F_DUPFD, 10);
+            let high_shim = libc::fcntl(shim_fd, libc::F_DUPFD, 10);
+            if high_image < 0
+                || high_shim < 0
+                || libc::dup2(high_image, IMAGE_FD) < 0
+                || libc::dup2(high_shim, SHIM_FD) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", runner.linker.display()))?;
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() > TRIAL_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("waiting for the trial process: {e}")),
+        }
+    };
+    let mut text = String::new();
+    let mut out = out;
+    out.rewind().map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    let _ = out.take(64 << 10).read_to_end(&mut bytes);
+    text.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(Trial { status, text })
+}
+
+/// A line fit for nbdkit's log: one line of printable characters, at most 200 of them, without
+/// `own_name` (the name the plugin's copy was loaded under, which means nothing to the user).
+pub fn readable(line: &str, own_name: &str) -> String {
+    let line = if own_name.is_empty() {
+        line.to_string()
+    } else {
+        line.replace(&format!("{own_name}: "), "")
+            .replace(own_name, "the plugin")
+    };
+    let mut out: String = line
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '\u{fffd}' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .take(200)
+        .collect();
+    if line.trim().chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+fn say(line: &str) {
+    let line = format!("{line}\n");
+    // SAFETY: writes a buffer that lives for the call to the inherited stdout.
+    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+}
+
+extern "C" fn say_finished() {
+    say(FINISHED);
+}
+
+/// The trial process: what runs when the dynamic linker runs the shim as a program. It opens
+/// the inherited image as nbdkit's process would ([`crate::generation::open_checked`]), then
+/// exits through the dynamic linker's finaliser, which runs the plugin's destructors as
+/// nbdkit's exit will; it says how far it got, and a crash on the way is the answer.
+/// `linker_fini` is the finaliser the dynamic linker hands a program's entry point.
+extern "C" fn probe_main(linker_fini: Option<extern "C" fn()>) -> ! {
+    say(STARTED);
+    std::panic::set_hook(Box::new(|_| {}));
+    // SAFETY: registers plain functions without arguments; they run at `exit`, in reverse order.
+    unsafe {
+        libc::atexit(say_finished);
+        if let Some(fini) = linker_fini {
+            libc::atexit(fini);
+        }
+    }
+    let path = PathBuf::from(format!("/proc/self/fd/{IMAGE_FD}"));
+    let result =
+        std::panic::catch_unwind(|| crate::generation::open_checked(&path, &path).map(|_| ()));
+    say(match result {
+        Ok(Ok(())) => "rustshim-probe: loaded",
+        Ok(Err(_)) => "rustshim-probe: refused",
+        Err(_) => "rustshim-probe: panicked",
+    });
+    // SAFETY: a normal exit: atexit handlers, then the process ends.
+    unsafe { libc::exit(0) }
+}
+
+// The entry point the dynamic linker jumps to, with the stack as the kernel left it and its
+// finaliser in rdx (x0 on aarch64): align the stack as a call expects and call `probe_main` with
+// the finaliser; it never returns.
+#[cfg(target_arch = "x86_64")]
+std::arch::global_asm!(
+    ".globl rustshim_probe_entry",
+    ".type rustshim_probe_entry,@function",
+    "rustshim_probe_entry:",
+    "xor ebp, ebp",
+    "and rsp, -16",
+    "mov rdi, rdx",
+    "call {main}",
+    "ud2",
+    main = sym probe_main,
+);
+
+#[cfg(target_arch = "aarch64")]
+std::arch::global_asm!(
+    ".globl rustshim_probe_entry",
+    ".type rustshim_probe_entry,%function",
+    "rustshim_probe_entry:",
+    "mov x29, #0",
+    "mov x30, #0",
+    "bl {main}",
+    "brk #1",
+    main = sym probe_main,
+);
