@@ -5,10 +5,14 @@
 //!
 //! The watcher is an inotify watch on the plugin file's directory, not on the file: cargo
 //! replaces its output by unlinking and hard-linking, `mv` renames over it, editors and `install`
-//! delete and recreate it, `cp` rewrites it in place. Events come in bursts, so a reload starts
-//! only after the directory has been quiet for [`QUIET`]. A half-written file cannot be loaded
-//! anyway: the load works on a private copy whose ELF segments are checked first, and a later
-//! event (the end of the write) tries again.
+//! delete and recreate it, `cp` rewrites it in place. When `plugin=` names a symlink, the
+//! directory of every link on the way and of the file it leads to are watched, and the chain is
+//! followed again after each change (a re-pointed link). A watched directory that is deleted or
+//! moved (`cargo clean`) is said on stderr and looked for every [`LOOK_AGAIN`] until it exists
+//! again, then watched again (said too). Events come in bursts, so a reload starts only after
+//! the directory has been quiet for [`QUIET`]. A half-written file cannot be loaded anyway: the
+//! load reads it once and checks those bytes, and a later event (the end of the write) tries
+//! again.
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -18,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use rustshim_plugin_api::abi::ROption;
 use rustshim_plugin_api::ThreadModel;
 
@@ -60,63 +64,204 @@ pub fn start_watcher() -> Result<(), Failure> {
     let source = serving::current()
         .map(|g| g.source.clone())
         .ok_or_else(|| Failure::invalid("reload=watch needs a plugin"))?;
-    let (dir, name) = match (source.parent(), source.file_name()) {
-        (Some(dir), Some(name)) => (dir.to_path_buf(), name.to_os_string()),
-        _ => {
-            return Err(Failure::invalid(format!(
-                "reload=watch: cannot watch '{}'",
-                source.display()
-            )))
-        }
-    };
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(|e| format!("reload=watch: inotify: {e}"))?;
-    let mask = AddWatchFlags::IN_CLOSE_WRITE
-        | AddWatchFlags::IN_MOVED_TO
-        | AddWatchFlags::IN_CREATE
-        | AddWatchFlags::IN_MODIFY
-        | AddWatchFlags::IN_ATTRIB;
-    inotify.add_watch(&dir, mask).map_err(|e| {
-        format!(
-            "reload=watch: cannot watch directory '{}': {e}",
-            dir.display()
-        )
-    })?;
+    let mut watched = Watched {
+        inotify,
+        source,
+        watches: Vec::new(),
+    };
+    watched.follow()?;
+    let dirs: Vec<String> = watched
+        .watches
+        .iter()
+        .map(|w| w.dir.display().to_string())
+        .collect();
     std::thread::Builder::new()
         .name("rustshim-reload".into())
-        .spawn(move || watch(inotify, source, name))
+        .spawn(move || watch(watched))
         .map_err(|e| format!("reload=watch: cannot start the watcher thread: {e}"))?;
     nbdkit_c::debug(&format!(
         "rustshim: watching {} for new builds",
-        dir.display()
+        dirs.join(", ")
     ));
     Ok(())
 }
 
-fn watch(inotify: Inotify, source: PathBuf, name: OsString) {
+/// What a directory is watched for.
+const MASK: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
+    .union(AddWatchFlags::IN_MOVED_TO)
+    .union(AddWatchFlags::IN_CREATE)
+    .union(AddWatchFlags::IN_MODIFY)
+    .union(AddWatchFlags::IN_ATTRIB)
+    .union(AddWatchFlags::IN_DELETE_SELF)
+    .union(AddWatchFlags::IN_MOVE_SELF);
+
+/// One name in one directory: the plugin file, or a symlink on the way to it.
+struct Watch {
+    dir: PathBuf,
+    name: OsString,
+    /// `None` while the directory is gone (deleted, or moved away).
+    wd: Option<WatchDescriptor>,
+}
+
+/// The watches of the plugin file as `plugin=` named it: its directory, and when it is a
+/// symlink, the directory of each link on the way and of the file it leads to.
+struct Watched {
+    inotify: Inotify,
+    source: PathBuf,
+    watches: Vec<Watch>,
+}
+
+/// The (directory, name) pairs on the way from `source` to the file it leads to.
+fn link_chain(source: &Path) -> Vec<(PathBuf, OsString)> {
+    let mut chain = Vec::new();
+    let mut path = source.to_path_buf();
+    for _ in 0..40 {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            break;
+        };
+        let (dir, name) = (dir.to_path_buf(), name.to_os_string());
+        chain.push((dir.clone(), name));
+        match std::fs::read_link(&path) {
+            Ok(target) => path = dir.join(target),
+            Err(_) => break,
+        }
+    }
+    chain
+}
+
+impl Watched {
+    /// Watches the directories of the current link chain (again, if it changed).
+    fn follow(&mut self) -> Result<(), String> {
+        let chain = link_chain(&self.source);
+        let current: Vec<(PathBuf, OsString)> = self
+            .watches
+            .iter()
+            .map(|w| (w.dir.clone(), w.name.clone()))
+            .collect();
+        if chain == current {
+            return Ok(());
+        }
+        for w in self.watches.drain(..) {
+            if let Some(wd) = w.wd {
+                let _ = self.inotify.rm_watch(wd);
+            }
+        }
+        for (dir, name) in chain {
+            let wd = self.inotify.add_watch(&dir, MASK).map_err(|e| {
+                format!(
+                    "reload=watch: cannot watch directory '{}': {e}",
+                    dir.display()
+                )
+            });
+            // At start-up every directory exists; later a missing one is waited for.
+            let wd = match (wd, self.watches.is_empty() && current.is_empty()) {
+                (Ok(wd), _) => Some(wd),
+                (Err(e), true) => return Err(e),
+                (Err(_), false) => None,
+            };
+            self.watches.push(Watch { dir, name, wd });
+        }
+        Ok(())
+    }
+
+    /// Handles the events that are ready; returns whether one concerns the plugin file.
+    fn take_events(&mut self) -> bool {
+        let Ok(events) = self.inotify.read_events() else {
+            return false;
+        };
+        let mut changed = false;
+        for event in events {
+            if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                changed = true;
+                continue;
+            }
+            let gone = event.mask.intersects(
+                AddWatchFlags::IN_IGNORED
+                    | AddWatchFlags::IN_DELETE_SELF
+                    | AddWatchFlags::IN_MOVE_SELF
+                    | AddWatchFlags::IN_UNMOUNT,
+            );
+            let mut lost = Vec::new();
+            for w in self.watches.iter_mut().filter(|w| w.wd == Some(event.wd)) {
+                if gone {
+                    w.wd = None;
+                    lost.push(w.dir.clone());
+                } else if event.name.as_deref() == Some(w.name.as_os_str()) {
+                    changed = true;
+                }
+            }
+            if gone && !lost.is_empty() {
+                // A moved directory is still watched where it went: stop that.
+                let _ = self.inotify.rm_watch(event.wd);
+                lost.dedup();
+                for dir in lost {
+                    say(&format!(
+                        "reload: lost the watch on '{}' (the directory was deleted or moved): new builds of {} are not seen until it exists again",
+                        dir.display(),
+                        self.source.display()
+                    ));
+                }
+            }
+        }
+        changed
+    }
+
+    /// Watches the directories that came back; returns whether one did.
+    fn rearm(&mut self) -> bool {
+        let mut rearmed = false;
+        for i in 0..self.watches.len() {
+            if self.watches[i].wd.is_some() {
+                continue;
+            }
+            let dir = self.watches[i].dir.clone();
+            if let Ok(wd) = self.inotify.add_watch(&dir, MASK) {
+                for w in self.watches.iter_mut().filter(|w| w.dir == dir) {
+                    w.wd = Some(wd);
+                }
+                say(&format!(
+                    "reload: watching '{}' again for new builds of {}",
+                    dir.display(),
+                    self.source.display()
+                ));
+                rearmed = true;
+            }
+        }
+        rearmed
+    }
+}
+
+/// How often a lost directory is looked for.
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
+
+fn watch(mut watched: Watched) {
     let mut changed_at: Option<Instant> = None;
     loop {
+        let lost = watched.watches.iter().any(|w| w.wd.is_none());
         let timeout = match changed_at {
             Some(at) => QUIET.saturating_sub(at.elapsed()),
+            None if lost => LOOK_AGAIN,
             None => Duration::from_secs(3600),
         };
-        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(watched.inotify.as_fd(), PollFlags::POLLIN)];
         let _ = poll(
             &mut fds,
             PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX),
         );
-        if let Ok(events) = inotify.read_events() {
-            if events
-                .iter()
-                .any(|e| e.name.as_deref() == Some(name.as_os_str()))
-            {
-                changed_at = Some(Instant::now());
-            }
+        if watched.take_events() {
+            changed_at = Some(Instant::now());
+        }
+        // A directory that came back may already hold a new build.
+        if lost && watched.rearm() {
+            changed_at = Some(Instant::now());
         }
         if changed_at.is_some_and(|at| at.elapsed() >= QUIET) {
             changed_at = None;
-            if source.exists() {
-                reload(&source);
+            // A re-pointed link leads elsewhere now.
+            let _ = watched.follow();
+            if watched.source.exists() {
+                reload(&watched.source);
             }
         }
     }
