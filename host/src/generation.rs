@@ -21,6 +21,7 @@ use rustshim_plugin_api::abi::{
 };
 use rustshim_plugin_api::ThreadModel;
 
+use crate::elf;
 use crate::failure::Failure;
 use crate::image::{Digest, Image};
 use crate::locate::{check_permissions, Trust};
@@ -374,7 +375,9 @@ fn check_elf_segments(image: &Image, header: &[u8]) -> Result<Vec<(u64, u64)>, S
         return Err("the file is truncated (program headers missing)".into());
     }
     let mut ranges = vec![(0, 64), (phoff, table_end)];
+    let (mut segments, mut dynamic) = (Vec::new(), None);
     const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
     for entry in table.chunks_exact(phentsize as usize) {
         let kind = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
         let (offset, size) = (u64_at(entry, 8), u64_at(entry, 0x20));
@@ -386,7 +389,18 @@ fn check_elf_segments(image: &Image, header: &[u8]) -> Result<Vec<(u64, u64)>, S
                 ));
             }
             ranges.push((offset, offset + size));
+            segments.push(elf::Segment {
+                vaddr: u64_at(entry, 0x10),
+                offset,
+                filesz: size,
+            });
+        } else if kind == PT_DYNAMIC {
+            dynamic = Some((offset, size));
         }
+    }
+    if let Some(dynamic) = dynamic {
+        elf::check_dynamic(image, &segments, dynamic)
+            .map_err(|why| format!("it is damaged: {why}"))?;
     }
     Ok(ranges)
 }

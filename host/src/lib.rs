@@ -12,7 +12,7 @@
 //! * [`serving`]: the generation new connections go to, and the recorded configuration.
 //! * [`generation`]: loading one copy of a plugin file into an instance.
 //! * [`image`]: a plugin file's bytes, read once into sealed memory; [`probe`]: their trial load
-//!   in a throwaway process.
+//!   in a throwaway process; [`elf`]: the version tables that trial cannot cover.
 //! * [`locate`]: finding the plugin file by name, and its permission check.
 //! * [`services`]: the server functions as the plugin sees them.
 //! * [`reload`]: hot reload (`reload=watch`).
@@ -22,6 +22,7 @@
 pub mod callbacks;
 pub mod config;
 pub mod containment;
+pub mod elf;
 pub mod failure;
 pub mod fallback;
 pub mod generation;

@@ -1,0 +1,227 @@
+//! Checks of the dynamic linking tables of a plugin image that the trial load cannot cover.
+//!
+//! The trial process (`probe`) finds what crashes `dlopen`, the ABI checks and the exit. One
+//! damage it cannot see is an out-of-range symbol version index: the dynamic linker uses it
+//! only when a symbol of the plugin is looked up later (the plugin's own `dlsym` calls, which
+//! Rust's standard library makes from inside the plugin's code), and then reads past its version
+//! array. So the version tables are checked here, with the string and symbol tables they point
+//! into: every offset within the loaded bytes, every index within its table.
+
+use crate::image::Image;
+
+const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+const DT_HASH: u64 = 4;
+const DT_STRTAB: u64 = 5;
+const DT_SYMTAB: u64 = 6;
+const DT_STRSZ: u64 = 10;
+const DT_SONAME: u64 = 14;
+const DT_RPATH: u64 = 15;
+const DT_RUNPATH: u64 = 29;
+const DT_GNU_HASH: u64 = 0x6fff_fef5;
+const DT_VERSYM: u64 = 0x6fff_fff0;
+const DT_VERDEF: u64 = 0x6fff_fffc;
+const DT_VERDEFNUM: u64 = 0x6fff_fffd;
+const DT_VERNEED: u64 = 0x6fff_fffe;
+const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
+
+/// A loadable segment: where its file bytes go in memory.
+#[derive(Copy, Clone, Debug)]
+pub struct Segment {
+    pub vaddr: u64,
+    pub offset: u64,
+    pub filesz: u64,
+}
+
+struct Tables<'a> {
+    image: &'a Image,
+    segments: &'a [Segment],
+}
+
+impl Tables<'_> {
+    /// The file offset of `len` bytes at address `vaddr`, if they are all loaded from the file.
+    fn offset(&self, vaddr: u64, len: u64) -> Result<u64, String> {
+        self.segments
+            .iter()
+            .find(|s| {
+                vaddr >= s.vaddr
+                    && vaddr
+                        .checked_add(len)
+                        .is_some_and(|e| e <= s.vaddr + s.filesz)
+            })
+            .map(|s| s.offset + (vaddr - s.vaddr))
+            .ok_or_else(|| {
+                format!(
+                    "a table at address {vaddr:#x} ({len} bytes) lies outside its loaded segments"
+                )
+            })
+    }
+
+    fn bytes(&self, vaddr: u64, len: u64) -> Result<Vec<u8>, String> {
+        let at = self.offset(vaddr, len)?;
+        let mut buf = vec![0u8; len as usize];
+        self.image
+            .read_at(&mut buf, at)
+            .map_err(|e| e.to_string())?;
+        Ok(buf)
+    }
+
+    fn u16(&self, vaddr: u64) -> Result<u16, String> {
+        let b = self.bytes(vaddr, 2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&self, vaddr: u64) -> Result<u32, String> {
+        let b = self.bytes(vaddr, 4)?;
+        Ok(u32::from_le_bytes(b[..4].try_into().expect("4 bytes")))
+    }
+}
+
+/// Checks the dynamic section at `dynamic` (file offset, size) and the tables it names.
+pub fn check_dynamic(
+    image: &Image,
+    segments: &[Segment],
+    dynamic: (u64, u64),
+) -> Result<(), String> {
+    let t = Tables { image, segments };
+    let (offset, size) = dynamic;
+    if size > 1 << 20 {
+        return Err("its dynamic section is implausibly large".into());
+    }
+    let mut raw = vec![0u8; size as usize];
+    if image.read_at(&mut raw, offset).map_err(|e| e.to_string())? < raw.len() {
+        return Err("its dynamic section lies outside the file".into());
+    }
+    let mut entries = Vec::new();
+    for e in raw.chunks_exact(16) {
+        let tag = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+        let val = u64::from_le_bytes(e[8..].try_into().expect("8 bytes"));
+        if tag == DT_NULL {
+            break;
+        }
+        entries.push((tag, val));
+    }
+    let one = |tag: u64| {
+        entries
+            .iter()
+            .rev()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| *v)
+    };
+    let (Some(strtab), Some(strsz)) = (one(DT_STRTAB), one(DT_STRSZ)) else {
+        return Ok(()); // nothing to look symbols up in: the linker does not either
+    };
+    t.offset(strtab, strsz)?;
+    let name_ok = |at: u64, what: &str| {
+        if at < strsz {
+            Ok(())
+        } else {
+            Err(format!("a {what} name lies outside its string table"))
+        }
+    };
+    for (tag, val) in &entries {
+        if matches!(*tag, DT_NEEDED | DT_SONAME | DT_RPATH | DT_RUNPATH) {
+            name_ok(*val, "library")?;
+        }
+    }
+    let Some(symtab) = one(DT_SYMTAB) else {
+        return Ok(());
+    };
+    let symbols = symbol_count(&t, one(DT_HASH), one(DT_GNU_HASH))?;
+    let syms = t.bytes(symtab, symbols * 24)?;
+    for sym in syms.chunks_exact(24) {
+        name_ok(
+            u64::from(u32::from_le_bytes(sym[..4].try_into().expect("4 bytes"))),
+            "symbol",
+        )?;
+    }
+    let Some(versym) = one(DT_VERSYM) else {
+        return Ok(());
+    };
+    let mut highest = 1u16;
+    if let (Some(mut at), Some(count)) = (one(DT_VERDEF), one(DT_VERDEFNUM)) {
+        for _ in 0..count.min(1 << 16) {
+            if t.u16(at)? != 1 {
+                return Err("its version definitions are damaged".into());
+            }
+            highest = highest.max(t.u16(at + 4)? & 0x7fff);
+            let aux = at + u64::from(t.u32(at + 12)?);
+            name_ok(u64::from(t.u32(aux)?), "version")?;
+            match t.u32(at + 16)? {
+                0 => break,
+                next => at += u64::from(next),
+            }
+        }
+    }
+    if let (Some(mut at), Some(count)) = (one(DT_VERNEED), one(DT_VERNEEDNUM)) {
+        for _ in 0..count.min(1 << 16) {
+            if t.u16(at)? != 1 {
+                return Err("its version requirements are damaged".into());
+            }
+            name_ok(u64::from(t.u32(at + 4)?), "library")?;
+            let mut aux = at + u64::from(t.u32(at + 8)?);
+            for _ in 0..t.u16(at + 2)? {
+                highest = highest.max(t.u16(aux + 6)? & 0x7fff);
+                name_ok(u64::from(t.u32(aux + 8)?), "version")?;
+                match t.u32(aux + 12)? {
+                    0 => break,
+                    next => aux += u64::from(next),
+                }
+            }
+            match t.u32(at + 12)? {
+                0 => break,
+                next => at += u64::from(next),
+            }
+        }
+    }
+    let indices = t.bytes(versym, symbols * 2)?;
+    for (n, v) in indices.chunks_exact(2).enumerate() {
+        let index = u16::from_le_bytes([v[0], v[1]]) & 0x7fff;
+        if index > highest {
+            return Err(format!(
+                "symbol {n} has version index {index}, but only {highest} versions are defined"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How many symbols the dynamic symbol table has, from the hash table the linker uses.
+fn symbol_count(t: &Tables<'_>, hash: Option<u64>, gnu_hash: Option<u64>) -> Result<u64, String> {
+    const MAX: u64 = 1 << 24;
+    if let Some(hash) = gnu_hash {
+        let buckets = u64::from(t.u32(hash)?);
+        let first = u64::from(t.u32(hash + 4)?);
+        let bloom = u64::from(t.u32(hash + 8)?);
+        if buckets > MAX || bloom > MAX {
+            return Err("its symbol hash table is damaged".into());
+        }
+        let buckets_at = hash + 16 + bloom * 8;
+        let chains_at = buckets_at + buckets * 4;
+        let mut last = 0u64;
+        for b in 0..buckets {
+            last = last.max(u64::from(t.u32(buckets_at + b * 4)?));
+        }
+        if last < first {
+            return Ok(first);
+        }
+        loop {
+            if last > MAX {
+                return Err("its symbol hash table is damaged".into());
+            }
+            if t.u32(chains_at + (last - first) * 4)? & 1 == 1 {
+                return Ok(last + 1);
+            }
+            last += 1;
+        }
+    }
+    if let Some(hash) = hash {
+        let chains = u64::from(t.u32(hash + 4)?);
+        return if chains > MAX {
+            Err("its symbol hash table is damaged".into())
+        } else {
+            Ok(chains)
+        };
+    }
+    Ok(0)
+}
