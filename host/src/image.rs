@@ -146,21 +146,20 @@ impl Image {
     /// given before. The image must stay open until the linker has opened it.
     pub fn loader_path(&mut self) -> io::Result<PathBuf> {
         let mut given = NAMES_GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        let mut held: Vec<OwnedFd> = Vec::new();
         let mut fd = self.file.as_raw_fd();
         while given.contains(&fd) {
-            let next = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(fd + 1)).map_err(|e| {
+            let candidate = (fd + 1..)
+                .find(|n| !given.contains(n))
+                .expect("descriptor numbers are plenty");
+            let next = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(candidate)).map_err(|e| {
                 io::Error::other(format!(
-                    "no file descriptor left for another copy of the plugin ({} loaded: {e}): restart nbdkit",
+                    "no file descriptor number left for another copy of the plugin ({} loaded: {e}): restart nbdkit",
                     given.len()
                 ))
             })?;
             // SAFETY: `fcntl` just returned this new descriptor, owned by nothing else.
-            held.push(unsafe { OwnedFd::from_raw_fd(next) });
+            self.file = File::from(unsafe { OwnedFd::from_raw_fd(next) });
             fd = next;
-        }
-        if let Some(last) = held.pop() {
-            self.file = File::from(last);
         }
         given.insert(fd);
         Ok(PathBuf::from(format!("/proc/self/fd/{fd}")))
