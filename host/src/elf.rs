@@ -225,3 +225,34 @@ fn symbol_count(t: &Tables<'_>, hash: Option<u64>, gnu_hash: Option<u64>) -> Res
     }
     Ok(0)
 }
+
+/// The byte ranges of an ELF file the dynamic linker reads: the header, the program headers and
+/// the loadable segments' file bytes. `header` is the file's first 64 bytes, `read_at` reads
+/// more; `None` if it is not a 64-bit little-endian ELF header with a readable table.
+pub fn loaded_ranges(
+    header: &[u8; 64],
+    read_at: &mut dyn FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+) -> Option<Vec<(u64, u64)>> {
+    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        return None;
+    }
+    let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().ok()?);
+    let phentsize = u64::from(u16::from_le_bytes([header[0x36], header[0x37]]));
+    let phnum = u64::from(u16::from_le_bytes([header[0x38], header[0x39]]));
+    if phentsize < 56 {
+        return None;
+    }
+    let mut table = vec![0u8; (phentsize * phnum) as usize];
+    if read_at(&mut table, phoff).ok()? < table.len() {
+        return None;
+    }
+    let mut ranges = vec![(0, 64), (phoff, phoff + table.len() as u64)];
+    for entry in table.chunks_exact(phentsize as usize) {
+        if u32::from_le_bytes(entry[..4].try_into().ok()?) == 1 {
+            let offset = u64::from_le_bytes(entry[8..16].try_into().ok()?);
+            let filesz = u64::from_le_bytes(entry[0x20..0x28].try_into().ok()?);
+            ranges.push((offset, offset.saturating_add(filesz)));
+        }
+    }
+    Some(ranges)
+}

@@ -10,8 +10,8 @@
 //!   nobody can write it any more (`F_SEAL_WRITE`), so the mapped pages stay what was checked.
 //! * Nothing on disk: the copy has no name in any directory, so it goes with the process,
 //!   however it ends (the copies used to be files in `$TMPDIR`, left behind by refused starts).
-//! * Small: before loading, everything outside the loadable segments (debug information, most
-//!   of a debug build) is dropped, so a loaded copy keeps only what is mapped.
+//! * Small: only the headers and the loadable segments are read (not the debug information,
+//!   most of a debug build), so a loaded copy keeps only what is mapped, and reading is quick.
 //!
 //! The dynamic linker loads it as `/proc/self/fd/N`. It recognises an object it has already
 //! loaded by that name, and file descriptor numbers are reused once closed, so each name is
@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -28,7 +28,12 @@ use std::sync::Mutex;
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
-/// What identifies a build: its length and a 128-bit hash of its bytes.
+/// How much of a file's end is hashed besides what is loaded.
+const TAIL: u64 = 64 << 10;
+
+/// What identifies a build: its length and a 128-bit hash of the bytes the dynamic linker
+/// reads and of the file's last 64 KiB (where linkers put the section headers, which change
+/// with any rebuild).
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 pub struct Digest {
     len: u64,
@@ -46,30 +51,55 @@ pub struct Image {
 static NAMES_GIVEN: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
 
 impl Image {
-    /// Reads `source` to its end into a new memory file named after `label` (shown in
-    /// `/proc/PID/maps`), hashing as it goes.
+    /// Reads `source` into a new memory file named after `label` (shown in `/proc/PID/maps`),
+    /// hashing as it goes. Of an ELF file only what the dynamic linker reads is read (the
+    /// headers and the loadable segments, at their offsets; the rest, mostly debug information,
+    /// stays a hole): a file shorter than that gives a shorter image, which the checks call
+    /// truncated. Anything else is read whole, for the checks to say what it is.
     pub fn read(source: &mut File, label: &str) -> io::Result<Image> {
         let name = std::ffi::CString::new(label.replace('\0', "?")).expect("no NUL");
         let fd = memfd_create(
             &name,
             MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
         )?;
-        let mut file = File::from(fd);
+        let file = File::from(fd);
+        let size = source.metadata()?.len();
+        let mut header = [0u8; 64];
+        let got = read_full_at(source, &mut header, 0)?;
+        let ranges = (got == header.len())
+            .then(|| {
+                crate::elf::loaded_ranges(&header, &mut |buf, at| read_full_at(source, buf, at))
+            })
+            .flatten()
+            .unwrap_or_else(|| vec![(0, u64::MAX)]);
         let mut hasher = Hasher::default();
         let mut buf = vec![0u8; 1 << 20];
-        let mut len = 0u64;
-        loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.write(&buf[..n]);
-            file.write_all(&buf[..n])?;
-            len += n as u64;
+        // Where the file ended inside a range, if it did.
+        let mut ended_at = None;
+        'ranges: for (start, end) in merge(ranges) {
+            hasher.word(start);
+            let mut at = start;
+            while at < end {
+                let want = (end - at).min(buf.len() as u64) as usize;
+                let n = read_full_at(source, &mut buf[..want], at)?;
+                hasher.write(&buf[..n]);
+                file.write_all_at(&buf[..n], at)?;
+                at += n as u64;
+                if n < want {
+                    ended_at = Some(at);
+                    break 'ranges;
+                }
+            }
         }
+        let len = ended_at.unwrap_or(size);
+        // The file's end too (not loaded): the section headers, which any rebuild changes, and
+        // whatever was appended. Only for telling builds apart.
+        let tail_at = size.saturating_sub(TAIL);
+        let n = read_full_at(source, &mut buf[..(size - tail_at) as usize], tail_at)?;
+        hasher.write(&buf[..n]);
+        file.set_len(len)?;
         seal(&file, SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW)?;
+        hasher.word(len);
         Ok(Image {
             file,
             len,
@@ -164,6 +194,33 @@ impl Image {
         given.insert(fd);
         Ok(PathBuf::from(format!("/proc/self/fd/{fd}")))
     }
+}
+
+/// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Sorted ranges with overlapping ones joined.
+fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
 }
 
 fn seal(file: &File, seals: SealFlag) -> io::Result<()> {

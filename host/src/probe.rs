@@ -15,8 +15,8 @@
 //! The plugin image is inherited as file descriptor [`IMAGE_FD`], the shim as [`SHIM_FD`].
 
 use std::fs::File;
-use std::io::{Read, Seek};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -117,20 +117,15 @@ struct Trial {
 }
 
 fn run(runner: &Runner, image: BorrowedFd<'_>) -> Result<Trial, String> {
-    // Both outputs go to one memory file: nothing to drain while waiting.
-    let out = File::from(
-        nix::sys::memfd::memfd_create(
-            c"rustshim-probe-output",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .map_err(|e| format!("memfd_create: {e}"))?,
-    );
+    // Both outputs go to one pipe, read until it closes: the moment the trial process ends.
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (image_fd, shim_fd) = (image.as_raw_fd(), runner.shim.as_raw_fd());
     let mut cmd = Command::new(&runner.linker);
     cmd.arg(format!("/proc/self/fd/{SHIM_FD}"))
         .stdin(Stdio::null())
-        .stdout(out.try_clone().map_err(|e| e.to_string())?)
-        .stderr(out.try_clone().map_err(|e| e.to_string())?);
+        .stdout(writer.try_clone().map_err(|e| e.to_string())?)
+        .stderr(writer);
     // SAFETY: runs in the forked child before exec, and only calls async-signal-safe `fcntl` and
     // `dup2` on descriptors the parent keeps open until the child has been waited for.
     unsafe {
@@ -151,30 +146,42 @@ fn run(runner: &Runner, image: BorrowedFd<'_>) -> Result<Trial, String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", runner.linker.display()))?;
-    let started = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > TRIAL_LIMIT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(5));
-            }
+    // The command held the only write ends; they are closed now, so EOF means the child is gone.
+    drop(cmd);
+    let mut reader = File::from(reader);
+    let deadline = Instant::now() + TRIAL_LIMIT;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let finished = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [nix::poll::PollFd::new(
+            reader.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let timeout = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(0) => break false,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(format!("waiting for the trial process: {e}")),
         }
+        match reader.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) if bytes.len() < 64 << 10 => bytes.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading from the trial process: {e}")),
+        }
     };
-    let mut text = String::new();
-    let mut out = out;
-    out.rewind().map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    let _ = out.take(64 << 10).read_to_end(&mut bytes);
-    text.push_str(&String::from_utf8_lossy(&bytes));
-    Ok(Trial { status, text })
+    if !finished {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the trial process: {e}"))?;
+    Ok(Trial {
+        status: finished.then_some(status),
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 /// A line fit for nbdkit's log: one line of printable characters, at most 200 of them, without

@@ -117,6 +117,20 @@ fn judge(file: &Path, out: &Run) -> Option<String> {
     }
 }
 
+/// `nbdkit -U - SHIM plugin=FILE size=1M --run true`, with `$RUSTSHIM_FUZZ_SHIM` as the shim
+/// if set (to count what another build of the shim does with the same cases).
+fn serve(file: &Path) -> Run {
+    let args = [format!("plugin={}", file.display()), "size=1M".into()];
+    match std::env::var_os("RUSTSHIM_FUZZ_SHIM") {
+        None => nbdkit_run(&args, "true"),
+        Some(shim) => run(command("nbdkit")
+            .args(["-U", "-"])
+            .arg(shim)
+            .args(args)
+            .args(["--run", "true"])),
+    }
+}
+
 #[test]
 fn one_byte_mutations_of_a_plugin_never_crash_nbdkit() {
     let cases: usize = std::env::var("RUSTSHIM_FUZZ_CASES")
@@ -146,10 +160,7 @@ fn one_byte_mutations_of_a_plugin_never_crash_nbdkit() {
                     let (bad, at, byte) = mutate(good, regions, &mut rng);
                     let file = dir.join(&format!("libcase{case}.so"));
                     std::fs::write(&file, &bad).unwrap();
-                    let out = nbdkit_run(
-                        &[format!("plugin={}", file.display()), "size=1M".into()],
-                        "true",
-                    );
+                    let out = serve(&file);
                     match judge(&file, &out) {
                         Some(why) => failures.lock().unwrap().push(format!(
                             "case {case} (byte {at:#x} := {byte:#04x}): {why}\n{}",
