@@ -117,7 +117,7 @@ impl Build {
         image
             .keep_only(&loaded)
             .map_err(|e| format!("plugin file '{shown}': cannot prepare its copy: {e}"))?;
-        probe::trial_load(image.fd()).map_err(|why| format!("plugin file '{shown}' {why}"))?;
+        probe::trial_load(image.fd(), &source)?;
         let copy = image
             .loader_path()
             .map_err(|e| format!("plugin file '{shown}' cannot be loaded: {e}"))?;
@@ -463,7 +463,7 @@ pub fn open_checked(copy: &Path, source: &Path) -> Result<CheckedModule, String>
         Ok(Err(LoadError::NoRootModule)) => Err(explain_foreign_object(source, copy)),
         Ok(Err(e)) => {
             if let Some(detail) = e.detail() {
-                nbdkit_c::debug(&format!(
+                probe::detail(&format!(
                     "rustshim: full ABI report for '{shown}':\n{detail}"
                 ));
             }

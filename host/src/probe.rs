@@ -31,6 +31,22 @@ const SHIM_FD: i32 = 4;
 const TRIAL_LIMIT: Duration = Duration::from_secs(20);
 
 const STARTED: &str = "rustshim-probe: loading";
+const REFUSED: &str = "rustshim-probe: refused: ";
+/// The plugin file's name, for the trial's messages.
+const SOURCE_ENV: &str = "RUSTSHIM_PROBE_SOURCE";
+
+/// Set in the trial process.
+static IN_TRIAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A long report (abi_stable's) that goes with a refusal: nbdkit's debug log, or in the trial
+/// process its output, which nbdkit's debug log then shows.
+pub fn detail(text: &str) {
+    if IN_TRIAL.load(std::sync::atomic::Ordering::Relaxed) {
+        say(text);
+    } else {
+        crate::nbdkit_c::debug(text);
+    }
+}
 const FINISHED: &str = "rustshim-probe: finished";
 
 /// The dynamic linker and the shim's own file, found once.
@@ -60,17 +76,18 @@ fn dynamic_linker() -> Option<PathBuf> {
     crate::locate::object_file_of(base as *const libc::c_void)
 }
 
-/// Loads the image in a trial process. `Err` is why the file is refused (the rest of a line
-/// that starts with the file's name); a trial that cannot run at all is skipped, with a debug
-/// message.
-pub fn trial_load(image: BorrowedFd<'_>) -> Result<(), String> {
+/// Loads the image of `source` in a trial process. `Err` is the one line that refuses the file:
+/// the trial died, or it refused the file (then nbdkit's process never maps it). A trial that
+/// cannot run at all is skipped, with a debug message.
+pub fn trial_load(image: BorrowedFd<'_>, source: &std::path::Path) -> Result<(), String> {
+    let shown = source.display();
     let Some(runner) = runner() else {
         crate::nbdkit_c::debug(
             "rustshim: no trial load: the dynamic linker or the shim's file was not found",
         );
         return Ok(());
     };
-    let output = match run(runner, image) {
+    let output = match run(runner, image, source) {
         Ok(output) => output,
         Err(why) => {
             crate::nbdkit_c::debug(&format!("rustshim: no trial load: {why}"));
@@ -78,15 +95,22 @@ pub fn trial_load(image: BorrowedFd<'_>) -> Result<(), String> {
         }
     };
     let Trial { status, text } = output;
-    if text.contains(FINISHED) && status.is_some_and(|s| s.success()) {
-        return Ok(());
-    }
     if !text.contains(STARTED) {
         crate::nbdkit_c::debug(&format!(
             "rustshim: no trial load: the trial process did not start ({})",
             readable(&text, "")
         ));
         return Ok(());
+    }
+    crate::nbdkit_c::debug(&format!(
+        "rustshim: trial load of '{shown}':\n{}",
+        text.trim_end()
+    ));
+    if text.contains(FINISHED) && status.is_some_and(|s| s.success()) {
+        return match text.lines().find_map(|l| l.strip_prefix(REFUSED)) {
+            Some(why) => Err(why.to_string()),
+            None => Ok(()),
+        };
     }
     let said = text
         .lines()
@@ -95,15 +119,15 @@ pub fn trial_load(image: BorrowedFd<'_>) -> Result<(), String> {
         .unwrap_or_default();
     Err(match status {
         None => format!(
-            "is damaged or hangs: loading it in a trial process did not finish within {} s",
+            "plugin file '{shown}' is damaged or hangs: loading it in a trial process did not finish within {} s",
             TRIAL_LIMIT.as_secs()
         ),
         Some(s) if s.signal().is_some() => format!(
-            "is damaged: loading it killed a trial process with {}{said} (nbdkit did not load it)",
+            "plugin file '{shown}' is damaged: loading it killed a trial process with {}{said} (nbdkit did not load it)",
             signal_name(s.signal().unwrap_or(0))
         ),
         Some(s) => format!(
-            "is damaged: the dynamic linker gave up on it in a trial process (exit status {}){said}",
+            "plugin file '{shown}' is damaged: the dynamic linker gave up on it in a trial process (exit status {}){said}",
             s.code().unwrap_or(-1)
         ),
     })
@@ -116,13 +140,14 @@ struct Trial {
     text: String,
 }
 
-fn run(runner: &Runner, image: BorrowedFd<'_>) -> Result<Trial, String> {
+fn run(runner: &Runner, image: BorrowedFd<'_>, source: &std::path::Path) -> Result<Trial, String> {
     // Both outputs go to one pipe, read until it closes: the moment the trial process ends.
     let (reader, writer) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let (image_fd, shim_fd) = (image.as_raw_fd(), runner.shim.as_raw_fd());
     let mut cmd = Command::new(&runner.linker);
     cmd.arg(format!("/proc/self/fd/{SHIM_FD}"))
+        .env(SOURCE_ENV, source)
         .stdin(Stdio::null())
         .stdout(writer.try_clone().map_err(|e| e.to_string())?)
         .stderr(writer);
@@ -184,7 +209,7 @@ fn run(runner: &Runner, image: BorrowedFd<'_>) -> Result<Trial, String> {
     })
 }
 
-/// A line fit for nbdkit's log: one line of printable characters, at most 200 of them, without
+/// A line fit for nbdkit's log: one line of printable characters, at most 1000 of them, without
 /// `own_name` (the name the plugin's copy was loaded under, which means nothing to the user).
 pub fn readable(line: &str, own_name: &str) -> String {
     let line = if own_name.is_empty() {
@@ -203,9 +228,9 @@ pub fn readable(line: &str, own_name: &str) -> String {
                 c
             }
         })
-        .take(200)
+        .take(1000)
         .collect();
-    if line.trim().chars().count() > 200 {
+    if line.trim().chars().count() > 1000 {
         out.push('…');
     }
     out
@@ -242,14 +267,16 @@ extern "C" fn probe_main(linker_fini: Option<extern "C" fn()>) -> ! {
             libc::atexit(fini);
         }
     }
+    IN_TRIAL.store(true, std::sync::atomic::Ordering::Relaxed);
     let path = PathBuf::from(format!("/proc/self/fd/{IMAGE_FD}"));
+    let source = std::env::var_os(SOURCE_ENV).map_or_else(|| path.clone(), PathBuf::from);
     let result =
-        std::panic::catch_unwind(|| crate::generation::open_checked(&path, &path).map(|_| ()));
-    say(match result {
-        Ok(Ok(())) => "rustshim-probe: loaded",
-        Ok(Err(_)) => "rustshim-probe: refused",
-        Err(_) => "rustshim-probe: panicked",
-    });
+        std::panic::catch_unwind(|| crate::generation::open_checked(&path, &source).map(|_| ()));
+    match result {
+        Ok(Ok(())) => say("rustshim-probe: loaded"),
+        Ok(Err(why)) => say(&format!("{REFUSED}{}", readable(&why, ""))),
+        Err(_) => say("rustshim-probe: panicked"),
+    }
     // SAFETY: a normal exit: atexit handlers, then the process ends.
     unsafe { libc::exit(0) }
 }

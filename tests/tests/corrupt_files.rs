@@ -105,7 +105,7 @@ fn judge(file: &Path, out: &Run) -> Option<String> {
                 Some("the line does not name the file".into())
             } else if lines[0].chars().any(|c| c.is_control() || c == '\u{fffd}') {
                 Some("the line has raw bytes".into())
-            } else if lines[0].contains("panicked") || lines[0].contains("internal error") {
+            } else if lines[0].contains("panicked at") || lines[0].contains("internal error") {
                 Some("a panic".into())
             } else {
                 None
