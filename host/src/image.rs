@@ -127,17 +127,7 @@ impl Image {
 
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self
-                .file
-                .read_at(&mut buf[filled..], offset + filled as u64)?
-            {
-                0 => break,
-                n => filled += n,
-            }
-        }
-        Ok(filled)
+        read_full_at(&self.file, buf, offset)
     }
 
     /// The memory file, for a probe process to inherit.

@@ -31,11 +31,13 @@ fn is_short_name(given: &str) -> bool {
 }
 
 /// The file of the loaded object that contains `addr`, as the dynamic linker names it.
-pub fn object_file_of(addr: *const libc::c_void) -> Option<PathBuf> {
+pub fn object_file_of(addr: usize) -> Option<PathBuf> {
     // SAFETY: an all-zero Dl_info is a valid out value; dladdr only reads the address.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr fills `info` with strings owned by the dynamic linker, or returns 0.
-    if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
+    if unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } == 0
+        || info.dli_fname.is_null()
+    {
         return None;
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic linker.
@@ -47,7 +49,7 @@ pub fn object_file_of(addr: *const libc::c_void) -> Option<PathBuf> {
 
 /// The shim's own file.
 pub fn shim_file() -> Option<PathBuf> {
-    object_file_of(crate::plugin_init as *const () as *const libc::c_void)
+    object_file_of(crate::plugin_init as *const () as usize)
 }
 
 /// The directory the shim was loaded from.

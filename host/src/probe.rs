@@ -73,7 +73,7 @@ fn dynamic_linker() -> Option<PathBuf> {
     if base == 0 {
         return None;
     }
-    crate::locate::object_file_of(base as *const libc::c_void)
+    crate::locate::object_file_of(base as usize)
 }
 
 /// Loads the image of `source` in a trial process. `Err` is the one line that refuses the file:
