@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use rustshim_plugin_api::abi::ROption;
+use rustshim_plugin_api::abi::{ROption, HANDOVER_AT_RETIRE};
 use rustshim_plugin_api::ThreadModel;
 
 use crate::config;
@@ -277,23 +277,40 @@ pub fn reload(source: &Path) -> bool {
     // Reloads are serialised, so the number is only taken when the swap happens.
     let number = NEXT_GENERATION.load(Ordering::Relaxed);
     let started = Instant::now();
+    let refused = |why: &str| {
+        nbdkit_c::error(&format!(
+            "rustshim: reload of '{}' refused, generation {} keeps serving: {why}",
+            source.display(),
+            old.number
+        ))
+    };
     let (new, state) = match prepare(number, source, &old) {
         Ok(Some(prepared)) => prepared,
         Ok(None) => return false,
         Err(why) => {
-            nbdkit_c::error(&format!(
-                "rustshim: reload of '{}' refused, generation {} keeps serving: {why}",
-                source.display(),
-                old.number
-            ));
+            refused(&why);
             return false;
         }
+    };
+    // A hand-over at retirement: wait for it, with new connections held at the end; they go
+    // on (to the new generation) once it has been swapped in below.
+    let state = match state {
+        Some(state) => state,
+        None => match hand_over_at_retirement(&old, &new) {
+            Ok(state) => state,
+            Err(why) => {
+                new.destroy();
+                refused(&why);
+                return false;
+            }
+        },
     };
     NEXT_GENERATION.store(number + 1, Ordering::Relaxed);
     let what_changed = describe_change(&old, &new);
     drop(old);
     let new = Arc::new(new);
     let replaced = serving::replace(new).expect("a current generation");
+    serving::release();
     // Connections of the old generation still hold it (the state's reference is `replaced`).
     let still_open = Arc::strong_count(&replaced) - 1;
     say(&format!(
@@ -308,13 +325,14 @@ pub fn reload(source: &Path) -> bool {
 }
 
 /// Loads and configures a new generation like the current one, with what became of the old
-/// one's state. `Ok(None)`: the file did not change. On error the new generation is unloaded
+/// one's state (`None`: it is handed over when the old one retires). `Ok(None)`: the file did
+/// not change. On error the new generation is unloaded
 /// again, and the error is the reason for the one line that says the reload was refused.
 fn prepare(
     number: u32,
     source: &Path,
     old: &Generation,
-) -> Result<Option<(Generation, String)>, String> {
+) -> Result<Option<(Generation, Option<String>)>, String> {
     let trust = config::state().trust();
     let build = Generation::read(number, source, trust).map_err(|f| f.msg)?;
     // Compared before loading: a touched file costs one read, no copy is mapped.
@@ -358,10 +376,11 @@ fn prepare(
     }
 }
 
-/// Passes the old generation's state to the new one, if both opt in. Says what happened.
-fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
+/// Passes the old generation's state to the new one, if both opt in. Says what happened;
+/// `None` if the old one hands over only when it retires.
+fn hand_over(old: &Generation, new: &Generation) -> Result<Option<String>, String> {
     let Some(give) = old.module.hand_over() else {
-        return Ok("starts with fresh state".into());
+        return Ok(Some("starts with fresh state".into()));
     };
     let mut out = ROption::RNone;
     // SAFETY: a `&self` callback of the serving generation's instance.
@@ -373,22 +392,79 @@ fn hand_over(old: &Generation, new: &Generation) -> Result<String, String> {
         ));
     }
     let ROption::RSome(state) = out else {
-        return Ok("starts with fresh state".into());
+        return Ok(Some("starts with fresh state".into()));
     };
+    if state.format == HANDOVER_AT_RETIRE {
+        (state.release)(state.state);
+        return Ok(None);
+    }
     let kind = state.kind.to_string();
     let Some(take) = new.module.take_over() else {
         (state.release)(state.state);
-        return Ok(format!(
+        return Ok(Some(format!(
             "starts with fresh state: it does not take over state '{kind}'"
-        ));
+        )));
     };
     // SAFETY: the new generation's instance is not serving yet: nothing else uses it.
     match unsafe { take(new.instance, state) } {
-        1 => Ok(format!("took over state '{kind}'")),
-        0 => Ok(format!(
+        1 => Ok(Some(format!("took over state '{kind}'"))),
+        0 => Ok(Some(format!(
             "starts with fresh state: it did not take state '{kind}'"
-        )),
+        ))),
         _ => Err(format!("take_over failed: {}", services::take_error())),
+    }
+}
+
+/// How long new connections still go to a generation that hands over at retirement, before
+/// they are held until it has retired.
+const LET_THROUGH: Duration = Duration::from_secs(1);
+/// How long the old generation's connections may stay open before the reload is given up.
+const RETIRE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits until nothing but the serving state and `old` itself refer to the old generation (its
+/// last connection has closed), holding new connections after [`LET_THROUGH`], and hands its
+/// state over then. On success new connections are still held: the caller swaps generations
+/// and releases them. On failure they are released.
+fn hand_over_at_retirement(old: &Arc<Generation>, new: &Generation) -> Result<String, String> {
+    let started = Instant::now();
+    let mut holding = false;
+    loop {
+        if !holding && started.elapsed() >= LET_THROUGH {
+            serving::hold();
+            holding = true;
+        }
+        if Arc::strong_count(old) <= 2 {
+            if !holding {
+                serving::hold();
+                holding = true;
+                if Arc::strong_count(old) > 2 {
+                    continue; // a connection opened meanwhile
+                }
+            }
+            let result = hand_over(old, new).and_then(|state| {
+                state.ok_or_else(|| "the old generation asked to hand over later again".into())
+            });
+            if result.is_err() {
+                serving::release();
+            }
+            return result.map(|state| {
+                format!(
+                    "{state} when generation {} retired, {} ms after it was ready",
+                    old.number,
+                    started.elapsed().as_millis()
+                )
+            });
+        }
+        if started.elapsed() >= RETIRE_LIMIT {
+            serving::release();
+            return Err(format!(
+                "it hands over when generation {} retires, but that still has {} open connection(s) after {} s: close them and rebuild again",
+                old.number,
+                Arc::strong_count(old) - 2,
+                RETIRE_LIMIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

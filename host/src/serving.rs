@@ -5,19 +5,22 @@
 //! generation; a connection keeps the one that opened it, so requests never take this lock or
 //! see a reload swap generations.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::generation::Generation;
 
 struct Serving {
     /// The generation new connections go to.
     current: Option<Arc<Generation>>,
+    /// Set while a reload holds new connections (a hand-over at retirement).
+    held: bool,
     /// Every pair given to the plugin, in order, for configuring a later generation alike.
     recorded: Vec<(String, String)>,
 }
 
 static SERVING: Mutex<Serving> = Mutex::new(Serving {
     current: None,
+    held: false,
     recorded: Vec::new(),
 });
 
@@ -28,9 +31,28 @@ fn serving() -> MutexGuard<'static, Serving> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The generation new connections go to, if a plugin is loaded.
+/// Signalled when new connections are no longer held.
+static RELEASED: Condvar = Condvar::new();
+
+/// The generation new connections go to, if a plugin is loaded (waiting while a reload holds
+/// new connections).
 pub fn current() -> Option<Arc<Generation>> {
-    serving().current.clone()
+    let mut s = serving();
+    while s.held {
+        s = RELEASED.wait(s).unwrap_or_else(|p| p.into_inner());
+    }
+    s.current.clone()
+}
+
+/// Holds new connections ([`current`] waits) until [`release`].
+pub fn hold() {
+    serving().held = true;
+}
+
+/// Lets new connections go on.
+pub fn release() {
+    serving().held = false;
+    RELEASED.notify_all();
 }
 
 /// Makes `generation` the current one; returns the one it replaces.
