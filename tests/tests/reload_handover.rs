@@ -120,7 +120,7 @@ fn builds() -> &'static [PathBuf] {
 /// Serves `v1` with reload=watch; a connection writes "before" at 0, stays open while `v2`
 /// lands, then writes "after!" at 4096 and closes; a new connection then reads both. Returns
 /// what it read at 4096, and the reload line.
-fn write_across_the_swap(v1: &PathBuf, v2: &PathBuf) -> (String, String) {
+fn write_across_the_swap(v1: &std::path::Path, v2: &std::path::Path) -> (String, String) {
     let dir = TempDir::new("handover-kinds");
     let watched = dir.join("libblocks.so");
     install_build(v1, &watched, Install::RenameOver);
