@@ -123,7 +123,9 @@ fn serve(file: &Path) -> Run {
     let args = [format!("plugin={}", file.display()), "size=1M".into()];
     match std::env::var_os("RUSTSHIM_FUZZ_SHIM") {
         None => nbdkit_run(&args, "true"),
+        // An older shim may leave its copy of the plugin in $TMPDIR: give it one to lose.
         Some(shim) => run(command("nbdkit")
+            .env("TMPDIR", TempDir::new("fuzz-tmpdir").path())
             .args(["-U", "-"])
             .arg(shim)
             .args(args)
