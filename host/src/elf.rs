@@ -24,6 +24,10 @@ const DT_VERDEF: u64 = 0x6fff_fffc;
 const DT_VERDEFNUM: u64 = 0x6fff_fffd;
 const DT_VERNEED: u64 = 0x6fff_fffe;
 const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
+const DT_RELA: u64 = 7;
+const DT_RELASZ: u64 = 8;
+const DT_JMPREL: u64 = 23;
+const DT_PLTRELSZ: u64 = 2;
 
 /// A loadable segment: where its file bytes go in memory.
 #[derive(Copy, Clone, Debug)]
@@ -31,6 +35,7 @@ pub struct Segment {
     pub vaddr: u64,
     pub offset: u64,
     pub filesz: u64,
+    pub memsz: u64,
 }
 
 struct Tables<'a> {
@@ -77,11 +82,13 @@ impl Tables<'_> {
     }
 }
 
-/// Checks the dynamic section at `dynamic` (file offset, size) and the tables it names.
+/// Checks the dynamic section at `dynamic` (file offset, size) and the tables it names;
+/// `x86_64`: the relocations are x86-64 ones (their types are known).
 pub fn check_dynamic(
     image: &Image,
     segments: &[Segment],
     dynamic: (u64, u64),
+    x86_64: bool,
 ) -> Result<(), String> {
     let t = Tables { image, segments };
     let (offset, size) = dynamic;
@@ -128,12 +135,23 @@ pub fn check_dynamic(
         return Ok(());
     };
     let symbols = symbol_count(&t, one(DT_HASH), one(DT_GNU_HASH))?;
+    if symbols == 0 && one(DT_SYMTAB).is_some() {
+        // No hash table to count by: the relocations cannot be checked against it.
+        return Ok(());
+    }
     let syms = t.bytes(symtab, symbols * 24)?;
     for sym in syms.chunks_exact(24) {
         name_ok(
             u64::from(u32::from_le_bytes(sym[..4].try_into().expect("4 bytes"))),
             "symbol",
         )?;
+    }
+    if x86_64 {
+        for (table, size) in [(DT_RELA, DT_RELASZ), (DT_JMPREL, DT_PLTRELSZ)] {
+            if let (Some(at), Some(len)) = (one(table), one(size)) {
+                check_relocations(&t, at, len, symbols)?;
+            }
+        }
     }
     let Some(versym) = one(DT_VERSYM) else {
         return Ok(());
@@ -181,6 +199,53 @@ pub fn check_dynamic(
             return Err(format!(
                 "symbol {n} has version index {index}, but only {highest} versions are defined"
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that each x86-64 relocation is of a known type, names an existing symbol, writes
+/// within the loaded object, and (a relative one) points into it: a relocation outside those
+/// bounds writes or points anywhere in nbdkit's memory. (One that stays within them but is
+/// wrong is damaged data, like a damaged instruction: found only when the plugin uses it.)
+fn check_relocations(t: &Tables<'_>, at: u64, len: u64, symbols: u64) -> Result<(), String> {
+    // The x86-64 types (R_X86_64_NUM); RELATIVE and IRELATIVE point into the object.
+    const TYPES: u32 = 43;
+    const RELATIVE: [u32; 2] = [8, 37];
+    if len > 64 << 20 {
+        return Err("its relocation table is implausibly large".into());
+    }
+    let span = t
+        .segments
+        .iter()
+        .map(|s| (s.vaddr, s.vaddr.saturating_add(s.memsz)))
+        .fold((u64::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+    let inside = |addr: u64, len: u64| {
+        t.segments
+            .iter()
+            .any(|s| addr >= s.vaddr && addr.saturating_add(len) <= s.vaddr.saturating_add(s.memsz))
+    };
+    let table = t.bytes(at, len - len % 24)?;
+    for (n, r) in table.chunks_exact(24).enumerate() {
+        let offset = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
+        let info = u64::from_le_bytes(r[8..16].try_into().expect("8 bytes"));
+        let addend = i64::from_le_bytes(r[16..].try_into().expect("8 bytes"));
+        let (kind, symbol) = (info as u32, info >> 32);
+        let bad = if kind >= TYPES {
+            Some(format!("has unknown type {kind}"))
+        } else if symbol >= symbols.max(1) {
+            Some(format!("names symbol {symbol} of {symbols}"))
+        } else if kind != 0 && !inside(offset, 8) {
+            Some(format!("writes at {offset:#x}, outside the object"))
+        } else if RELATIVE.contains(&kind)
+            && !(addend >= 0 && (addend as u64) >= span.0 && (addend as u64) <= span.1)
+        {
+            Some(format!("points at {addend:#x}, outside the object"))
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            return Err(format!("relocation {n} {why}"));
         }
     }
     Ok(())

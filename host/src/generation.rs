@@ -393,13 +393,16 @@ fn check_elf_segments(image: &Image, header: &[u8]) -> Result<Vec<(u64, u64)>, S
                 vaddr: u64_at(entry, 0x10),
                 offset,
                 filesz: size,
+                memsz: u64_at(entry, 0x28),
             });
         } else if kind == PT_DYNAMIC {
             dynamic = Some((offset, size));
         }
     }
     if let Some(dynamic) = dynamic {
-        elf::check_dynamic(image, &segments, dynamic)
+        const EM_X86_64: u16 = 62;
+        let x86_64 = u16_at(header, 18) == EM_X86_64;
+        elf::check_dynamic(image, &segments, dynamic, x86_64)
             .map_err(|why| format!("it is damaged: {why}"))?;
     }
     Ok(ranges)

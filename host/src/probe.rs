@@ -3,16 +3,19 @@
 //! The dynamic linker trusts the file it loads: a damaged `.so` (one wrong byte in a hash,
 //! version or relocation table) makes it crash or abort inside `dlopen`, which in nbdkit's
 //! process would take the server down. So the same bytes are loaded first in a separate
-//! process, which does what the shim is about to do (the `dlopen`, the root module, the ABI
-//! checks, none of the plugin's own callbacks) and reports back; if it dies, the file is refused
-//! with one line and nbdkit never loads it.
+//! process, which does exactly what nbdkit's process is about to do
+//! ([`crate::generation::open_checked`]: the `dlopen`, the root module, the ABI checks; none of
+//! the plugin's callbacks), then exits through the dynamic linker's finaliser (the plugin's
+//! destructors run, as at nbdkit's exit), and reports back. If it dies, the file is refused with
+//! one line; if it refuses the file, its line is the refusal. Either way nbdkit's process never
+//! maps the file.
 //!
-//! The trial process is the shim itself, run as a program: the shim's `.so` has an entry point
-//! ([`rustshim_probe_entry`](self), set by `build.rs`), and the dynamic linker runs a shared
-//! object given to it on its command line (`ld.so SHIM`). So no second file has to be installed,
-//! and the trial uses exactly the loader code of the running shim (the shim file it runs is the
-//! one nbdkit mapped, held open since the first trial, whatever happens to the path since).
-//! The plugin image is inherited as file descriptor [`IMAGE_FD`], the shim as [`SHIM_FD`].
+//! The trial process is the shim itself, run as a program: `build.rs` gives the shim's `.so` an
+//! entry point (`rustshim_probe_entry`, below), and the dynamic linker runs a shared object
+//! given to it on its command line (`ld.so SHIM`). So no second file has to be installed, and
+//! the trial runs the loader code of the running shim: the shim's file is opened once, at the
+//! first trial, and that descriptor is what later trials run, whatever happens to the path. The
+//! plugin image is inherited as file descriptor [`IMAGE_FD`], the shim as [`SHIM_FD`].
 
 use std::fs::File;
 use std::io::Read;
