@@ -1,11 +1,12 @@
 //! Checks of the dynamic linking tables of a plugin image that the trial load cannot cover.
 //!
-//! The trial process (`probe`) finds what crashes `dlopen`, the ABI checks and the exit. One
-//! damage it cannot see is an out-of-range symbol version index: the dynamic linker uses it
-//! only when a symbol of the plugin is looked up later (the plugin's own `dlsym` calls, which
-//! Rust's standard library makes from inside the plugin's code), and then reads past its version
-//! array. So the version tables are checked here, with the string and symbol tables they point
-//! into: every offset within the loaded bytes, every index within its table.
+//! The trial process (`probe`) finds what crashes `dlopen`, the ABI checks and the exit. What it
+//! cannot see is damage that only shows when the plugin's code runs: a symbol version index out
+//! of range (used at the plugin's first `dlsym`, which Rust's standard library makes from inside
+//! the plugin, and then read past the version array), or a relocation that writes or points
+//! outside the object (a wild pointer in the plugin's data). So the version tables and the
+//! relocations are checked here, with the string, symbol and hash tables they index: every
+//! offset within the loaded bytes, every index within its table.
 
 use crate::image::Image;
 
