@@ -60,6 +60,11 @@ mod filter_mirror {
 const ROOTS: &str = "/var/cache/rustshim/roots";
 
 fn main() {
+    // The shim runs as a program for trial loads of plugin files (`src/probe.rs`): its entry.
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if arch == "x86_64" || arch == "aarch64" {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-e,rustshim_probe_entry");
+    }
     println!("cargo::rustc-check-cfg=cfg(rustshim_nbdkit_header)");
     println!("cargo::rustc-check-cfg=cfg(rustshim_filter_header, values(\"host\", \"trixie\", \"forky\"))");
     println!("cargo:rerun-if-changed=src/nbdkit_c/plugin_struct.rs");

@@ -277,8 +277,8 @@ impl ServerBuilder {
         let (served, this) = self.serve_a_copy(&dir)?;
         let words = this.words(&nbdkit, shim.as_deref(), Some(dir.path()));
         let mut cmd = this.command(&words);
-        // The shim puts its private copies of the plugin in $TMPDIR: here, they go with the
-        // directory even if nbdkit is killed before it can remove them.
+        // A TMPDIR of its own: whatever nbdkit or a plugin leaves there (the shim itself leaves
+        // nothing) goes with the directory, even if nbdkit is killed.
         cmd.env("TMPDIR", &tmpdir)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log_too))

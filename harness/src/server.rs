@@ -173,8 +173,8 @@ impl Server {
         &self.command
     }
 
-    /// The `TMPDIR` nbdkit was given, a directory of the server's own: the shim's private
-    /// copies of the plugin are made there.
+    /// The `TMPDIR` nbdkit was given, a directory of the server's own (the shim makes no files
+    /// there: its private copies of plugins and filters are in memory).
     pub fn tmpdir(&self) -> PathBuf {
         self.dir.join(builder::TMPDIR)
     }

@@ -31,7 +31,7 @@ use crate::config::{self, ReloadMode, CONFIG_HELP, FRONTED_CONFIG_HELP, MAGIC_CO
 use crate::connection::UNKNOWN;
 use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
 use crate::failure::Failure;
-use crate::generation::{self, Generation, Lifecycle};
+use crate::generation::{Generation, Lifecycle};
 use crate::module::Module;
 use crate::nbdkit_c::{
     self, server, Handle, NbdkitExports, NbdkitExtents, NbdkitPlugin, Registration, API_VERSION,
@@ -253,7 +253,6 @@ extern "C" fn unload() {
         if let Some(generation) = serving::PLUGIN.retire() {
             generation.destroy();
         }
-        generation::remove_private_dir();
     })
 }
 

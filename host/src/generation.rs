@@ -7,22 +7,30 @@
 //! Why a private copy: the dynamic linker hands back the already-loaded object for a path (or
 //! inode) it has seen, so a rebuilt plugin at the same path could never be loaded again; and
 //! overwriting a loaded `.so` in place (`cp new.so loaded.so`) crashes the process. A copy that
-//! only the shim knows about avoids both. Copies are never unloaded (see `abi::load`).
+//! only the shim knows about avoids both. The copy is an [`Image`]: the file read once into
+//! memory, and everything after (checks, comparison, trial load, `dlopen`) works on those bytes.
+//! Copies are never unloaded (see `abi::load`).
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::fs;
-use std::io::Read;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::OnceLock;
 
-use rustshim_plugin_api::abi::{load::load_checked, load::LoadError, InstancePtr, PluginModuleRef};
+use rustshim_plugin_api::abi::{
+    load::load_checked, load::CheckedModule, load::LoadError, InstancePtr, PluginModuleRef,
+};
 use rustshim_plugin_api::ThreadModel;
 
+use crate::elf;
 use crate::failure::Failure;
+use crate::image::{Digest, Image};
 use crate::locate::{check_permissions, Trust};
 use crate::module::Module;
 use crate::nbdkit_c;
+use crate::probe;
 use crate::services;
 
 /// One loaded plugin (or filter) instance.
@@ -37,8 +45,10 @@ pub struct Generation<M: Module = PluginModuleRef> {
     pub abi_version: String,
     /// The plugin's instance.
     pub instance: InstancePtr,
-    /// The private copy that was loaded (a reload compares it with the next build).
+    /// The name the private copy was loaded under (`/proc/self/fd/N`: it is in no directory).
     pub copy: PathBuf,
+    /// What identifies the bytes loaded (a reload compares it with the next build).
+    pub digest: Digest,
     /// Set once `after_fork` succeeded: the generation has served and needs `cleanup`.
     serving: AtomicBool,
     /// Set once `cleanup` ran.
@@ -55,33 +65,78 @@ unsafe impl<M: Module> Send for Generation<M> {}
 // SAFETY: as above.
 unsafe impl<M: Module> Sync for Generation<M> {}
 
+/// A plugin (or filter) file read into memory and checked, not loaded yet (see
+/// [`Generation::read`]).
+pub struct Build<M: Module = PluginModuleRef> {
+    number: u32,
+    source: PathBuf,
+    image: Image,
+    /// The byte ranges the dynamic linker reads: headers and loadable segments.
+    loaded: Vec<(u64, u64)>,
+    module: PhantomData<M>,
+}
+
+impl<M: Module> Build<M> {
+    /// What identifies its bytes.
+    pub fn digest(&self) -> Digest {
+        self.image.digest()
+    }
+}
+
 impl<M: Module> Generation<M> {
     /// Loads `source` as generation `number` and makes its instance (the author's `load`).
     /// Errors are one line naming the file and the cause.
     pub fn load(number: u32, source: &Path, trust: Trust) -> Result<Generation<M>, Failure> {
+        Generation::<M>::read(number, source, trust)?.load()
+    }
+
+    /// Reads `source` once into memory and checks what can be checked without loading it.
+    pub fn read(number: u32, source: &Path, trust: Trust) -> Result<Build<M>, Failure> {
         let kind = M::WHAT;
         let source = absolute(kind, source)?;
-        let shown = source.display();
-        precheck(kind, &source)?;
+        let mut file = open(kind, &source)?;
         if trust == Trust::CheckPermissions {
             check_permissions(kind, &source)?;
         }
-        let copy = private_copy(number, kind, &source)?;
+        let label = format!(
+            "rustshim-gen{number}-{}",
+            source.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let image = Image::read(&mut file, &label)
+            .map_err(|e| format!("{kind} file '{}' cannot be read: {e}", source.display()))?;
+        let loaded = precheck(kind, &source, &image)?;
+        Ok(Build {
+            number,
+            source,
+            image,
+            loaded,
+            module: PhantomData,
+        })
+    }
+}
 
-        let checked = match load_checked::<M>(&copy) {
-            Ok(checked) => checked,
-            Err(LoadError::NoRootModule) => {
-                return Err(explain_foreign_object(kind, &source, &copy).into())
-            }
-            Err(e) => {
-                if let Some(detail) = e.detail() {
-                    nbdkit_c::debug(&format!(
-                        "rustshim: full ABI report for '{shown}':\n{detail}"
-                    ));
-                }
-                return Err(format!("{kind} file '{shown}' {e}").into());
-            }
-        };
+impl<M: Module> Build<M> {
+    /// Loads the checked bytes: a trial load in another process first, then into nbdkit's.
+    pub fn load(self) -> Result<Generation<M>, Failure> {
+        let kind = M::WHAT;
+        let Build {
+            number,
+            source,
+            mut image,
+            loaded,
+            ..
+        } = self;
+        let shown = source.display();
+        image
+            .keep_only(&loaded)
+            .map_err(|e| format!("{kind} file '{shown}': cannot prepare its copy: {e}"))?;
+        probe::trial_load(image.fd(), &source, kind)?;
+        let copy = image
+            .loader_path()
+            .map_err(|e| format!("{kind} file '{shown}' cannot be loaded: {e}"))?;
+        let checked = open_checked::<M>(&copy, &source)?;
+        let digest = image.digest();
+        drop(image);
         let module = checked.module;
         refuse_unknown_callbacks(&module, &checked.abi_version)
             .map_err(|why| format!("{kind} file '{shown}' {why}"))?;
@@ -114,13 +169,16 @@ impl<M: Module> Generation<M> {
             abi_version: checked.abi_version,
             instance,
             copy,
+            digest,
             serving: AtomicBool::new(false),
             cleaned: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
             backend: AtomicPtr::new(std::ptr::null_mut()),
         })
     }
+}
 
+impl<M: Module> Generation<M> {
     /// The author's name for it.
     pub fn name(&self) -> &'static str {
         self.module.name().as_str()
@@ -164,13 +222,10 @@ impl<M: Module> Generation<M> {
         }
     }
 
-    /// Whether `other` was loaded from a file with the same bytes (a touched, not rebuilt,
-    /// file). Only a reload asks, so the first load pays nothing for it.
-    pub fn same_build_as(&self, other: &Generation<M>) -> bool {
-        match (fs::metadata(&self.copy), fs::metadata(&other.copy)) {
-            (Ok(a), Ok(b)) if a.len() != b.len() => false,
-            _ => matches!((fs::read(&self.copy), fs::read(&other.copy)), (Ok(a), Ok(b)) if a == b),
-        }
+    /// Whether `build` has the bytes this generation was loaded from (a touched, not rebuilt,
+    /// file): then a reload has nothing to load.
+    pub fn same_build_as(&self, build: &Build<M>) -> bool {
+        self.digest == build.digest()
     }
 }
 
@@ -274,8 +329,8 @@ fn absolute(kind: &str, path: &Path) -> Result<PathBuf, String> {
     std::path::absolute(path).map_err(|e| format!("{kind} file '{}': {e}", path.display()))
 }
 
-/// Checks the file before handing it to the dynamic linker, whose messages are cryptic.
-fn precheck(kind: &str, path: &Path) -> Result<(), String> {
+/// Opens the plugin (or filter) file, with the messages for the common mistakes.
+fn open(kind: &str, path: &Path) -> Result<fs::File, String> {
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{kind} file '{shown}' does not exist"),
@@ -286,10 +341,16 @@ fn precheck(kind: &str, path: &Path) -> Result<(), String> {
             "{kind} file '{shown}' is a directory, not a {kind} (give the path of the .so file)"
         ));
     }
+    fs::File::open(path).map_err(|e| format!("{kind} file '{shown}' cannot be read: {e}"))
+}
+
+/// Checks the bytes before handing them to the dynamic linker, whose messages are cryptic, and
+/// returns the ranges it will read.
+fn precheck(kind: &str, path: &Path, image: &Image) -> Result<Vec<(u64, u64)>, String> {
+    let shown = path.display();
     let mut header = [0u8; 64];
-    let mut file =
-        fs::File::open(path).map_err(|e| format!("{kind} file '{shown}' cannot be read: {e}"))?;
-    let read = read_up_to(&mut file, &mut header)
+    let read = image
+        .read_at(&mut header, 0)
         .map_err(|e| format!("{kind} file '{shown}' cannot be read: {e}"))?;
     if read == 0 {
         return Err(format!("{kind} file '{shown}' is empty"));
@@ -299,27 +360,23 @@ fn precheck(kind: &str, path: &Path) -> Result<(), String> {
             "{kind} file '{shown}' is not a shared object (no ELF header): expected a Rust {kind} built as a cdylib"
         ));
     }
-    check_elf_segments(&mut file, &header[..read], meta.len())
+    check_elf_segments(image, &header[..read])
         .map_err(|why| format!("{kind} file '{shown}' is not a loadable shared object: {why}"))
 }
 
-fn read_up_to(file: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
 /// Checks that every loadable segment of a 64-bit little-endian ELF shared object lies within
-/// the file. The dynamic linker maps segments without checking that the file is long enough,
-/// and touching a page past the end of a truncated file kills the process with SIGBUS.
-fn check_elf_segments(file: &mut fs::File, header: &[u8], file_len: u64) -> Result<(), String> {
-    use std::io::{Seek, SeekFrom};
-    if header.len() < 64 || header[4] != 2 || header[5] != 1 {
+/// the file, and returns their byte ranges with the headers'. The dynamic linker maps segments
+/// without checking that the file is long enough, and touching a page past the end of a
+/// truncated file kills the process with SIGBUS. (Everything else the linker reads is tried in
+/// a trial process: see `probe`.)
+fn check_elf_segments(image: &Image, header: &[u8]) -> Result<Vec<(u64, u64)>, String> {
+    let file_len = image.len();
+    if header.len() < 64 {
+        return Err(format!(
+            "the file is truncated ({file_len} bytes, shorter than an ELF header)"
+        ));
+    }
+    if header[4] != 2 || header[5] != 1 {
         return Err("not a 64-bit little-endian ELF file".into());
     }
     let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
@@ -334,78 +391,122 @@ fn check_elf_segments(file: &mut fs::File, header: &[u8], file_len: u64) -> Resu
         u64::from(u16_at(header, 0x36)),
         u64::from(u16_at(header, 0x38)),
     );
-    if phentsize < 56 || phoff.saturating_add(phentsize * phnum) > file_len {
+    let table_end = phoff.saturating_add(phentsize * phnum);
+    if phentsize < 56 || table_end > file_len {
         return Err("the file is truncated (program headers missing)".into());
     }
     let mut table = vec![0u8; (phentsize * phnum) as usize];
-    file.seek(SeekFrom::Start(phoff))
-        .and_then(|_| file.read_exact(&mut table))
-        .map_err(|e| e.to_string())?;
+    if image
+        .read_at(&mut table, phoff)
+        .map_err(|e| e.to_string())?
+        < table.len()
+    {
+        return Err("the file is truncated (program headers missing)".into());
+    }
+    let mut ranges = vec![(0, 64), (phoff, table_end)];
+    let (mut segments, mut dynamic) = (Vec::new(), None);
     const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
     for entry in table.chunks_exact(phentsize as usize) {
         let kind = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
         let (offset, size) = (u64_at(entry, 8), u64_at(entry, 0x20));
-        if kind == PT_LOAD && offset.saturating_add(size) > file_len {
-            return Err(format!(
-                "the file is truncated ({file_len} bytes, but a segment ends at byte {})",
-                offset.saturating_add(size)
-            ));
+        if kind == PT_LOAD {
+            if offset.saturating_add(size) > file_len {
+                return Err(format!(
+                    "the file is truncated ({file_len} bytes, but a segment ends at byte {})",
+                    offset.saturating_add(size)
+                ));
+            }
+            ranges.push((offset, offset + size));
+            segments.push(elf::Segment {
+                vaddr: u64_at(entry, 0x10),
+                offset,
+                filesz: size,
+                memsz: u64_at(entry, 0x28),
+            });
+        } else if kind == PT_DYNAMIC {
+            dynamic = Some((offset, size));
         }
     }
-    Ok(())
-}
-
-/// The shim's private directory for plugin and filter copies, made on first use and removed at
-/// unload.
-fn private_dir() -> Result<&'static Path, String> {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let template = std::env::temp_dir().join("rustshim-XXXXXX");
-        nix::unistd::mkdtemp(&template).map_err(|e| {
-            format!(
-                "cannot make a private directory for plugin and filter copies in {}: {e}",
-                std::env::temp_dir().display()
-            )
-        })
-    })
-    .as_ref()
-    .map(PathBuf::as_path)
-    .map_err(Clone::clone)
-}
-
-/// Removes the private directory, if one was made (from `unload`).
-pub fn remove_private_dir() {
-    if let Ok(dir) = private_dir() {
-        let _ = fs::remove_dir_all(dir);
+    if let Some(dynamic) = dynamic {
+        const EM_X86_64: u16 = 62;
+        let x86_64 = u16_at(header, 18) == EM_X86_64;
+        elf::check_dynamic(image, &segments, dynamic, x86_64)
+            .map_err(|why| format!("it is damaged: {why}"))?;
     }
+    Ok(ranges)
 }
 
-/// Copies the plugin (or filter) file into the private directory: the copy is the snapshot that
-/// gets loaded, whatever happens to the source afterwards.
-fn private_copy(number: u32, kind: &str, source: &Path) -> Result<PathBuf, String> {
-    let file_name = source
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Every load attempt gets a name of its own: a copy that failed to load may still be mapped,
-    // and writing over a mapped object crashes the process.
-    static ATTEMPTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
-    let copy = private_dir()?.join(format!("gen{number}-{attempt}-{file_name}"));
-    fs::copy(source, &copy).map_err(|e| {
-        format!(
-            "{kind} file '{}' cannot be copied to {}: {e}",
-            source.display(),
-            copy.display()
-        )
-    })?;
-    Ok(copy)
+/// Runs `f` with the shim's panic messages off, and turns a panic into its text: abi_stable's
+/// layout check panics on some inconsistent layout data instead of returning an error.
+fn without_panic_output<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.get() {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.set(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.set(false);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+/// Opens the private copy as nbdkit's process does, and checks it: every symbol bound at once
+/// (a symbol that cannot be bound would otherwise end the process at its first call), then
+/// abi_stable's checks, then, for an object without our root module, a look at what it is.
+/// The trial process runs exactly this too (see `probe`), so whatever of it could crash has
+/// been tried. Errors are one line naming `source`.
+pub fn open_checked<M: Module>(copy: &Path, source: &Path) -> Result<CheckedModule<M>, String> {
+    let kind = M::WHAT;
+    let shown = source.display();
+    let own_name = copy.display().to_string();
+    // SAFETY: opening runs the object's initialisers, which the trial process has run without
+    // dying. The handle is never closed: the shim never unloads a plugin.
+    let bound = unsafe {
+        libloading::os::unix::Library::open(Some(copy), libc::RTLD_NOW | libc::RTLD_LOCAL)
+    }
+    .map(std::mem::forget)
+    .map_err(|e| probe::readable(&e.to_string(), &own_name));
+    match without_panic_output(|| load_checked::<M>(copy)) {
+        Ok(Ok(checked)) => match bound {
+            Ok(()) => Ok(checked),
+            Err(why) => Err(format!(
+                "{kind} file '{shown}' cannot be loaded by the dynamic linker: {why}"
+            )),
+        },
+        Ok(Err(LoadError::NoRootModule)) => Err(explain_foreign_object(kind, source, copy)),
+        Ok(Err(e)) => {
+            if let Some(detail) = e.detail() {
+                probe::detail(&format!(
+                    "rustshim: full ABI report for '{shown}':\n{detail}"
+                ));
+            }
+            let why = probe::readable(&e.to_string(), &own_name);
+            Err(format!("{kind} file '{shown}' {why}"))
+        }
+        Err(panic) => Err(format!(
+            "{kind} file '{shown}' is damaged: its ABI layout data is inconsistent (the layout check failed: {})",
+            probe::readable(&panic, &own_name)
+        )),
+    }
 }
 
 /// Says what a shared object without our root module is, when it can tell.
 fn explain_foreign_object(kind: &str, source: &Path, copy: &Path) -> String {
     let shown = source.display();
-    // abi_stable closed the copy again when our symbol was missing: open it once more to look.
+    // abi_stable closed the copy again when our symbol was missing: open it once more to look
+    // (it is still open, so its name still leads to it).
     // SAFETY: opening runs the object's initialisers, as nbdkit itself would for a C plugin;
     // only symbol addresses are taken below, nothing is called.
     let lib = unsafe {

@@ -14,6 +14,8 @@
 //! * [`config`]: the shim's keys and the routing of the plugin's.
 //! * [`serving`]: the generation new connections go to, and the recorded configuration.
 //! * [`generation`]: loading one copy of a plugin file into an instance.
+//! * [`image`]: a plugin file's bytes, read once into sealed memory; [`probe`]: their trial load
+//!   in a throwaway process; [`elf`]: the version tables that trial cannot cover.
 //! * [`locate`]: finding the plugin file by name, and its permission check.
 //! * [`services`]: the server functions as the plugin sees them.
 //! * [`reload`]: hot reload (`reload=watch`).
@@ -26,13 +28,16 @@ pub mod callbacks;
 pub mod config;
 pub mod connection;
 pub mod containment;
+pub mod elf;
 pub mod failure;
 pub mod fallback;
 pub mod filter;
 pub mod generation;
+pub mod image;
 pub mod locate;
 pub mod module;
 pub mod nbdkit_c;
+pub mod probe;
 pub mod reload;
 pub mod services;
 pub mod serving;

@@ -32,15 +32,14 @@ fn is_short_name(given: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The file the shim was loaded from, as the dynamic linker was given it (so a symlink's path).
-fn shim_file() -> Option<PathBuf> {
+/// The file of the loaded object that contains `addr`, as the dynamic linker names it.
+pub fn object_file_of(addr: usize) -> Option<PathBuf> {
     // SAFETY: an all-zero Dl_info is a valid out value; dladdr only reads the address.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // A function of ours that is not exported: `plugin_init` would resolve to the first one
-    // nbdkit loaded (nbdkit loads with RTLD_GLOBAL), which may be another plugin's.
-    let addr = shim_directory as *const () as *const libc::c_void;
-    // SAFETY: `addr` is a function in this object; dladdr fills `info` with static strings.
-    if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
+    // SAFETY: dladdr fills `info` with strings owned by the dynamic linker, or returns 0.
+    if unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } == 0
+        || info.dli_fname.is_null()
+    {
         return None;
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic linker.
@@ -48,6 +47,13 @@ fn shim_file() -> Option<PathBuf> {
     let file =
         Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(file.to_bytes()));
     std::path::absolute(file).ok()
+}
+
+/// The file the shim was loaded from, as the dynamic linker was given it (so a symlink's path).
+pub fn shim_file() -> Option<PathBuf> {
+    // A function of ours that is not exported: `plugin_init` would resolve to the first one
+    // nbdkit loaded (nbdkit loads with RTLD_GLOBAL), which may be another plugin's.
+    object_file_of(shim_directory as *const () as usize)
 }
 
 /// The directory the shim was loaded from.

@@ -7,7 +7,7 @@
 //! see a reload swap generations.
 
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rustshim_plugin_api::abi::PluginModuleRef;
 
@@ -17,6 +17,8 @@ use crate::module::Module;
 struct Serving<M: Module> {
     /// The generation new connections go to.
     current: Option<Arc<Generation<M>>>,
+    /// Set while a reload holds new connections (a hand-over at retirement).
+    held: bool,
     /// Every pair given to it, in order, for configuring a later generation alike.
     recorded: Vec<(String, String)>,
 }
@@ -24,6 +26,8 @@ struct Serving<M: Module> {
 /// One thing that serves: the plugin, or one filter layer.
 pub struct Slot<M: Module> {
     serving: Mutex<Serving<M>>,
+    /// Signalled when new connections are no longer held.
+    released: Condvar,
     /// The thread model nbdkit was told (`.thread_model`); a new generation may not be
     /// stricter, since nbdkit's locking is fixed by then. -1 until nbdkit asked.
     announced_model: AtomicI32,
@@ -39,8 +43,10 @@ impl<M: Module> Slot<M> {
         Slot {
             serving: Mutex::new(Serving {
                 current: None,
+                held: false,
                 recorded: Vec::new(),
             }),
+            released: Condvar::new(),
             announced_model: AtomicI32::new(-1),
             next_number: AtomicU32::new(2),
             reloading: Mutex::new(()),
@@ -54,9 +60,25 @@ impl<M: Module> Slot<M> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The generation new connections go to, if one is loaded.
+    /// The generation new connections go to, if one is loaded (waiting while a reload holds
+    /// new connections).
     pub fn current(&self) -> Option<Arc<Generation<M>>> {
-        self.lock().current.clone()
+        let mut s = self.lock();
+        while s.held {
+            s = self.released.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.current.clone()
+    }
+
+    /// Holds new connections ([`Slot::current`] waits) until [`Slot::release`].
+    pub fn hold(&self) {
+        self.lock().held = true;
+    }
+
+    /// Lets new connections go on.
+    pub fn release(&self) {
+        self.lock().held = false;
+        self.released.notify_all();
     }
 
     /// Makes `generation` the current one; returns the one it replaces.

@@ -3,7 +3,7 @@
 
 use std::ffi::c_void;
 
-use crate::abi::{self, RVec, HANDOVER_BYTES, HANDOVER_PAGES};
+use crate::abi::{self, RVec, HANDOVER_AT_RETIRE, HANDOVER_BYTES, HANDOVER_PAGES};
 use crate::shared_pages::SharedPages;
 
 /// State one generation of a plugin hands to the next on a hot reload (see
@@ -21,7 +21,19 @@ extern "C" fn release_bytes(state: *const c_void) {
     drop(unsafe { Box::from_raw(state as *mut RVec<u8>) });
 }
 
+extern "C" fn release_nothing(_state: *const c_void) {}
+
 impl Handover {
+    /// Says "ask again when the old generation retires" (see `Plugin::HAND_OVER_AT_RETIRE`).
+    pub(crate) fn at_retire_marker() -> abi::Handover {
+        abi::Handover {
+            kind: "".into(),
+            format: HANDOVER_AT_RETIRE,
+            state: std::ptr::null(),
+            release: release_nothing,
+        }
+    }
+
     /// Shares `pages` with the successor under the name `kind` (say `"memory-disk"`): both
     /// generations then use the same data.
     pub fn pages(kind: &str, pages: &SharedPages) -> Handover {

@@ -43,6 +43,15 @@ pub trait Plugin: Default + Send + Sync + 'static {
     /// The key that bare command-line arguments are given to, e.g. `size` so that
     /// `nbdkit rustshim libfoo.so 1G` means `size=1G`.
     const MAGIC_CONFIG_KEY: Option<&'static str> = None;
+    /// Hot reload: hand over when the old generation retires rather than when the new one is
+    /// ready (see [`hand_over`](Self::hand_over)). For state that cannot be shared, only copied
+    /// ([`Handover::bytes`]): the shim swaps generations only once every connection of the old
+    /// one has closed (new connections keep going to the old one for a second, then wait; after
+    /// 30 s of open connections the reload is refused and the old generation keeps serving), and
+    /// calls `hand_over` then, so no write is lost. `take_over` then runs after `get_ready` and
+    /// `after_fork`, just before the new generation serves. Since 1.1.0 (an older shim gives the
+    /// successor no state).
+    const HAND_OVER_AT_RETIRE: bool = false;
 
     /// Which methods this impl defines. Written by [`#[plugin]`](macro@crate::plugin); do not
     /// write it by hand.
@@ -244,9 +253,17 @@ pub trait Plugin: Default + Send + Sync + 'static {
     // ---- Hot reload (`reload=watch`) ----
 
     /// Opt-in: state to hand to the next build of this plugin when the running server loads it.
-    /// Without this method (or returning `None`) the successor starts fresh. Called on the
-    /// serving generation, which keeps serving its open connections, so hand over state both can
-    /// use at once, like [`SharedPages`](crate::SharedPages) (see [`Handover`]).
+    /// Without this method (or returning `None`) the successor starts fresh. When it is called,
+    /// and so what a write on a connection still open on this generation becomes:
+    ///
+    /// * by default, when the new build is ready, and this generation keeps serving its open
+    ///   connections: hand over state both can use at once, like
+    ///   [`SharedPages`](crate::SharedPages) ([`Handover::pages`]), and every write is seen by
+    ///   both; a copy ([`Handover::bytes`]) is a snapshot, and writes made after it on the old
+    ///   connections are not in the new build;
+    /// * with [`HAND_OVER_AT_RETIRE`](Self::HAND_OVER_AT_RETIRE), once this generation's last
+    ///   connection has closed, with new connections held meanwhile: then a copy has every
+    ///   write.
     fn hand_over(&self) -> Option<Handover> {
         None
     }

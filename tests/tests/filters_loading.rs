@@ -129,7 +129,9 @@ fn another_major_abi_is_refused_naming_both_versions() {
     refused(
         &[key(built.display())],
         &[
-            &format!("was built against rustshim-plugin-api 2.0.0, but this shim speaks 1.x ({API_VERSION})"),
+            &format!(
+                "was built against rustshim-plugin-api 2.0.0, but this shim speaks 1.x ({API_VERSION})"
+            ),
             "rebuild the filter",
         ],
     );
@@ -210,5 +212,50 @@ fn a_filter_whose_config_refuses_a_key_stops_nbdkit_with_its_message() {
     refused(
         &[swab, "swab-bits=12".into()],
         &["invalid swab-bits, must be 8, 16, 32 or 64"],
+    );
+}
+
+/// A filter whose dynamic section says its relocation entries have another size (one changed
+/// value, as a damaged file would have): glibc's loader asserts and exits on it inside `dlopen`.
+fn with_wrong_relaent(mut elf: Vec<u8>) -> Vec<u8> {
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let (phoff, phnum) = (u64_at(&elf, 0x20) as usize, u16_at(&elf, 0x38));
+    const PT_DYNAMIC: u32 = 2;
+    const DT_RELAENT: u64 = 9;
+    let mut changed = false;
+    for i in 0..phnum {
+        let entry = phoff + 56 * i;
+        if u32::from_le_bytes(elf[entry..entry + 4].try_into().unwrap()) != PT_DYNAMIC {
+            continue;
+        }
+        let (offset, size) = (u64_at(&elf, entry + 8) as usize, u64_at(&elf, entry + 0x20));
+        for at in (offset..offset + size as usize).step_by(16) {
+            if u64_at(&elf, at) == DT_RELAENT {
+                elf[at + 8..at + 16].copy_from_slice(&32u64.to_le_bytes());
+                changed = true;
+            }
+        }
+    }
+    assert!(changed, "the filter has a DT_RELAENT entry");
+    elf
+}
+
+/// The trial load in a throwaway process covers filters too: a file the dynamic linker gives up
+/// on is refused with one line, and nbdkit's own process never maps it.
+#[test]
+fn a_damaged_filter_is_refused_by_its_trial_load() {
+    let dir = temp_dir("damaged-filter");
+    let damaged = dir.join("libdamaged.so");
+    let good = std::fs::read(filter("passthrough")).unwrap();
+    std::fs::write(&damaged, with_wrong_relaent(good)).unwrap();
+    refused(
+        &[key(damaged.display())],
+        &[
+            "filter file",
+            "is damaged",
+            "in a trial process",
+            "libdamaged.so",
+        ],
     );
 }

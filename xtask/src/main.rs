@@ -9,6 +9,7 @@ mod build;
 mod demo;
 mod deps;
 mod dev;
+mod fuzz;
 mod install;
 mod new_plugin;
 mod package;
@@ -116,6 +117,19 @@ enum Cmd {
         #[arg(long)]
         filter: bool,
     },
+    /// Many one-byte mutations of a plugin file, each served or refused cleanly (the suite runs
+    /// a few hundred); optionally the reload race with more tries
+    Fuzz {
+        /// How many mutated files
+        #[arg(long, default_value_t = 5000)]
+        cases: u32,
+        /// Where the mutations start (any number: each seed is another corpus)
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also run the reload race with this many tries
+        #[arg(long, value_name = "TRIES")]
+        race: Option<u32>,
+    },
     /// Serve a 1 GiB memory disk through the shim and show real NBD clients using it
     Demo {
         /// Stop after this many seconds instead of serving until Ctrl-C
@@ -136,6 +150,7 @@ fn main() -> ExitCode {
         Cmd::Roots { which } => roots::make_roots(&which),
         Cmd::Package => package::package(),
         Cmd::Demo { seconds } => demo::demo(seconds),
+        Cmd::Fuzz { cases, seed, race } => fuzz::fuzz(cases, seed, race),
         Cmd::Bench {
             quick,
             reload,

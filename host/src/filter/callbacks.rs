@@ -23,7 +23,7 @@ use crate::callbacks::{dump_generation, forward, guarded, print_line, shim_statu
 use crate::config::ReloadMode;
 use crate::containment::{self, MAX_STRING};
 use crate::failure::Failure;
-use crate::generation::{self, Generation};
+use crate::generation::Generation;
 use crate::nbdkit_c::{
     server, Backend, NbdkitExports, NbdkitFilter136, NextConfigCompleteFn, NextConfigFn,
     NextDefaultExportFn, NextListExportsFn, NextPreconnectFn, FILTER_API_VERSION,
@@ -131,7 +131,6 @@ extern "C" fn unload<const I: usize>() {
         if let Some(g) = LAYERS[I].slot.retire() {
             g.destroy();
         }
-        generation::remove_private_dir();
     })
 }
 

@@ -130,6 +130,10 @@ pub fn load_checked<M: Loadable>(path: &Path) -> Result<CheckedModule<M>, LoadEr
     let header = lib_header_from_path(path).map_err(|e| match e {
         LibraryError::OpenError { err, .. } => LoadError::Open(err.to_string()),
         LibraryError::GetSymbolError { .. } => LoadError::NoRootModule,
+        // Its Display dumps both headers, byte arrays and all.
+        LibraryError::InvalidAbiHeader(_) => LoadError::Other(
+            "is damaged or not a rustshim plugin: its root module symbol does not start with a valid abi_stable header".into(),
+        ),
         other => LoadError::Other(one_line(&other.to_string())),
     })?;
 

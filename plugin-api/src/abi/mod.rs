@@ -117,7 +117,8 @@ pub struct Handover {
     /// Names what the state is, chosen by the plugin: a successor that does not recognise it
     /// starts fresh.
     pub kind: RString,
-    /// How `state` is laid out: [`HANDOVER_PAGES`] or [`HANDOVER_BYTES`].
+    /// How `state` is laid out: [`HANDOVER_PAGES`] or [`HANDOVER_BYTES`] (or
+    /// [`HANDOVER_AT_RETIRE`]: none yet).
     pub format: u32,
     /// The state.
     pub state: *const c_void,
@@ -129,6 +130,11 @@ pub struct Handover {
 pub const HANDOVER_PAGES: u32 = 1;
 /// [`Handover::format`]: `state` is a `RVec<u8>`.
 pub const HANDOVER_BYTES: u32 = 2;
+/// [`Handover::format`]: no state yet (`state` is null): the plugin hands over when the old
+/// generation retires (`Plugin::HAND_OVER_AT_RETIRE`), so the shim calls `hand_over` again
+/// once the old generation's last connection has closed. Added in 1.1.0: an older shim hands
+/// this on, and the successor starts fresh.
+pub const HANDOVER_AT_RETIRE: u32 = 3;
 
 /// [`PagesStore::magic`].
 pub const PAGES_MAGIC: u64 = u64::from_le_bytes(*b"RSPAGES\0");

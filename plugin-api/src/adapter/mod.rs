@@ -498,6 +498,14 @@ macro_rules! reload_callbacks {
             i: InstancePtr,
             out: &mut ROption<abi::Handover>,
         ) -> i32 {
+            // One that hands over when it retires is asked twice: at the swap it answers
+            // "later" (each loaded copy has its own statics and one instance), then it hands
+            // over for real.
+            static ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if T::HAND_OVER_AT_RETIRE && !ASKED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                *out = ROption::RSome(Handover::at_retire_marker());
+                return 1;
+            }
             let p = unsafe { instance::<T>(i) };
             match guard(T::NAME, "hand_over", || Ok(p.hand_over())) {
                 Some(Some(state)) => {

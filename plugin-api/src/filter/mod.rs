@@ -74,6 +74,10 @@ pub trait Filter: Default + Send + Sync + 'static {
     const DESCRIPTION: Option<&'static str> = None;
     /// Help for the filter's `key=value` parameters, one per line.
     const CONFIG_HELP: Option<&'static str> = None;
+    /// Hot reload: hand over when the old generation retires rather than when the new one is
+    /// ready, as `Plugin::HAND_OVER_AT_RETIRE` (new connections held meanwhile, so a copied
+    /// state has every write). Since 1.1.0 (an older shim gives the successor no state).
+    const HAND_OVER_AT_RETIRE: bool = false;
 
     /// Which methods this impl defines. Written by [`#[filter]`](macro@crate::filter); do not
     /// write it by hand.
