@@ -38,6 +38,7 @@ pub mod locate;
 pub mod module;
 pub mod nbdkit_c;
 pub mod probe;
+pub mod registration;
 pub mod reload;
 pub mod services;
 pub mod serving;
@@ -47,10 +48,10 @@ pub mod serving;
 pub extern "C" fn plugin_init() -> *const nbdkit_c::NbdkitPlugin {
     let registration = match locate::fronted_plugin() {
         None => &callbacks::PLUGIN,
-        Some(name) => callbacks::registration_as(name),
+        Some(name) => registration::registration_as(name),
     };
     // With `--help`, the plugin's own parameters are shown too.
-    &callbacks::with_plugin_help(registration).0
+    &registration::with_plugin_help(registration).0
 }
 
 /// nbdkit's entry point for filters: returns the filter struct of the next `--filter=rustshim`

@@ -53,108 +53,16 @@
 //! `dump_plugin` prints `test_dump=42`. With `trace_outside=true`, `get_ready` also traces the
 //! client functions where there is no client (`outside: export_name = …`).
 
+mod helpers;
 mod store;
+mod trace;
 
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use rustshim_plugin_api::prelude::*;
 use store::{Store, BLOCK};
-
-/// Errno names accepted by `fail=`, and used to print errors in the trace.
-const ERRNOS: &[(&str, Errno)] = &[
-    ("EPERM", Errno::EPERM),
-    ("EIO", Errno::EIO),
-    ("ENOMEM", Errno::ENOMEM),
-    ("ENOSPC", Errno::ENOSPC),
-    ("ESHUTDOWN", Errno::ESHUTDOWN),
-    ("EINVAL", Errno::EINVAL),
-    ("EROFS", Errno::EROFS),
-    ("ENOTSUP", Errno::ENOTSUP),
-    ("EOPNOTSUPP", Errno::EOPNOTSUPP),
-    ("EFBIG", Errno::EFBIG),
-    ("EDQUOT", Errno::EDQUOT),
-    ("EOVERFLOW", Errno::EOVERFLOW),
-    ("ENOENT", Errno::ENOENT),
-    ("EACCES", Errno::EACCES),
-    ("EBADF", Errno::EBADF),
-    ("EAGAIN", Errno::EAGAIN),
-    ("EBUSY", Errno::EBUSY),
-    ("ERANGE", Errno::ERANGE),
-];
-
-fn errno_by_name(name: &str) -> Result<Errno> {
-    ERRNOS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, e)| *e)
-        .ok_or_else(|| Error::invalid(format!("test: unknown errno name '{name}'")))
-}
-
-fn errno_name(errno: Errno) -> String {
-    ERRNOS
-        .iter()
-        .find(|(_, e)| *e == errno)
-        .map(|(n, _)| n.to_string())
-        .unwrap_or_else(|| format!("{errno:?}"))
-}
-
-/// A server function's result as the trace shows it: `Ok(value)` or `Err(ERRNO: message)`.
-fn show<T: Debug>(r: &Result<T>) -> String {
-    match r {
-        Ok(v) => format!("Ok({v:?})"),
-        Err(e) => format!("Err({}: {})", errno_name(e.errno()), e.message()),
-    }
-}
-
-/// The trace file, and the lines traced before it was named.
-#[derive(Default)]
-struct Trace {
-    file: Option<Mutex<File>>,
-    /// Lines waiting for `trace=`; `None` once configuration ended without it.
-    early: Option<Vec<String>>,
-}
-
-impl Trace {
-    fn line(&self, line: impl Into<String>) {
-        let mut line = line.into();
-        line.push('\n');
-        if let Some(file) = &self.file {
-            let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
-            // One write per line, so concurrent callbacks never interleave inside a line.
-            let _ = f.write_all(line.as_bytes());
-        }
-    }
-
-    /// Buffers a line from configuration (when the file may not be known yet).
-    fn early_line(&mut self, line: impl Into<String>) {
-        match (&self.file, &mut self.early) {
-            (None, Some(early)) => early.push(line.into()),
-            _ => self.line(line),
-        }
-    }
-
-    fn open(&mut self, path: &str) -> Result<()> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::from(e).context(format!("test: trace file '{path}'")))?;
-        self.file = Some(Mutex::new(file));
-        for line in self.early.take().unwrap_or_default() {
-            self.line(line);
-        }
-        Ok(())
-    }
-
-    /// Configuration is over: stop buffering.
-    fn end_of_config(&mut self) {
-        self.early = None;
-    }
-}
+use trace::*;
 
 /// An injected failure or panic.
 struct Fault {
@@ -258,10 +166,7 @@ impl Default for Test {
         Test {
             size: 1 << 20,
             store: Store::default(),
-            trace: Trace {
-                file: None,
-                early: Some(Vec::new()),
-            },
+            trace: Trace::new(),
             can_write: true,
             can_flush: true,
             is_rotational: false,
@@ -318,180 +223,6 @@ fn parse_u32(key: &str, value: &str) -> Result<u32> {
     value
         .parse()
         .map_err(|_| Error::invalid(format!("test: {key}: '{value}' is not a number")))
-}
-
-impl Test {
-    /// Fails or panics if a fault was injected into `callback` (at `offset`, for data
-    /// requests).
-    /// Whether `fail=` and `panic=` faults fire now (`faults_if=`).
-    fn faults_armed(&self) -> bool {
-        self.faults_if.as_ref().map_or(true, |path| path.exists())
-    }
-
-    fn check(&self, callback: &str, offset: Option<u64>) -> Result<()> {
-        if !self.faults_armed() {
-            return Ok(());
-        }
-        for fault in &self.faults {
-            if fault.callback != callback || (fault.offset.is_some() && fault.offset != offset) {
-                continue;
-            }
-            match fault.errno {
-                None => panic!("test: injected panic in {callback}"),
-                Some(errno) => {
-                    return Err(Error::new(
-                        errno,
-                        format!("test: injected failure in {callback}"),
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// For callbacks that cannot fail: only panics apply.
-    fn check_panic(&self, callback: &str) {
-        if self.faults_armed()
-            && self
-                .faults
-                .iter()
-                .any(|f| f.callback == callback && f.errno.is_none())
-        {
-            panic!("test: injected panic in {callback}");
-        }
-    }
-
-    fn add_fault(&mut self, value: &str, panic: bool) -> Result<()> {
-        let (rest, offset) = match value.rsplit_once('@') {
-            Some((rest, offset)) => (
-                rest,
-                Some(
-                    offset
-                        .parse::<u64>()
-                        .map_err(|_| Error::invalid(format!("test: bad offset in '{value}'")))?,
-                ),
-            ),
-            None => (value, None),
-        };
-        let (callback, errno) = match (panic, rest.split_once(':')) {
-            (true, None) => (rest, None),
-            (true, Some(_)) => {
-                return Err(Error::invalid(format!(
-                    "test: panic= takes no errno: '{value}'"
-                )))
-            }
-            (false, Some((callback, name))) => (callback, Some(errno_by_name(name)?)),
-            (false, None) => (rest, Some(Errno::EIO)),
-        };
-        if !rustshim_plugin_api::abi::CALLBACK_NAMES.contains(&callback) {
-            return Err(Error::invalid(format!(
-                "test: '{callback}' is not a callback"
-            )));
-        }
-        self.faults.push(Fault {
-            callback: callback.to_owned(),
-            errno,
-            offset,
-        });
-        Ok(())
-    }
-
-    fn data_call(&self, callback: &str, line: String, offset: u64) -> Result<()> {
-        self.trace.line(line);
-        self.rate_fault(callback, offset)?;
-        self.check(callback, Some(offset))
-    }
-
-    /// Applies the `fail_rate=`/`panic_rate=` faults of `callback` to the request keyed `key`
-    /// (its offset; for callbacks without one, a call counter), tracing each injection.
-    fn rate_fault(&self, callback: &str, key: u64) -> Result<()> {
-        for fault in self.rate_faults.iter().filter(|f| f.callback == callback) {
-            if injected(callback, key, fault.probability) {
-                self.trace.line(format!("injected {callback} at {key}"));
-                match fault.errno {
-                    None => panic!("test: injected panic in {callback} at {key}"),
-                    Some(errno) => {
-                        return Err(Error::new(
-                            errno,
-                            format!("test: injected failure in {callback} at {key}"),
-                        ))
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A new key for a request without an offset.
-    fn next_call(counter: &std::sync::atomic::AtomicU64) -> u64 {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// `fail_rate=CALLBACK:PROBABILITY[:ERRNO]` or `panic_rate=CALLBACK:PROBABILITY`.
-    fn add_rate_fault(&mut self, key: &str, value: &str, panic: bool) -> Result<()> {
-        let mut parts = value.splitn(3, ':');
-        let (Some(callback), Some(probability)) = (parts.next(), parts.next()) else {
-            return Err(Error::invalid(format!(
-                "test: {key} must be CALLBACK:PROBABILITY[:ERRNO]"
-            )));
-        };
-        let errno = match (panic, parts.next()) {
-            (true, None) => None,
-            (true, Some(_)) => return Err(Error::invalid(format!("test: {key} takes no errno"))),
-            (false, Some(name)) => Some(errno_by_name(name)?),
-            (false, None) => Some(Errno::EIO),
-        };
-        self.rate_faults.push(RateFault {
-            callback: callback.to_owned(),
-            probability: server::parse_probability(key, probability)?,
-            errno,
-        });
-        Ok(())
-    }
-
-    fn capability<T>(&self, callback: &str, answer: T) -> Result<T> {
-        self.trace.line(callback);
-        self.check(callback, None)?;
-        Ok(answer)
-    }
-
-    /// Traces the functions about the client where there is no client.
-    fn trace_outside_a_connection(&self) {
-        self.trace.line(format!(
-            "outside: export_name = {}",
-            show(&server::export_name())
-        ));
-        self.trace
-            .line(format!("outside: is_tls = {}", show(&server::is_tls())));
-        self.trace.line(format!(
-            "outside: peer_pid = {}",
-            show(&server::peer_pid().map(|p| p.as_raw()))
-        ));
-        self.trace.line(format!(
-            "outside: peer_name = {}",
-            show(&server::peer_name().map(|a| a.to_string()))
-        ));
-    }
-
-    fn on_pread(&self, action: OnPread) -> Result<()> {
-        match action {
-            OnPread::Shutdown => {
-                server::shutdown();
-                self.trace.line("shutdown()");
-            }
-            OnPread::Disconnect { force } => {
-                let r = server::disconnect(force);
-                self.trace
-                    .line(format!("disconnect({force}) = {}", show(&r)));
-            }
-            OnPread::Sleep(d) => {
-                let r = server::nanosleep(d);
-                self.trace.line(format!("nanosleep({d:?}) = {}", show(&r)));
-                r?;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[plugin]
