@@ -194,8 +194,9 @@ pub fn nbdsh<S: AsRef<OsStr>>(args: &[S], script: &str) -> Run {
 }
 
 /// `nbdinfo OPTIONS -- [ nbdkit --exit-with-parent SHIM args... ]` (nbdinfo starts nbdkit by
-/// socket activation). `--exit-with-parent` because libnbd ≥ 1.16 leaves the server running when
-/// it gives up on it (a refused export, say), and that nbdkit would hold our stderr pipe open.
+/// socket activation). `--exit-with-parent` because libnbd 1.22 (Debian 13; not Debian 12's
+/// 1.14) leaves the server running when it gives up on it (a refused export, say), and that
+/// nbdkit would hold our stderr pipe open.
 #[track_caller]
 pub fn nbdinfo<S: AsRef<OsStr>>(options: &[&str], args: &[S]) -> Run {
     let argv = argv(&shim_nbdkit().nbdkit_arg("--exit-with-parent").args(args));

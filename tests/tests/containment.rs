@@ -102,8 +102,8 @@ fn block_sizes_nbdkit_would_reject_are_refused_naming_the_plugin() {
             "they must be ordered minimum <= preferred <= maximum",
         ),
     ] {
-        // `--size`: nbdinfo ≥ 1.16 reports an export it cannot open as "unavailable" with `--json`
-        // and exits 0, where it fails with `--size` on every version.
+        // `--size`: nbdinfo 1.22 (Debian 13; not Debian 12's 1.14) reports an export it cannot
+        // open as "unavailable" with `--json` and exits 0; with `--size` it fails on every version.
         let out = nbdinfo(&["--size"], &args(&[&format!("block_size={triple}")])).failed();
         let (min, rest) = triple.split_once(':').unwrap();
         let (pref, max) = rest.split_once(':').unwrap();
