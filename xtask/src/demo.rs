@@ -1,23 +1,19 @@
 //! `cargo xtask demo`: nbdkit serving a memory disk through the shim (by path, nothing
-//! installed), real clients writing and reading it, then serving until Ctrl-C. Also what
-//! `cargo xtask dev` serves with: [`start`] and [`serve_with`], over `rustshim-harness`.
+//! installed), real clients writing and reading it, then serving until Ctrl-C, as `cargo
+//! rustshim run` serves (`cargo_rustshim::serve`).
 
 use std::io::Write;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use rustshim_harness::{Server, ServerBuilder};
+use cargo_rustshim::deps;
+use cargo_rustshim::serve::{serve_with, start};
+use cargo_rustshim::signals::{install_stop_handlers, stopped};
+use rustshim_harness::Server;
 
 use crate::build::build_artifacts;
-use crate::deps;
-use crate::signals::{install_stop_handlers, stopped};
 use crate::workspace::{plugin_path, run, target_dir, SHIM};
 use crate::Result;
 
-/// How long nbdkit may take to start listening, and to stop.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often we look at nbdkit, its log, the clock and the signal flag.
-const POLL: Duration = Duration::from_millis(50);
 /// What the demo writes, then reads back.
 const MESSAGE: &str = "hello from rustshim";
 
@@ -70,65 +66,6 @@ pub fn demo(seconds: Option<u64>) -> Result {
     }
     let _ = std::io::stdout().flush();
     serve_with(server, deadline, || Ok(()))
-}
-
-/// Starts nbdkit in the background as `builder` says (on a Unix socket in a private directory,
-/// `TMPDIR` there too, inside `RUSTSHIM_ROOT` if set) and shows its command line; `None` if a
-/// stop signal came first. A failure to start says why, with nbdkit's messages.
-pub fn start(builder: ServerBuilder) -> Result<Option<Server>> {
-    match builder.timeout(START_TIMEOUT).start() {
-        Ok(server) => {
-            println!("$ {}", server.command());
-            Ok(Some(server))
-        }
-        Err(_) if stopped() => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Serves until Ctrl-C (or another stop signal) or the deadline, calling `tick` every poll
-/// interval and copying nbdkit's messages to our stderr as they come; nbdkit exiting by itself
-/// is an error. Then stops nbdkit with SIGTERM, as an admin would.
-pub fn serve_with(
-    server: Server,
-    deadline: Option<Instant>,
-    mut tick: impl FnMut() -> Result,
-) -> Result {
-    let mut shown = 0;
-    let served = loop {
-        show_log(&server, &mut shown);
-        if let Err(e) = tick() {
-            break Err(e);
-        }
-        if stopped() {
-            println!("\nStopping.");
-            break Ok(());
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            println!("Stopping nbdkit.");
-            break Ok(());
-        }
-        match server.try_wait() {
-            Ok(Some(status)) => break Err(format!("nbdkit exited unexpectedly ({status})")),
-            Ok(None) => {}
-            Err(e) => break Err(e.to_string()),
-        }
-        thread::sleep(POLL);
-    };
-    // A terminal's Ctrl-C has already reached nbdkit; anything else we pass on as SIGTERM, which
-    // nbdkit handles by shutting down cleanly (it is killed if it does not).
-    let _ = server.terminate();
-    show_log(&server, &mut shown);
-    served
-}
-
-/// Copies what nbdkit has logged since `shown` bytes to our stderr.
-fn show_log(server: &Server, shown: &mut usize) {
-    let log = std::fs::read(server.log_path()).unwrap_or_default();
-    if let Some(new) = log.get(*shown..) {
-        let _ = std::io::stderr().write_all(new);
-        *shown = log.len();
-    }
 }
 
 /// The words as one would type them into a shell, for showing commands.

@@ -17,11 +17,11 @@ use crate::Result;
 /// The shim's name in nbdkit's plugin directory, so `nbdkit rustshim ...` finds it.
 pub const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
 /// The shim's name in nbdkit's filter directory, so `nbdkit --filter=rustshim ...` finds it.
-const FILTER_SHIM_INSTALLED: &str = "nbdkit-rustshim-filter.so";
+pub const FILTER_SHIM_INSTALLED: &str = "nbdkit-rustshim-filter.so";
 /// The plugins worth installing; `test` exists for the integration tests.
 pub const INSTALLED_PLUGINS: &[&str] = &["null", "memory", "file"];
 /// The filters worth installing.
-const INSTALLED_FILTERS: &[&str] = &["passthrough", "delay", "error", "swab"];
+pub const INSTALLED_FILTERS: &[&str] = &["passthrough", "delay", "error", "swab"];
 
 pub fn install(plugindir: Option<PathBuf>, filterdir: Option<PathBuf>) -> Result {
     deps::ensure()?;

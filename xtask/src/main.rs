@@ -2,21 +2,21 @@
 //! demonstrating the shim need nothing but cargo (and, for the system packages, root).
 //!
 //! One module per command (`bench/` is a folder of them); `workspace` has the paths and the
-//! cargo helpers they share, `signals` the Ctrl-C handling of the commands that run servers.
+//! cargo helpers they share. What the project's commands share with the plugin author's `cargo
+//! rustshim` lives in that crate's library: `new-plugin` and `dev` are calls into it, and so are
+//! the Debian roots, the system packages and the Ctrl-C handling used here.
 
 mod bench;
 mod build;
 mod demo;
-mod deps;
-mod dev;
 mod fuzz;
 mod install;
-mod new_plugin;
 mod package;
-mod roots;
-mod signals;
 mod test;
 mod workspace;
+
+use cargo_rustshim::new::Kind;
+use cargo_rustshim::{deps, roots};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -80,6 +80,7 @@ enum Cmd {
     /// release shim, the example plugins, the man page
     Package,
     /// Serve a plugin crate with reload=watch and rebuild it whenever its sources change
+    /// (`cargo rustshim run` with this checkout's shim)
     Dev {
         /// The plugin crate's directory, e.g. plugins/memory
         dir: PathBuf,
@@ -106,7 +107,8 @@ enum Cmd {
         nbdkit: String,
     },
     /// Write a new out-of-tree plugin crate (a RAM disk with a test that runs the real nbdkit),
-    /// or with --filter a filter crate
+    /// or with --filter a filter crate, that takes plugin-api and the harness from this checkout
+    /// (`cargo rustshim new --api-path` this checkout)
     NewPlugin {
         /// The crate's name: lowercase letters, digits and '-', e.g. my-disk
         name: String,
@@ -138,6 +140,16 @@ enum Cmd {
     },
 }
 
+/// `cargo xtask dev DIR`: `cargo rustshim run` on the crate in DIR, with this checkout's shim.
+fn dev(dir: &std::path::Path, plugin_args: &[String]) -> Result {
+    workspace::run(
+        "build the shim",
+        workspace::cargo().args(["build", "--quiet", "-p", "nbdkit-rustshim-plugin"]),
+    )?;
+    let shim = workspace::target_dir(false).join(workspace::SHIM);
+    cargo_rustshim::run::run(Some(&dir.join("Cargo.toml")), plugin_args, Some(shim))
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Deps => deps::ensure(),
@@ -161,8 +173,12 @@ fn main() -> ExitCode {
             (false, true) => bench::reload_only(quick),
             (false, false) => bench::bench(quick),
         }),
-        Cmd::Dev { dir, plugin_args } => dev::dev(&dir, &plugin_args),
-        Cmd::NewPlugin { name, path, filter } => new_plugin::new_plugin(&name, &path, filter),
+        Cmd::Dev { dir, plugin_args } => dev(&dir, &plugin_args),
+        Cmd::NewPlugin { name, path, filter } => {
+            let kind = if filter { Kind::Filter } else { Kind::Plugin };
+            // The crate takes plugin-api and the harness from this checkout.
+            cargo_rustshim::new::new_crate(&name, &path, kind, Some(&workspace::workspace()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

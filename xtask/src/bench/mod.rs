@@ -44,8 +44,8 @@ use reload::reload_section;
 use report::Report;
 
 use crate::deps;
-use crate::signals::{install_stop_handlers, stopped};
 use crate::workspace::{cargo, run, target_dir, workspace};
+use cargo_rustshim::signals::{install_stop_handlers, stopped};
 
 type Result<T = ()> = crate::Result<T>;
 

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::workspace::run;
+use crate::cmd::{is_root, run};
 use crate::Result;
 
 /// Everything `build`, `test`, `install` and `demo` rely on from the system; also what each
@@ -25,6 +25,10 @@ pub const PACKAGES: &[&str] = &[
     // nbdkit under memcheck, and instruction counts (callgrind) in the bench.
     "valgrind",
 ];
+
+/// What a plugin crate's own tests need (`cargo rustshim test`, `run`): the server, and the
+/// clients `rustshim-harness` drives.
+pub const AUTHOR_PACKAGES: &[&str] = &["nbdkit", "libnbd-bin", "python3-libnbd"];
 
 /// Installs whichever of [`PACKAGES`] are missing (as root), or says how to.
 pub fn ensure() -> Result {
@@ -63,8 +67,7 @@ pub fn ensure_host(packages: &[&str]) -> Result {
         "apt-get install -y --no-install-recommends {}",
         missing.join(" ")
     );
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         eprintln!("deps: missing system packages: {}", missing.join(" "));
         eprintln!(
             "deps: run:  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive {install}"

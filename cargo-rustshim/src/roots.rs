@@ -1,4 +1,5 @@
-//! Debian roots holding newer nbdkits, for the version matrix (`cargo xtask test --nbdkit`).
+//! Debian roots holding newer nbdkits, for the version matrix (`cargo xtask test --nbdkit` and
+//! `cargo rustshim test --nbdkit`).
 //!
 //! Each nbdkit series we support past the host's (Debian 12: 1.32) is the one a Debian release
 //! ships, installed from Debian's own packages into a root made with `debootstrap
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::workspace::run;
+use crate::cmd::run;
 use crate::{deps, Result};
 
 /// Where the roots are kept.
@@ -149,12 +150,18 @@ pub fn ensure(server: &Server) -> Result<Option<PathBuf>> {
     server.root.as_ref().map(ensure_root).transpose()
 }
 
+/// `root`'s directory if it is made and up to date.
+pub fn cached(root: &Root) -> Option<PathBuf> {
+    let dir = Path::new(CACHE).join(root.name);
+    let current = fs::read_to_string(dir.join(STAMP)).ok()? == stamp_text(root.packages);
+    current.then_some(dir)
+}
+
 /// `root`'s directory, made if it is missing or stale.
 pub fn ensure_root(root: &Root) -> Result<PathBuf> {
     let dir = Path::new(CACHE).join(root.name);
-    let wanted = stamp_text(root.packages);
-    if fs::read_to_string(dir.join(STAMP)).ok().as_deref() != Some(wanted.as_str()) {
-        make(root, &dir, &wanted)?;
+    if cached(root).is_none() {
+        make(root, &dir, &stamp_text(root.packages))?;
     }
     println!(
         "roots: {} (Debian {}, for {}) is ready in {}",
