@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rustshim_harness::{find_shim, nbdkit_program};
+use rustshim_harness::{find_shim, nbdkit_program, SHIM_ENV};
 
 use crate::deps::AUTHOR_PACKAGES;
 use crate::new::{Kind, API_REQUIREMENT};
@@ -148,12 +148,16 @@ fn check_shim(report: &mut Report, have_nbdkit: bool) -> Option<Shim> {
     let path = match find_shim() {
         Ok(path) => path,
         Err(e) => {
-            report.problem(
-                "shim",
-                &e.to_string(),
+            let why = e.to_string();
+            let why = why.strip_prefix("rustshim-harness: ").unwrap_or(&why);
+            let fix = if std::env::var_os(SHIM_ENV).is_some_and(|v| !v.is_empty()) {
+                "unset RUSTSHIM_SHIM (to use the installed shim), or set it to the path of a \
+                 built shim"
+            } else {
                 "apt-get install ./nbdkit-rustshim-plugin_VERSION_amd64.deb (made by `cargo \
-                 xtask package` in an nbdkit-rustshim checkout), or `cargo xtask install` there",
-            );
+                 xtask package` in an nbdkit-rustshim checkout), or `cargo xtask install` there"
+            };
+            report.problem("shim", why, fix);
             return None;
         }
     };

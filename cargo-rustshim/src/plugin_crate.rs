@@ -72,10 +72,12 @@ impl PluginCrate {
         let kind = match package["metadata"]["rustshim"]["kind"].as_str() {
             None | Some("plugin") => Kind::Plugin,
             Some("filter") => Kind::Filter,
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "{}: [package.metadata.rustshim] kind = \"{other}\": not \"plugin\" or \"filter\"",
                 manifest.display()
-            )),
+            ))
+            }
         };
         // What the root depends on, resolved: the version its plugin-api is.
         let dependencies: Vec<&str> = metadata["resolve"]["nodes"]

@@ -10,9 +10,12 @@
 //! * `clients`: Python clients with libnbd;
 //! * `trace`: the test plugin's trace file;
 //! * `files`: temporary directories, pattern data, new builds landing on a watched path;
-//! * [`fixtures`]: plugins built in workspaces of their own, as a third party would.
+//! * [`fixtures`]: plugins built in workspaces of their own, as a third party would;
+//! * `authors`: cargo and `cargo rustshim` on crates outside the workspace, as an author runs
+//!   them.
 
 mod artifacts;
+mod authors;
 mod clients;
 mod files;
 pub mod filters;
@@ -23,6 +26,7 @@ mod nbdkit;
 mod trace;
 
 pub use artifacts::*;
+pub use authors::*;
 pub use clients::*;
 pub use files::*;
 pub use nbdkit::*;

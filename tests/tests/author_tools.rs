@@ -2,80 +2,22 @@
 //! outside this workspace, and that crate builds, passes its own `cargo test` (which serves it
 //! with the real nbdkit through `rustshim-harness`), and serves through the shim as it is.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use rustshim_tests::*;
 
 /// The generated crate's name (its cdylib is `libmy_disk.so`).
 const NAME: &str = "my-disk";
 
-/// Seconds a cargo command may take: the first build of a generated crate compiles its
-/// dependencies (abi_stable) into a fresh target directory.
-const CARGO_TIMEOUT_SECS: u32 = 600;
-
-/// The cargo running the tests, under `timeout`, with its toolchain first on `PATH` (so nothing
-/// finds another rustc) and then the test `PATH`.
-fn cargo(dir: &Path) -> Command {
-    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    let mut path = OsString::new();
-    if let Some(toolchain) = cargo.parent().filter(|d| !d.as_os_str().is_empty()) {
-        path.push(toolchain);
-        path.push(":");
-    }
-    path.push(rustshim_harness::path_env());
-    let mut cmd = Command::new("timeout");
-    cmd.arg("--kill-after=5")
-        .arg(CARGO_TIMEOUT_SECS.to_string())
-        .arg(cargo)
-        .env("PATH", path)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null());
-    cmd
-}
-
-/// Runs a [`cargo`] command to completion (`timeout` ends it first).
-fn run_cargo(cmd: &mut Command) -> Run {
-    run_within(cmd, Duration::from_secs(u64::from(CARGO_TIMEOUT_SECS) + 30))
-}
-
-/// `cargo xtask new-plugin NAME --path DIR`, spelled as the `cargo xtask` alias expands.
+/// `cargo xtask new-plugin NAME --path DIR`.
 fn new_plugin(name: &str, dir: &Path) -> Run {
-    new_crate(name, dir, &[])
+    xtask_new_plugin(name, dir, &[])
 }
 
-/// `cargo xtask new-plugin NAME --path DIR EXTRA...`.
-fn new_crate(name: &str, dir: &Path, extra: &[&str]) -> Run {
-    run_cargo(
-        cargo(&workspace())
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "new-plugin",
-                name,
-                "--path",
-            ])
-            .arg(dir)
-            .args(extra),
-    )
-}
-
-/// Where generated crates live: a fixed place, so their builds stay incremental across runs.
-fn authors_dir() -> PathBuf {
-    workspace().join("target").join("fixtures").join("authors")
-}
-
-/// Shared by every generated crate: the dependencies compile once.
-fn authors_target() -> PathBuf {
-    workspace()
-        .join("target")
-        .join("fixtures")
-        .join("target-authors")
+/// `cargo` in `dir`.
+fn cargo(dir: &Path) -> Command {
+    cargo_in(dir)
 }
 
 #[test]
@@ -182,7 +124,7 @@ fn new_plugin_refuses_bad_names_and_used_directories() {
 fn a_new_filter_crate_passes_its_own_tests_and_serves() {
     let dir = authors_dir().join("my-filter");
     let _ = std::fs::remove_dir_all(&dir);
-    let out = new_crate("my-filter", &dir, &["--filter"]).ok();
+    let out = xtask_new_plugin("my-filter", &dir, &["--filter"]).ok();
     assert!(
         out.stdout.contains("created the filter crate"),
         "{}",
