@@ -71,13 +71,16 @@ pub fn crates(out: Option<PathBuf>, allow_dirty: bool) -> Result {
     mkdir(&out)?;
     let mut dirs = Vec::new();
     for krate in &packaged {
+        // On stdin and in its working directory: tar reads no path of ours as an argument
+        // (GNU tar unquotes backslashes in those).
+        let file = fs::File::open(&krate.file)
+            .map_err(|e| format!("cannot open {}: {e}", krate.file.display()))?;
         run(
             &format!("unpacking {}", krate.file.display()),
             Command::new("tar")
-                .arg("-xzf")
-                .arg(&krate.file)
-                .arg("-C")
-                .arg(&out),
+                .args(["-xzf", "-"])
+                .current_dir(&out)
+                .stdin(file),
         )?;
         let dir = out.join(format!("{}-{}", krate.name, krate.version));
         if !dir.join("Cargo.toml").is_file() {
