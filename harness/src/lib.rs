@@ -25,8 +25,8 @@
 //!     server.write(4096, b"hello")?;
 //!     assert_eq!(server.read(4096, 5)?, b"hello");
 //!     // Anything else with libnbd's Python bindings: `h` is a connected handle.
-//!     let out = server.python("print(h.can_write(), h.can_multi_conn())")?;
-//!     assert_eq!(out.trim(), "True True");
+//!     let out = server.python("print(h.is_read_only(), h.can_multi_conn())")?;
+//!     assert_eq!(out.trim(), "False True");
 //!     // Or any NBD client, with the URI.
 //!     println!("{}", server.uri());
 //!     Ok(())

@@ -45,8 +45,8 @@
 //!
 //! # Map
 //! * [`Plugin`]: the callbacks, in nbdkit's lifecycle order.
-//! * [`Filter`]: a filter's callbacks, each passing the call on by default; [`filter`] has the
-//!   layer below ([`filter::Next`]) and an example.
+//! * [`Filter`]: a filter's callbacks, each passing the call on by default; [`filter`](mod@filter)
+//!   has the layer below ([`filter::Next`]) and an example.
 //! * [`server`]: nbdkit's server functions (`parse_size`, `export_name`, `peer_pid`, …).
 //! * [`Error`]: an errno for the client plus a message for the log.
 //! * [`abi`]: what crosses the boundary (for the shim; plugins never need it).

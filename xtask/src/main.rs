@@ -8,6 +8,7 @@
 
 mod bench;
 mod build;
+mod crates;
 mod demo;
 mod fuzz;
 mod install;
@@ -79,6 +80,17 @@ enum Cmd {
     /// Build the Debian package target/debian/nbdkit-rustshim-plugin_VERSION_ARCH.deb: the
     /// release shim, the example plugins, the man page
     Package,
+    /// `cargo package` the crates plugin authors use (plugin-api, its macros, harness), unpack
+    /// them and write a config.toml that patches crates.io with them, to build plugin crates
+    /// against what would be published
+    Crates {
+        /// Where to unpack them (default target/crates/; what an earlier run left is replaced)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Package uncommitted changes too (`cargo package --allow-dirty`)
+        #[arg(long)]
+        allow_dirty: bool,
+    },
     /// Serve a plugin crate with reload=watch and rebuild it whenever its sources change
     /// (`cargo rustshim run` with this checkout's shim)
     Dev {
@@ -161,6 +173,7 @@ fn main() -> ExitCode {
         Cmd::Test { nbdkit, args } => test::test(&nbdkit, &args),
         Cmd::Roots { which } => roots::make_roots(&which),
         Cmd::Package => package::package(),
+        Cmd::Crates { out, allow_dirty } => crates::crates(out, allow_dirty),
         Cmd::Demo { seconds } => demo::demo(seconds),
         Cmd::Fuzz { cases, seed, race } => fuzz::fuzz(cases, seed, race),
         Cmd::Bench {

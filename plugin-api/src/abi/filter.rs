@@ -1,5 +1,5 @@
 //! The filter half of the boundary: a filter's root module ([`FilterModule`], a second table on
-//! [`callback_module!`](super::table)) and the shim's table for filters ([`FilterServices`]),
+//! `callback_module!`, in `abi/table.rs`) and the shim's table for filters ([`FilterServices`]),
 //! through which a filter calls the layer below it.
 //!
 //! nbdkit's own filter ABI (`struct nbdkit_filter`, `struct nbdkit_next_ops`) changes between
