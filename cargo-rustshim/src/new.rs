@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use crate::cmd::write;
+use crate::cmd::{toml_string, write};
 use crate::Result;
 
 /// The version requirement on `rustshim-plugin-api` that new crates get: the API the templates
@@ -330,21 +330,6 @@ fn check_name(name: &str) -> Result {
     Ok(())
 }
 
-/// `s` as a TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,10 +438,5 @@ mod tests {
         assert_eq!(rel("/a", "/a/b/c"), "b/c");
         assert_eq!(rel("/a", "/a"), ".");
         assert_eq!(rel("/x/y", "/work/repo"), "../../work/repo");
-    }
-
-    #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_string(r#"/a "b"\c"#), r#""/a \"b\"\\c""#);
     }
 }

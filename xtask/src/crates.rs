@@ -16,6 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cargo_rustshim::cmd::toml_string;
+
 use crate::workspace::{cargo, mkdir, output, run, workspace, write};
 use crate::Result;
 
@@ -198,21 +200,6 @@ fn config_toml(dirs: &[(&str, PathBuf)]) -> Result<String> {
         text.push_str(&format!("{name} = {{ path = {} }}\n", toml_string(dir)));
     }
     Ok(text)
-}
-
-/// `s` as a TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod fuzz;
 mod install;
 mod package;
 mod test;
+mod try_author;
 mod workspace;
 
 use cargo_rustshim::new::Kind;
@@ -144,6 +145,10 @@ enum Cmd {
         #[arg(long, value_name = "TRIES")]
         race: Option<u32>,
     },
+    /// An author's first steps from nothing: `cargo install --path cargo-rustshim`, then in an
+    /// empty directory `cargo rustshim new`, `doctor` and `test --nbdkit all`, against the
+    /// installed shim and the crates as crates.io would serve them
+    TryAuthor,
     /// Serve a 1 GiB memory disk through the shim and show real NBD clients using it
     Demo {
         /// Stop after this many seconds instead of serving until Ctrl-C
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
         Cmd::Package => package::package(),
         Cmd::Crates { out, allow_dirty } => crates::crates(out, allow_dirty),
         Cmd::Demo { seconds } => demo::demo(seconds),
+        Cmd::TryAuthor => try_author::try_author(),
         Cmd::Fuzz { cases, seed, race } => fuzz::fuzz(cases, seed, race),
         Cmd::Bench {
             quick,

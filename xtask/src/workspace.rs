@@ -37,7 +37,7 @@ pub fn filter_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("librustshim_filter_{name}.so"))
 }
 
-pub use cargo_rustshim::cmd::{output, run};
+pub use cargo_rustshim::cmd::{mkdir, output, run, write};
 
 /// Cargo itself, as `cargo rustshim` runs it, in the workspace.
 pub fn cargo() -> Command {
