@@ -391,4 +391,26 @@ fn doctor_names_each_problem_with_the_command_that_fixes_it() {
         "{}",
         out.stdout
     );
+
+    // A crate that takes the crates from crates.io, where they are not yet: how to stand in.
+    run(&mut cargo_rustshim(temp.path(), &["new", "unpublished"])).ok();
+    let out = run_cargo(&mut cargo_rustshim(&temp.join("unpublished"), &["doctor"])).failed();
+    assert!(
+        out.stderr.contains("rustshim-plugin-api"),
+        "cargo's own words: {}",
+        out.stderr
+    );
+    let problem = out
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("PROBLEM  crate:"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        problem.contains("fix: if cargo cannot find rustshim-plugin-api on crates.io")
+            && problem.contains("`cargo xtask crates`"),
+        "{}",
+        out.stdout
+    );
 }
