@@ -378,3 +378,75 @@ fn a_plugin_that_does_not_opt_in_starts_fresh() {
     let line = w.server.wait_for_log("generation 2 from", 1).unwrap();
     assert!(line.contains("starts with fresh state"), "{line}");
 }
+
+/// Writes `bytes` to `to` as a writer that is slow to finish: part of them, a pause with the file
+/// open, the rest, then the close. `fresh`: into a new file (the old one deleted first, as
+/// editors and `install` do), else in place (truncated and rewritten, as `cp` does). Returns
+/// when the file was closed.
+fn write_with_a_pause(
+    to: &std::path::Path,
+    bytes: &[u8],
+    fresh: bool,
+    pause: std::time::Duration,
+) -> std::time::Instant {
+    use std::io::Write;
+    if fresh {
+        std::fs::remove_file(to).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(fresh)
+        .truncate(true)
+        .open(to)
+        .unwrap();
+    let half = bytes.len() / 2;
+    f.write_all(&bytes[..half]).unwrap();
+    std::thread::sleep(pause);
+    f.write_all(&bytes[half..]).unwrap();
+    drop(f);
+    std::time::Instant::now()
+}
+
+#[test]
+fn a_half_written_build_is_never_loaded_and_the_finished_one_at_once() {
+    for fresh in [false, true] {
+        let w = Watched::start();
+        let v2 = std::fs::read(&builds().v2).unwrap();
+        let closed = write_with_a_pause(
+            &w.plugin_path(),
+            &v2,
+            fresh,
+            std::time::Duration::from_millis(500),
+        );
+        let line = w.server.wait_for_log("generation 2 from", 1).unwrap();
+        let seen = closed.elapsed();
+        // Anything more the writer's events would start has happened by now.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let log = w.server.log();
+        let reload_lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("rustshim: reload"))
+            .collect();
+        assert_eq!(
+            reload_lines,
+            [line.as_str()],
+            "fresh file: {fresh}: one reload, of the finished build:\n{log}"
+        );
+        assert!(!log.contains("refused"), "fresh file: {fresh}:\n{log}");
+        assert!(line.contains("version 1 -> 2"), "{line}");
+        // It was read at the close, not after waiting for quiet (the fallback waits 1 s): from
+        // the close to the line is the load ("ready in N ms") and little else.
+        let ready_ms: u128 = line
+            .split("ready in ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no load time in: {line}"));
+        assert!(
+            seen.as_millis() < ready_ms + 500,
+            "fresh file: {fresh}: the line came {} ms after the close, the load took {ready_ms} ms",
+            seen.as_millis()
+        );
+        assert_eq!(w.new_connection_reads(), "22", "fresh file: {fresh}");
+    }
+}

@@ -138,7 +138,7 @@ h1 = nbd.NBD()
 h1.connect_unix(SOCKET)
 h1.pwrite(b'before', 0)
 shutil.copy({v2:?}, {plugin:?} + '.tmp'); os.rename({plugin:?} + '.tmp', {plugin:?})
-# Past the debounce and the load: the swap has happened, or is waiting for this connection.
+# Past the load: the swap has happened, or is waiting for this connection.
 time.sleep(1.0)
 h1.pwrite(b'after!', 4096)
 h1.shutdown()

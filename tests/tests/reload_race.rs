@@ -67,20 +67,20 @@ fn copies_in_place_and_truncations_racing_reloads_never_kill_nbdkit() {
     let started = Instant::now();
     for n in 0..tries {
         // Mostly the same build again and again (a `cp` that changes nothing), sometimes the
-        // other one; every third time cut short inside its loadable segments. Each lands about
-        // when the reload of the one before starts (150 ms after the last event), so that the
-        // shim is reading or loading the file while it is rewritten or cut.
+        // other one; every third time cut short inside its loadable segments. The shim starts
+        // reading at the close of each write, so each cut and each next copy lands within a few
+        // tens of ms of it, while the shim is reading or loading the file.
         let bytes = &builds[usize::from(n % 5 == 4)];
         copy_in_place(&watched, bytes);
         if n % 3 == 2 {
-            std::thread::sleep(Duration::from_millis(145 + next(20)));
+            std::thread::sleep(Duration::from_millis(next(20)));
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&watched)
                 .unwrap();
             f.set_len(4096 + next(end - 4096)).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(140 + next(30)));
+        std::thread::sleep(Duration::from_millis(5 + next(30)));
         assert!(
             server.is_running(),
             "nbdkit died at try {n}:\n{}",
