@@ -104,7 +104,7 @@ fn reload_latency(shim: &Path, plugin: &Path, rounds: usize) -> Result<Vec<Reloa
         let swap_ms = landed.elapsed().as_secs_f64() * 1e3;
         // A new connection and a 4 KiB read on it, with the bench's own client (no process to
         // start): served by the new generation, which new connections go to after the swap.
-        let mut client = NbdClient::connect(&server.socket())
+        let mut client = NbdClient::connect(server.socket())
             .map_err(|e| format!("connect after reload {round}: {e}"))?;
         let mut block = [0u8; 4096];
         client
