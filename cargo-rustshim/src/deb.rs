@@ -2,9 +2,11 @@
 //! built, with `dpkg-deb`: the shim's package (`cargo xtask package`) and a plugin's (`cargo
 //! rustshim package`) are both made here.
 //!
-//! Every file is root's, mode 0644 (0755 for directories), and dated `SOURCE_DATE_EPOCH`, so the
-//! same sources and toolchain give the same package. `Depends:` gets what `dpkg-shlibdeps` finds
-//! the shared objects need. Shared objects are stripped as `dh_strip` does.
+//! Every entry is root's and dated `SOURCE_DATE_EPOCH`, so the same sources and toolchain give
+//! the same package. Its mode is what it was added as, as Debian's `dh_fixperms` leaves it:
+//! 0755 for directories and programs ([`Deb::program`]), 0644 for every other file, shared
+//! objects included ([`Deb::shared_object`]). `Depends:` gets what `dpkg-shlibdeps` finds the
+//! shared objects and programs need; both are stripped as `dh_strip` does.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -27,6 +29,10 @@ pub struct Deb {
     build: PathBuf,
     /// `build/debian/PACKAGE`: what gets installed, and `DEBIAN/`.
     stage: PathBuf,
+    /// The ELF files added, relative to `/`: what `dpkg-shlibdeps` reads.
+    elf: Vec<String>,
+    /// The programs added, relative to `/`: the files that get mode 0755.
+    programs: Vec<PathBuf>,
 }
 
 /// The machine's Debian architecture (`amd64`) and multiarch triplet (`x86_64-linux-gnu`, the
@@ -73,6 +79,8 @@ impl Deb {
             package: package.to_string(),
             build: work.to_path_buf(),
             stage,
+            elf: Vec::new(),
+            programs: Vec::new(),
         })
     }
 
@@ -86,20 +94,36 @@ impl Deb {
         write(&self.stage.join(to), contents)
     }
 
-    /// Copies a shared object to `to` (relative to `/`) without its debug information and
-    /// symbol table, as Debian's dh_strip does (the dynamic symbols the loader needs stay).
-    pub fn strip(&self, from: &Path, to: &str) -> Result {
-        let to = self.stage.join(to);
-        mkdir(to.parent().expect("an installed file has a directory"))?;
+    /// Copies a shared object (a library, an nbdkit plugin or filter) to `to` (relative to `/`),
+    /// stripped; mode 0644, as Debian installs libraries.
+    pub fn shared_object(&mut self, from: &Path, to: &str) -> Result {
+        self.strip(from, to)
+    }
+
+    /// Copies a program to `to` (relative to `/`, e.g. `usr/bin/NAME`), stripped; mode 0755.
+    pub fn program(&mut self, from: &Path, to: &str) -> Result {
+        self.strip(from, to)?;
+        self.programs.push(PathBuf::from(to));
+        Ok(())
+    }
+
+    /// Copies an ELF file to `to` (relative to `/`) without its debug information and symbol
+    /// table, as Debian's dh_strip does (the dynamic symbols the loader needs stay), and records
+    /// it for [`Deb::shlibdeps`].
+    fn strip(&mut self, from: &Path, to: &str) -> Result {
+        let path = self.stage.join(to);
+        mkdir(path.parent().expect("an installed file has a directory"))?;
         run(
             &format!("strip {}", from.display()),
             Command::new("strip")
                 .args(["--remove-section=.comment", "--remove-section=.note"])
                 .arg("--strip-unneeded")
                 .arg("-o")
-                .arg(&to)
+                .arg(&path)
                 .arg(from),
-        )
+        )?;
+        self.elf.push(to.to_string());
+        Ok(())
     }
 
     /// A symbolic link at `link` (relative to `/`) to `target` (as the link will hold it).
@@ -120,16 +144,15 @@ impl Deb {
         )
     }
 
-    /// `dpkg-shlibdeps`'s `shlibs:Depends` for the shared objects at `files` (relative to
-    /// `/`).
-    pub fn shlibdeps<'a>(&self, files: impl IntoIterator<Item = &'a str>) -> Result<String> {
+    /// `dpkg-shlibdeps`'s `shlibs:Depends` for every shared object and program added.
+    pub fn shlibdeps(&self) -> Result<String> {
         let package = Path::new("debian").join(&self.package);
         let out = output(
             "dpkg-shlibdeps",
             Command::new("dpkg-shlibdeps")
                 .current_dir(&self.build)
                 .arg("-O")
-                .args(files.into_iter().map(|file| package.join(file))),
+                .args(self.elf.iter().map(|file| package.join(file))),
         )?;
         out.lines()
             .find_map(|line| line.strip_prefix("shlibs:Depends="))
@@ -155,7 +178,7 @@ impl Deb {
                 })),
         )?;
         write(&self.stage.join("DEBIAN/md5sums"), &sums)?;
-        normalize(&self.stage, epoch)?;
+        normalize(&self.stage, &self.programs, epoch)?;
         if let Some(dir) = deb.parent() {
             mkdir(dir)?;
         }
@@ -259,9 +282,10 @@ fn installed_size(root: &Path, files: &[PathBuf]) -> Result<u64> {
     })
 }
 
-/// Mode 0755 for directories, 0644 for files, and the time `epoch` for both, inside out (links
-/// have no mode of their own; dpkg-deb dates them).
-fn normalize(stage: &Path, epoch: u64) -> Result {
+/// Mode 0755 for directories and `programs`, 0644 for the other files, whatever mode they were
+/// made with (a cdylib is 0755, a file written under a strict umask 0600), and the time `epoch`
+/// for all, inside out (links have no mode of their own; dpkg-deb dates them).
+fn normalize(stage: &Path, programs: &[PathBuf], epoch: u64) -> Result {
     let debian = Path::new("DEBIAN");
     let mut paths = walk(stage)?;
     paths.extend(walk(&stage.join(debian))?.iter().map(|p| debian.join(p)));
@@ -270,11 +294,16 @@ fn normalize(stage: &Path, epoch: u64) -> Result {
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs(epoch);
     // Deepest first, so setting a directory's time comes after everything inside it.
     paths.sort_by_key(|path| std::cmp::Reverse(path.components().count()));
-    for path in paths.iter().map(|path| stage.join(path)) {
+    for relative in &paths {
+        let path = stage.join(relative);
         if is_link(&path) {
             continue;
         }
-        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        let mode = if path.is_dir() || programs.contains(relative) {
+            0o755
+        } else {
+            0o644
+        };
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .and_then(|()| fs::File::open(&path)?.set_modified(time))
             .map_err(|e| format!("cannot set the mode and time of {}: {e}", path.display()))?;

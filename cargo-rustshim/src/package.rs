@@ -38,7 +38,7 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
     let arch = Arch::of_this_machine()?;
     let epoch = source_date_epoch()?;
     let out = krate.target_dir.join("debian");
-    let deb = Deb::new(&out.join(format!("build-{name}")), &name)?;
+    let mut deb = Deb::new(&out.join(format!("build-{name}")), &name)?;
 
     let (installed, usage, what, kind) = match krate.kind {
         Kind::Plugin => {
@@ -58,7 +58,7 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
             "filter",
         ),
     };
-    deb.strip(&build, &installed)?;
+    deb.shared_object(&build, &installed)?;
 
     let maintainer = maintainer();
     let values = [
@@ -88,7 +88,7 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
     deb.write(&format!("{doc}/changelog"), &changelog)?;
     deb.gzip(&format!("{doc}/changelog"))?;
 
-    let shlibs = deb.shlibdeps([installed.as_str()])?;
+    let shlibs = deb.shlibdeps()?;
     let summary = krate
         .description
         .as_deref()

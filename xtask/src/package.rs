@@ -13,8 +13,9 @@
 //! * `copyright` (machine-readable) and `changelog.gz` in its doc directory.
 //!
 //! The metadata are templates in `xtask/templates/package/`. `Depends:` is nbdkit and what
-//! `dpkg-shlibdeps` finds the shared objects need. Files are dated `SOURCE_DATE_EPOCH`, by
-//! default the last commit's time, so the same commit and toolchain give the same package.
+//! `dpkg-shlibdeps` finds the shared objects and cargo-rustshim need. Files are dated
+//! `SOURCE_DATE_EPOCH`, by default the last commit's time, so the same commit and toolchain give
+//! the same package.
 
 use std::path::Path;
 use std::process::Command;
@@ -33,7 +34,7 @@ pub const PACKAGE: &str = "nbdkit-rustshim-plugin";
 const MAN_SOURCE: &str = "host/nbdkit-rustshim-plugin.pod";
 
 /// `DEBIAN/control`: `@VERSION@`, `@ARCH@`, `@INSTALLED_SIZE@` (KiB) and `@SHLIBS@` (what
-/// `dpkg-shlibdeps` says the shared objects need) are filled in.
+/// `dpkg-shlibdeps` says the shared objects and cargo-rustshim need) are filled in.
 const CONTROL: &str = include_str!("../templates/package/control.in");
 /// The doc directory's `copyright`: `@YEAR@` (of the first and the last commit) and `@CRATES@`
 /// (the crates built into the shared objects, one per line, with their licences).
@@ -64,15 +65,15 @@ pub fn package() -> Result {
     let facts = Facts::read()?;
 
     let out = target_dir(true).with_file_name("debian");
-    let deb = Deb::new(&out.join("build"), PACKAGE)?;
-    let objects = add_shared_objects(&deb, &facts)?;
-    deb.strip(
+    let mut deb = Deb::new(&out.join("build"), PACKAGE)?;
+    add_shared_objects(&mut deb, &facts)?;
+    deb.program(
         &target_dir(true).join("cargo-rustshim"),
         "usr/bin/cargo-rustshim",
     )?;
     add_man_page(&deb, &facts)?;
     add_docs(&deb, &facts)?;
-    let shlibs = deb.shlibdeps(objects.iter().map(String::as_str))?;
+    let shlibs = deb.shlibdeps()?;
     let control = fill(
         CONTROL,
         &[
@@ -92,8 +93,8 @@ pub fn package() -> Result {
 }
 
 /// The release shim into nbdkit's plugindir and (a copy) its filterdir, the example plugins and
-/// filters into `rustshim/` beside each; returns where they are in the package.
-fn add_shared_objects(deb: &Deb, facts: &Facts) -> Result<Vec<String>> {
+/// filters into `rustshim/` beside each.
+fn add_shared_objects(deb: &mut Deb, facts: &Facts) -> Result {
     let release = target_dir(true);
     let (plugindir, filterdir) = (facts.arch.plugindir(), facts.arch.filterdir());
     let mut objects = vec![
@@ -112,9 +113,9 @@ fn add_shared_objects(deb: &Deb, facts: &Facts) -> Result<Vec<String>> {
         objects.push((filter_path(&release, name), file.display().to_string()));
     }
     for (from, to) in &objects {
-        deb.strip(from, to)?;
+        deb.shared_object(from, to)?;
     }
-    Ok(objects.into_iter().map(|(_, to)| to).collect())
+    Ok(())
 }
 
 /// nbdkit-rustshim-plugin(1), rendered from its POD as nbdkit renders its own.
