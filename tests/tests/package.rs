@@ -1,10 +1,18 @@
-//! The Debian package as an admin meets it. `cargo xtask package` builds
+//! The Debian packages as an admin meets them. `cargo xtask package` builds
 //! `target/debian/nbdkit-rustshim-plugin_VERSION_ARCH.deb`; its files and control fields are
 //! checked with `dpkg-deb`; then it is installed with `dpkg -i` into a throwaway copy of a fresh
 //! Debian 12 and of a fresh Debian 13 root (`cargo xtask roots package`: minbase with nbdkit,
-//! libnbd-bin and man-db), where `nbdkit rustshim plugin=memory` must serve, `man` must find and
-//! render the man page without warnings and with every key `nbdkit rustshim --help` prints, and
-//! `dpkg -r` must leave nothing of the package behind.
+//! libnbd-bin and man-db), where `nbdkit rustshim plugin=memory` and `nbdkit --filter=rustshim
+//! ... filter=passthrough` must serve, `cargo-rustshim` must run, `man` must find and render the
+//! man page without warnings and with every key `nbdkit rustshim --help` prints, and `dpkg -r`
+//! must leave nothing of the package behind.
+//!
+//! A third party's packages, made as a vendor would: a plugin crate and a filter crate written by
+//! `cargo xtask new-plugin`, packaged by `cargo rustshim package` (the built
+//! `target/debug/cargo-rustshim`). Their files, link and control fields are checked with
+//! `dpkg-deb`; in the fresh roots, each must be refused without the shim's package, then serve
+//! as `nbdkit NAME` (the plugin) and `filter=NAME` (the filter) beside it, and go with `dpkg -r`
+//! leaving the shim serving.
 //!
 //! The roots are the test's own, whatever `RUSTSHIM_ROOT` says: every leg of `cargo xtask test
 //! --nbdkit all` runs all of it. The host itself is never installed into.
@@ -19,6 +27,18 @@ use rustshim_tests::*;
 const PACKAGE: &str = "nbdkit-rustshim-plugin";
 /// Debian's nbdkit plugindir, where the shim goes.
 const PLUGINDIR: &str = "/usr/lib/x86_64-linux-gnu/nbdkit/plugins";
+/// Debian's nbdkit filterdir, where the filter shim goes.
+const FILTERDIR: &str = "/usr/lib/x86_64-linux-gnu/nbdkit/filters";
+/// The example plugins and filters the package carries.
+const PLUGINS: &[&str] = &["null", "memory", "file"];
+const FILTERS: &[&str] = &["passthrough", "delay", "error", "swab"];
+/// The commands `cargo rustshim --help` lists.
+const AUTHOR_COMMANDS: &[&str] = &["new", "run", "test", "package", "doctor"];
+/// A third party's plugin and filter crates (the filter inverts the data, as the template's
+/// does), and the version `cargo xtask new-plugin` gives them.
+const VENDOR_PLUGIN: &str = "acme-disk";
+const VENDOR_FILTER: &str = "acme-invert";
+const VENDOR_VERSION: &str = "0.1.0";
 /// The man page, as installed.
 const MAN_PAGE: &str = "/usr/share/man/man1/nbdkit-rustshim-plugin.1.gz";
 /// The package's doc directory.
@@ -69,10 +89,63 @@ fn fresh_root(suite: &str) -> PathBuf {
 }
 
 /// `dpkg-deb ARGS DEB` on the host.
-fn dpkg_deb(args: &[&str]) -> String {
-    run(Command::new("dpkg-deb").args(args).arg(deb()))
+fn dpkg_deb(deb: &Path, args: &[&str]) -> String {
+    run(Command::new("dpkg-deb").args(args).arg(deb))
         .ok()
         .stdout
+}
+
+/// The control field `name` of a package.
+fn field(deb: &Path, name: &str) -> Option<String> {
+    dpkg_deb(deb, &["-f"])
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}: ")).map(str::to_string))
+}
+
+/// One entry of `dpkg-deb -c`: its mode (`-rw-r--r--`), owner, path (from `/`, directories
+/// without their trailing `/`) and, for a link, what it points to.
+#[derive(Debug)]
+struct Entry {
+    mode: String,
+    owner: String,
+    path: String,
+    link: Option<String>,
+}
+
+/// What a package installs, as `dpkg-deb -c` lists it.
+fn contents(deb: &Path) -> Vec<Entry> {
+    dpkg_deb(deb, &["-c"])
+        .lines()
+        .map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            assert!(cols.len() >= 6, "{line}");
+            Entry {
+                mode: cols[0].to_string(),
+                owner: cols[1].to_string(),
+                path: cols[5]
+                    .trim_start_matches('.')
+                    .trim_end_matches('/')
+                    .to_string(),
+                link: (cols.get(6) == Some(&"->")).then(|| cols[7..].join(" ")),
+            }
+        })
+        .filter(|entry| !entry.path.is_empty())
+        .collect()
+}
+
+/// The files and links of a package (not its directories), each as `MODE PATH[ -> TARGET]`,
+/// sorted as these lines (so by mode first).
+fn files_and_links(deb: &Path) -> Vec<String> {
+    let mut listed: Vec<String> = contents(deb)
+        .into_iter()
+        .filter(|entry| !entry.mode.starts_with('d'))
+        .map(|entry| match entry.link {
+            Some(target) => format!("{} {} -> {target}", entry.mode, entry.path),
+            None => format!("{} {}", entry.mode, entry.path),
+        })
+        .collect();
+    listed.sort();
+    listed
 }
 
 /// The keys `nbdkit SHIM --help` lists for the shim: its lines that start with `KEY=`.
@@ -89,12 +162,8 @@ fn shim_keys(help: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_package_holds_the_shim_the_plugins_the_man_page_and_the_copyright() {
-    let field = |name: &str| {
-        dpkg_deb(&["-f"])
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name}: ")).map(str::to_string))
-    };
+fn the_package_holds_the_shims_the_examples_cargo_rustshim_the_man_page_and_the_copyright() {
+    let field = |name: &str| field(deb(), name);
     assert_eq!(field("Package").as_deref(), Some(PACKAGE));
     assert_eq!(field("Architecture").as_deref(), Some("amd64"));
     let manifest = std::fs::read_to_string(workspace().join("host/Cargo.toml")).unwrap();
@@ -110,7 +179,7 @@ fn the_package_holds_the_shim_the_plugins_the_man_page_and_the_copyright() {
     );
     let depends = field("Depends").unwrap();
     assert!(depends.starts_with("nbdkit (>= 1.32), "), "{depends}");
-    // The glibc the shared objects need must be Debian 12's or older.
+    // The glibc the shared objects and cargo-rustshim need must be Debian 12's or older.
     let glibc = depends
         .split(", ")
         .find_map(|dep| dep.strip_prefix("libc6 (>= 2."))
@@ -121,30 +190,34 @@ fn the_package_holds_the_shim_the_plugins_the_man_page_and_the_copyright() {
         assert!(field(name).is_some(), "no {name}:");
     }
 
-    // Every entry root's, files 0644, directories 0755; exactly these files.
-    let mut files = Vec::new();
-    for line in dpkg_deb(&["-c"]).lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (mode, owner, path) = (cols[0], cols[1], cols[5]);
-        assert_eq!(owner, "root/root", "{line}");
-        match mode {
-            "drwxr-xr-x" => assert!(path.ends_with('/'), "{line}"),
-            "-rw-r--r--" => files.push(path.trim_start_matches('.').to_string()),
-            _ => panic!("unexpected mode: {line}"),
+    // Every entry root's, directories 0755, cargo-rustshim 0755 (a program), every other file
+    // 0644 (shared objects as Debian installs libraries); exactly these files, no links.
+    for entry in contents(deb()) {
+        assert_eq!(entry.owner, "root/root", "{entry:?}");
+        if entry.mode.starts_with('d') {
+            assert_eq!(entry.mode, "drwxr-xr-x", "{entry:?}");
         }
     }
-    files.sort();
     let mut expected = vec![
-        format!("{PLUGINDIR}/nbdkit-rustshim-plugin.so"),
-        format!("{DOC}/changelog.gz"),
-        format!("{DOC}/copyright"),
-        MAN_PAGE.to_string(),
+        format!("-rw-r--r-- {PLUGINDIR}/nbdkit-rustshim-plugin.so"),
+        format!("-rw-r--r-- {FILTERDIR}/nbdkit-rustshim-filter.so"),
+        format!("-rw-r--r-- {DOC}/changelog.gz"),
+        format!("-rw-r--r-- {DOC}/copyright"),
+        format!("-rw-r--r-- {MAN_PAGE}"),
+        "-rwxr-xr-x /usr/bin/cargo-rustshim".to_string(),
     ];
-    for name in ["null", "memory", "file"] {
-        expected.push(format!("{PLUGINDIR}/rustshim/librustshim_{name}.so"));
+    for name in PLUGINS {
+        expected.push(format!(
+            "-rw-r--r-- {PLUGINDIR}/rustshim/librustshim_{name}.so"
+        ));
+    }
+    for name in FILTERS {
+        expected.push(format!(
+            "-rw-r--r-- {FILTERDIR}/rustshim/librustshim_filter_{name}.so"
+        ));
     }
     expected.sort();
-    assert_eq!(files, expected);
+    assert_eq!(files_and_links(deb()), expected);
 
     // The copyright file is machine-readable, with both licences of `MIT OR Apache-2.0`.
     let dir = temp_dir("package-contents");
@@ -153,6 +226,12 @@ fn the_package_holds_the_shim_the_plugins_the_man_page_and_the_copyright() {
         .arg(deb())
         .arg(dir.path()))
     .ok();
+    // The filter shim is the plugin shim, a copy (a link would share the loaded object).
+    let shim = std::fs::read(dir.join(&PLUGINDIR[1..]).join("nbdkit-rustshim-plugin.so")).unwrap();
+    let filter_shim =
+        std::fs::read(dir.join(&FILTERDIR[1..]).join("nbdkit-rustshim-filter.so")).unwrap();
+    assert!(shim == filter_shim, "the filter shim is not the shim");
+
     let copyright = std::fs::read_to_string(dir.path().join(&DOC[1..]).join("copyright")).unwrap();
     assert!(
         copyright.starts_with(
@@ -183,9 +262,9 @@ fn on_debian_13_it_installs_serves_documents_itself_and_goes_cleanly() {
     try_in_fresh_root("trixie");
 }
 
-/// Installs the package into a throwaway copy of the fresh root of `suite`, uses it, removes it.
-fn try_in_fresh_root(suite: &str) {
-    let deb = deb();
+/// A throwaway copy of the fresh root of `suite`: the directory holding it (removed on drop)
+/// and the root.
+fn fresh_copy(suite: &str) -> (TempDir, PathBuf) {
     let cached = fresh_root(suite);
     let scratch = temp_dir(&format!("package-{suite}"));
     let root = scratch.join("root");
@@ -194,34 +273,96 @@ fn try_in_fresh_root(suite: &str) {
         .arg(&cached)
         .arg(&root))
     .ok();
-    let in_root = |program: &str| {
-        let mut cmd = rustshim_harness::command_in(Some(&root), "timeout");
-        cmd.args(["--kill-after=5", &TIMEOUT_SECS.to_string(), program])
-            .env("LC_ALL", "C.UTF-8")
-            .env("MANWIDTH", "80")
-            .current_dir("/");
-        cmd
-    };
-    let status = || run(in_root("dpkg-query").args(["-W", "-f=${Status}", PACKAGE])).stdout;
+    (scratch, root)
+}
 
-    run(in_root("dpkg").arg("-i").arg(deb)).ok();
-    assert_eq!(status(), "install ok installed");
+/// `program` inside `root`, under `timeout`, in the C locale and 80 columns.
+fn in_root(root: &Path, program: &str) -> Command {
+    let mut cmd = rustshim_harness::command_in(Some(root), "timeout");
+    cmd.args(["--kill-after=5", &TIMEOUT_SECS.to_string(), program])
+        .env("LC_ALL", "C.UTF-8")
+        .env("MANWIDTH", "80")
+        .current_dir("/");
+    cmd
+}
 
-    // It serves, with the example plugin found by name.
-    let size = run(in_root("nbdkit").args([
-        "-U",
-        "-",
-        "rustshim",
-        "plugin=memory",
-        "size=1G",
-        "--run",
-        "nbdinfo --size \"$uri\"",
-    ]))
+/// What dpkg says of `package` in `root`: `install ok installed`, or empty if it never heard
+/// of it.
+fn dpkg_status(root: &Path, package: &str) -> String {
+    run(in_root(root, "dpkg-query").args(["-W", "-f=${Status}", package])).stdout
+}
+
+/// Asserts that dpkg has forgotten `package` in `root` and that nothing it installed is there:
+/// no file, no link, no directory named for it (directories it shares with others stay).
+#[track_caller]
+fn assert_gone(root: &Path, package: &str, deb: &Path) {
+    let after = dpkg_status(root, package);
+    assert!(
+        after.is_empty() || after.ends_with(" not-installed"),
+        "dpkg still knows {package}: {after}"
+    );
+    let leftovers: Vec<String> = contents(deb)
+        .into_iter()
+        .filter(|entry| !entry.mode.starts_with('d') || entry.path.contains(package))
+        .map(|entry| entry.path)
+        .filter(|path| root.join(&path[1..]).symlink_metadata().is_ok())
+        .collect();
+    assert!(leftovers.is_empty(), "{package} left behind: {leftovers:?}");
+}
+
+/// `nbdkit -U - ARGS --run 'nbdinfo --size "$uri"'` in `root`: the size served.
+fn served_size(root: &Path, args: &[&str]) -> String {
+    let out = run(in_root(root, "nbdkit")
+        .args(["-U", "-"])
+        .args(args)
+        .args(["--run", "nbdinfo --size \"$uri\""]))
     .ok();
-    assert_eq!(size.stdout.trim(), "1073741824", "{}", size.stderr);
+    assert_eq!(out.stderr, "", "nbdkit {args:?}");
+    out.stdout.trim().to_string()
+}
+
+/// Installs the package into a throwaway copy of the fresh root of `suite`, uses it, removes it.
+fn try_in_fresh_root(suite: &str) {
+    let deb = deb();
+    let (_scratch, root) = fresh_copy(suite);
+    let root = root.as_path();
+
+    run(in_root(root, "dpkg").arg("-i").arg(deb)).ok();
+    assert_eq!(dpkg_status(root, PACKAGE), "install ok installed");
+
+    // It serves, with the example plugin found by name, and with an example filter found by
+    // name in front of nbdkit's own memory plugin.
+    assert_eq!(
+        served_size(root, &["rustshim", "plugin=memory", "size=1G"]),
+        "1073741824"
+    );
+    assert_eq!(
+        served_size(
+            root,
+            &["--filter=rustshim", "memory", "1M", "filter=passthrough"]
+        ),
+        "1048576"
+    );
+
+    // The author's tool runs (there is no cargo here to run it as `cargo rustshim`).
+    let help = run(in_root(root, "/usr/bin/cargo-rustshim").args(["rustshim", "--help"])).ok();
+    assert!(
+        help.stdout.contains("Usage: cargo rustshim <COMMAND>"),
+        "{}",
+        help.stdout
+    );
+    for command in AUTHOR_COMMANDS {
+        assert!(
+            help.stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("{command} "))),
+            "no command {command} in:\n{}",
+            help.stdout
+        );
+    }
 
     // `man` finds the page, which renders without warnings and has every key of the shim.
-    let help = run(in_root("nbdkit").args(["rustshim", "--help"]))
+    let help = run(in_root(root, "nbdkit").args(["rustshim", "--help"]))
         .ok()
         .stdout;
     let keys = shim_keys(&help);
@@ -229,7 +370,7 @@ fn try_in_fresh_root(suite: &str) {
         keys.iter().any(|key| key == "plugin"),
         "{keys:?} from:\n{help}"
     );
-    let page = run(in_root("man").arg(PACKAGE)).ok();
+    let page = run(in_root(root, "man").arg(PACKAGE)).ok();
     assert!(
         page.stdout
             .contains("nbdkit-rustshim-plugin - nbdkit plugin"),
@@ -244,34 +385,225 @@ fn try_in_fresh_root(suite: &str) {
             page.stdout
         );
     }
-    let warnings = run(in_root("man").args(["--warnings", "-l", MAN_PAGE])).ok();
+    let warnings = run(in_root(root, "man").args(["--warnings", "-l", MAN_PAGE])).ok();
     assert_eq!(warnings.stderr, "", "man --warnings -l {MAN_PAGE}");
     assert!(warnings.stdout.contains("HOT RELOAD"));
 
     // `dpkg -r` leaves nothing: no file of the package, no directory of its own.
-    run(in_root("dpkg").args(["-r", PACKAGE])).ok();
-    let after = status();
-    assert!(
-        after.is_empty() || after.ends_with(" not-installed"),
-        "dpkg still knows it: {after}"
-    );
-    let leftovers: Vec<String> = dpkg_deb(&["-c"])
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .map(|path| path.trim_start_matches('.').trim_end_matches('/'))
-        .filter(|path| path.contains("rustshim"))
-        .filter(|path| root.join(&path[1..]).symlink_metadata().is_ok())
-        .map(str::to_string)
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "left behind in {suite}: {leftovers:?}"
-    );
-    let plugins = std::fs::read_dir(root.join(&PLUGINDIR[1..])).unwrap();
-    for entry in plugins {
-        let name = entry.unwrap().file_name();
-        assert!(!name.to_string_lossy().contains("rustshim"), "{name:?}");
+    run(in_root(root, "dpkg").args(["-r", PACKAGE])).ok();
+    assert_gone(root, PACKAGE, deb);
+    for dir in [PLUGINDIR, FILTERDIR] {
+        for entry in std::fs::read_dir(root.join(&dir[1..])).unwrap() {
+            let name = entry.unwrap().file_name();
+            assert!(
+                !name.to_string_lossy().contains("rustshim"),
+                "{dir}/{name:?}"
+            );
+        }
     }
+}
+
+/// A third party's crate, written by `cargo xtask new-plugin` (this checkout's plugin-api), where
+/// generated crates live (`target/fixtures/authors`, as tests/tests/author_tools.rs has them).
+fn vendor_crate(name: &str, extra: &[&str]) -> PathBuf {
+    let dir = workspace().join("target/fixtures/authors").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.to_str().unwrap();
+    let out = xtask(&[&["new-plugin", name, "--path", path], extra].concat()).ok();
+    assert!(out.stdout.contains("created the "), "{}", out.stdout);
+    dir
+}
+
+/// Every generated crate's builds go here (shared with tests/tests/author_tools.rs), so
+/// dependencies compile once and each run only rebuilds the crate.
+fn authors_target() -> PathBuf {
+    workspace().join("target/fixtures/target-authors")
+}
+
+/// `target/debug/cargo-rustshim rustshim package --manifest-path CRATE/Cargo.toml`, as a vendor
+/// runs it (cargo runs `cargo-rustshim rustshim ...` for `cargo rustshim ...` with `CARGO` set),
+/// from outside the crate; returns the package it wrote.
+fn cargo_rustshim_package(dir: &Path) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| cargo_build(&["-p", "cargo-rustshim"], "cargo-rustshim"));
+    let out = run_within(
+        Command::new("timeout")
+            .args(["--kill-after=5", "1800"])
+            .arg(target_dir().join("cargo-rustshim"))
+            .args(["rustshim", "package", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .env("CARGO", env!("CARGO"))
+            .env("CARGO_TARGET_DIR", authors_target())
+            .env_remove("RUSTSHIM_ROOT")
+            .current_dir(dir.parent().unwrap())
+            .stdin(std::process::Stdio::null()),
+        Duration::from_secs(1830),
+    )
+    .ok();
+    let deb = out
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("package: wrote "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no `package: wrote` line:\n{}", out.stdout));
+    assert!(deb.is_file(), "{} is missing", deb.display());
+    deb
+}
+
+/// A third party's packages: (the plugin's, the filter's), made once per test binary.
+fn vendor_debs() -> &'static (PathBuf, PathBuf) {
+    static DEBS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    DEBS.get_or_init(|| {
+        let plugin = cargo_rustshim_package(&vendor_crate(VENDOR_PLUGIN, &[]));
+        let filter = cargo_rustshim_package(&vendor_crate(VENDOR_FILTER, &["--filter"]));
+        (plugin, filter)
+    })
+}
+
+#[test]
+fn a_vendors_packages_hold_the_plugin_with_its_link_and_the_filter() {
+    let (plugin, filter) = vendor_debs();
+    for (deb, name) in [(plugin, VENDOR_PLUGIN), (filter, VENDOR_FILTER)] {
+        // Under the crate's target directory, named as Debian names packages.
+        assert_eq!(
+            *deb,
+            authors_target()
+                .join("debian")
+                .join(format!("{name}_{VENDOR_VERSION}_amd64.deb"))
+        );
+        assert_eq!(field(deb, "Package").as_deref(), Some(name));
+        assert_eq!(field(deb, "Version").as_deref(), Some(VENDOR_VERSION));
+        assert_eq!(field(deb, "Architecture").as_deref(), Some("amd64"));
+        let depends = field(deb, "Depends").unwrap();
+        assert!(
+            depends
+                .split(", ")
+                .any(|dep| dep == "nbdkit-rustshim-plugin"),
+            "{depends}"
+        );
+        // Description: (the last field) fits 80 columns, as apt and dpkg show it.
+        let control = dpkg_deb(deb, &["-f"]);
+        let description = &control[control.find("\nDescription: ").unwrap()..];
+        for line in description.lines() {
+            assert!(line.len() <= 80, "a line over 80 columns: {line:?}");
+        }
+        for entry in contents(deb) {
+            assert_eq!(entry.owner, "root/root", "{entry:?}");
+            if entry.mode.starts_with('d') {
+                assert_eq!(entry.mode, "drwxr-xr-x", "{entry:?}");
+            }
+        }
+    }
+
+    // The plugin and, beside it, the link that makes `nbdkit NAME` load the shim as NAME.
+    assert_eq!(
+        files_and_links(plugin),
+        [
+            format!("-rw-r--r-- {PLUGINDIR}/rustshim/lib{VENDOR_PLUGIN}.so"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_PLUGIN}/changelog.gz"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_PLUGIN}/copyright"),
+            format!(
+                "lrwxrwxrwx {PLUGINDIR}/nbdkit-{VENDOR_PLUGIN}-plugin.so -> \
+                 nbdkit-rustshim-plugin.so"
+            ),
+        ]
+    );
+    // The filter, where the filter shim looks for `filter=NAME`; no link.
+    assert_eq!(
+        files_and_links(filter),
+        [
+            format!("-rw-r--r-- {FILTERDIR}/rustshim/lib{VENDOR_FILTER}.so"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_FILTER}/changelog.gz"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_FILTER}/copyright"),
+        ]
+    );
+}
+
+#[test]
+fn on_debian_12_a_vendors_packages_need_the_shims_then_serve_and_go_cleanly() {
+    try_vendor_packages("bookworm");
+}
+
+#[test]
+fn on_debian_13_a_vendors_packages_need_the_shims_then_serve_and_go_cleanly() {
+    try_vendor_packages("trixie");
+}
+
+/// Installs a third party's packages into a throwaway copy of the fresh root of `suite`: first
+/// the plugin's alone (refused), then with the shim's; serves through both; removes them.
+fn try_vendor_packages(suite: &str) {
+    let (plugin, filter) = vendor_debs();
+    let shim = deb();
+    let (_scratch, root) = fresh_copy(suite);
+    let root = root.as_path();
+
+    // Without the shim's package, dpkg refuses to set the plugin up, and says why.
+    let out = run(in_root(root, "dpkg").arg("-i").arg(plugin)).failed();
+    assert!(
+        out.stderr.contains(&format!(
+            "{VENDOR_PLUGIN} depends on nbdkit-rustshim-plugin; however:"
+        )) && out
+            .stderr
+            .contains("Package nbdkit-rustshim-plugin is not installed."),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(dpkg_status(root, VENDOR_PLUGIN), "install ok installed");
+
+    // With it, both are installed, and nbdkit serves the plugin by its own name.
+    run(in_root(root, "dpkg").arg("-i").arg(shim).arg(plugin)).ok();
+    for package in [PACKAGE, VENDOR_PLUGIN] {
+        assert_eq!(dpkg_status(root, package), "install ok installed");
+    }
+    assert_eq!(served_size(root, &[VENDOR_PLUGIN, "size=1M"]), "1048576");
+    let dump = run(in_root(root, "nbdkit").args([VENDOR_PLUGIN, "--dump-plugin"]))
+        .ok()
+        .stdout;
+    assert!(
+        dump.lines()
+            .any(|line| line == format!("name={VENDOR_PLUGIN}")),
+        "{dump}"
+    );
+
+    // The filter, found by name in front of nbdkit's memory plugin: the template's inverts
+    // the data, so the untouched (zero) disk reads as 0xff through it.
+    run(in_root(root, "dpkg").arg("-i").arg(filter)).ok();
+    assert_eq!(dpkg_status(root, VENDOR_FILTER), "install ok installed");
+    let bytes = run(in_root(root, "nbdkit").args([
+        "-U",
+        "-",
+        "--filter=rustshim",
+        "memory",
+        "1M",
+        &format!("filter={VENDOR_FILTER}"),
+        "--run",
+        "nbdcopy \"$uri\" - | od -An -v -tx1 | tr -s ' ' '\\n' | grep . | uniq -c",
+    ]))
+    .ok();
+    assert_eq!(
+        bytes.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["1048576", "ff"],
+        "{}",
+        bytes.stderr
+    );
+
+    // Removed, they leave nothing behind, and the shim still serves its own plugins and
+    // filters.
+    run(in_root(root, "dpkg").args(["-r", VENDOR_PLUGIN, VENDOR_FILTER])).ok();
+    assert_gone(root, VENDOR_PLUGIN, plugin);
+    assert_gone(root, VENDOR_FILTER, filter);
+    assert_eq!(dpkg_status(root, PACKAGE), "install ok installed");
+    assert_eq!(
+        served_size(root, &["rustshim", "plugin=memory", "size=1M"]),
+        "1048576"
+    );
+    assert_eq!(
+        served_size(
+            root,
+            &["--filter=rustshim", "memory", "1M", "filter=passthrough"]
+        ),
+        "1048576"
+    );
 }
 
 #[test]
