@@ -403,41 +403,27 @@ fn try_in_fresh_root(suite: &str) {
     }
 }
 
-/// A third party's crate, written by `cargo xtask new-plugin` (this checkout's plugin-api), where
-/// generated crates live (`target/fixtures/authors`, as tests/tests/author_tools.rs has them).
+/// A third party's crate, written anew by `cargo xtask new-plugin` (this checkout's plugin-api)
+/// where the authors' tests keep generated crates.
 fn vendor_crate(name: &str, extra: &[&str]) -> PathBuf {
-    let dir = workspace().join("target/fixtures/authors").join(name);
+    let dir = authors_dir().join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let path = dir.to_str().unwrap();
-    let out = xtask(&[&["new-plugin", name, "--path", path], extra].concat()).ok();
+    let out = xtask_new_plugin(name, &dir, extra).ok();
     assert!(out.stdout.contains("created the "), "{}", out.stdout);
     dir
 }
 
-/// Every generated crate's builds go here (shared with tests/tests/author_tools.rs), so
-/// dependencies compile once and each run only rebuilds the crate.
-fn authors_target() -> PathBuf {
-    workspace().join("target/fixtures/target-authors")
-}
-
-/// `target/debug/cargo-rustshim rustshim package --manifest-path CRATE/Cargo.toml`, as a vendor
-/// runs it (cargo runs `cargo-rustshim rustshim ...` for `cargo rustshim ...` with `CARGO` set),
-/// from outside the crate; returns the package it wrote.
+/// `cargo rustshim package --manifest-path CRATE/Cargo.toml` as a vendor runs it (the built
+/// `cargo-rustshim`, as cargo runs it, with `CARGO` set), from outside the crate, into the
+/// authors' shared target directory (so only the crate itself is rebuilt); returns the package
+/// it wrote.
 fn cargo_rustshim_package(dir: &Path) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| cargo_build(&["-p", "cargo-rustshim"], "cargo-rustshim"));
-    let out = run_within(
-        Command::new("timeout")
-            .args(["--kill-after=5", "1800"])
-            .arg(target_dir().join("cargo-rustshim"))
-            .args(["rustshim", "package", "--manifest-path"])
+    let out = run_cargo(
+        cargo_rustshim(&authors_dir(), &["package", "--manifest-path"])
             .arg(dir.join("Cargo.toml"))
-            .env("CARGO", env!("CARGO"))
-            .env("CARGO_TARGET_DIR", authors_target())
-            .env_remove("RUSTSHIM_ROOT")
-            .current_dir(dir.parent().unwrap())
-            .stdin(std::process::Stdio::null()),
-        Duration::from_secs(1830),
+            .env_remove(rustshim_harness::ROOT_ENV),
     )
     .ok();
     let deb = out
