@@ -193,6 +193,15 @@ impl Deb {
     }
 }
 
+/// The virtual package that stands for an ABI major version, `rustshim-abi-1` for 1.x: the
+/// shim's package provides it at the version it speaks (`rustshim-abi-1 (= 1.1.0)`), a plugin's
+/// package depends on it at least at the version it was built against, so dpkg refuses a plugin
+/// whose ABI the installed shim does not speak.
+pub fn abi_package(abi_version: &str) -> String {
+    let major = abi_version.split('.').next().unwrap_or(abi_version);
+    format!("rustshim-abi-{major}")
+}
+
 /// `date -u -d @EPOCH FORMAT`, e.g. `+%F`, or `-R` for RFC 2822.
 pub fn utc(epoch: u64, format: &str) -> Result<String> {
     let out = output(

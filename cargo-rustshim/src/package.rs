@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use crate::deb::{fill, placeholders_left, source_date_epoch, utc, Arch, Deb, TOOLS};
+use crate::deb::{abi_package, fill, placeholders_left, source_date_epoch, utc, Arch, Deb, TOOLS};
 use crate::new::Kind;
 use crate::plugin_crate::PluginCrate;
 use crate::{deps, Result};
@@ -60,7 +60,18 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
     };
     deb.shared_object(&build, &installed)?;
 
+    let api = krate.api_version.clone().ok_or(
+        "the crate does not depend on rustshim-plugin-api: it is no rustshim plugin or filter",
+    )?;
+    let abi = abi_package(&api);
     let maintainer = maintainer();
+    if maintainer.default {
+        eprintln!(
+            "package: warning: Maintainer: is {} (set DEBFULLNAME and DEBEMAIL to name yourself)",
+            maintainer.line
+        );
+    }
+    let maintainer = maintainer.line;
     let values = [
         ("@PACKAGE@", name.as_str()),
         ("@VERSION@", krate.version.as_str()),
@@ -69,13 +80,18 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
         ("@KIND@", kind),
         ("@WHAT@", what.as_str()),
         ("@USAGE@", usage.as_str()),
+        ("@ABI_PACKAGE@", abi.as_str()),
+        ("@ABI_VERSION@", api.as_str()),
     ];
     let doc = format!("usr/share/doc/{name}");
     let year = utc(epoch, "+%Y")?;
-    let licence = krate
-        .license
-        .clone()
-        .unwrap_or_else(|| "unknown (the crate's Cargo.toml has no license field)".to_string());
+    let licence = krate.license.clone().unwrap_or_else(|| {
+        eprintln!(
+            "package: warning: {} has no license field: copyright says the licence is unknown",
+            krate.manifest.display()
+        );
+        "unknown (the crate's Cargo.toml has no license field)".to_string()
+    });
     let copyright = fill(
         COPYRIGHT,
         &[&values[..], &[("@YEAR@", &year), ("@LICENSE@", &licence)]].concat(),
@@ -144,9 +160,15 @@ fn plugin_name(crate_name: &str) -> Result<String> {
 
 /// `Maintainer:`: `$DEBFULLNAME <$DEBEMAIL>` as Debian's tools take it, else the user at this
 /// host.
-fn maintainer() -> String {
+struct Maintainer {
+    line: String,
+    /// Whether it is the made-up default (no `DEBEMAIL`).
+    default: bool,
+}
+
+fn maintainer() -> Maintainer {
     let var = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
-    match (var("DEBFULLNAME"), var("DEBEMAIL")) {
+    let line = match (var("DEBFULLNAME"), var("DEBEMAIL")) {
         (Some(name), Some(email)) => format!("{name} <{email}>"),
         (None, Some(email)) => email,
         _ => {
@@ -156,8 +178,15 @@ fn maintainer() -> String {
                 .ok()
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "localhost".to_string());
-            format!("{user} <{user}@{host}>")
+            return Maintainer {
+                line: format!("{user} <{user}@{host}>"),
+                default: true,
+            };
         }
+    };
+    Maintainer {
+        line,
+        default: false,
     }
 }
 

@@ -179,6 +179,12 @@ fn the_package_holds_the_shims_the_examples_cargo_rustshim_the_man_page_and_the_
     );
     let depends = field("Depends").unwrap();
     assert!(depends.starts_with("nbdkit (>= 1.32), "), "{depends}");
+    // The ABI it speaks, as a virtual package a plugin's package depends on.
+    assert_eq!(
+        field("Provides").as_deref(),
+        Some(format!("rustshim-abi-1 (= {API_VERSION})").as_str())
+    );
+    assert_eq!(field("Suggests").as_deref(), Some("cargo"));
     // The glibc the shared objects and cargo-rustshim need must be Debian 12's or older.
     let glibc = depends
         .split(", ")
@@ -461,12 +467,15 @@ fn a_vendors_packages_hold_the_plugin_with_its_link_and_the_filter() {
         assert_eq!(field(deb, "Version").as_deref(), Some(VENDOR_VERSION));
         assert_eq!(field(deb, "Architecture").as_deref(), Some("amd64"));
         let depends = field(deb, "Depends").unwrap();
-        assert!(
-            depends
-                .split(", ")
-                .any(|dep| dep == "nbdkit-rustshim-plugin"),
-            "{depends}"
-        );
+        for needed in [
+            "nbdkit-rustshim-plugin".to_string(),
+            format!("rustshim-abi-1 (>= {API_VERSION})"),
+        ] {
+            assert!(
+                depends.split(", ").any(|dep| dep == needed),
+                "no {needed} in {depends}"
+            );
+        }
         // Description: (the last field) fits 80 columns, as apt and dpkg show it.
         let control = dpkg_deb(deb, &["-f"]);
         let description = &control[control.find("\nDescription: ").unwrap()..];

@@ -20,7 +20,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_rustshim::deb::{fill, utc, Arch, Deb, TOOLS};
+use cargo_rustshim::deb::{abi_package, fill, utc, Arch, Deb, TOOLS};
 use cargo_rustshim::deps;
 
 use crate::build::build_artifacts;
@@ -46,6 +46,8 @@ const CHANGELOG: &str = include_str!("../templates/package/changelog.in");
 struct Facts {
     /// The shim crate's version, the package's.
     version: String,
+    /// The ABI it speaks: rustshim-plugin-api's version.
+    abi: String,
     arch: Arch,
     /// `SOURCE_DATE_EPOCH`, or the last commit's time.
     epoch: u64,
@@ -80,6 +82,8 @@ pub fn package() -> Result {
             ("@VERSION@", &facts.version),
             ("@ARCH@", &facts.arch.arch),
             ("@SHLIBS@", &shlibs),
+            ("@ABI_PACKAGE@", &abi_package(&facts.abi)),
+            ("@ABI_VERSION@", &facts.abi),
         ],
     );
     let file = out.join(format!(
@@ -188,6 +192,7 @@ impl Facts {
         }
         Ok(Facts {
             version: shim_version()?,
+            abi: workspace_version("rustshim-plugin-api")?,
             arch: Arch::of_this_machine()?,
             epoch,
             commit,
@@ -198,6 +203,11 @@ impl Facts {
 
 /// The shim crate's version, from `cargo metadata`.
 fn shim_version() -> Result<String> {
+    workspace_version(PACKAGE)
+}
+
+/// The version of the workspace's package `name`, from `cargo metadata`.
+fn workspace_version(name: &str) -> Result<String> {
     let metadata = output(
         "cargo metadata",
         cargo().args(["metadata", "--no-deps", "--format-version=1"]),
@@ -209,11 +219,11 @@ fn shim_version() -> Result<String> {
         .and_then(|packages| {
             packages
                 .iter()
-                .find(|p| p["name"] == PACKAGE)
+                .find(|p| p["name"] == name)
                 .and_then(|p| p["version"].as_str())
         })
         .map(str::to_string)
-        .ok_or_else(|| format!("cargo metadata names no package {PACKAGE}"))
+        .ok_or_else(|| format!("cargo metadata names no package {name}"))
 }
 
 /// The crates.io crates linked into the shim, the plugins, the filters and cargo-rustshim (not
@@ -259,6 +269,8 @@ mod tests {
             "@CRATES@",
             "@COMMIT@",
             "@DATE@",
+            "@ABI_PACKAGE@",
+            "@ABI_VERSION@",
         ]
         .map(|placeholder| (placeholder, "x"));
         for template in [CONTROL, COPYRIGHT, CHANGELOG] {
