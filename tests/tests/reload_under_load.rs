@@ -93,11 +93,16 @@ fn twenty_reloads_under_parallel_load_lose_no_request_and_no_data() {
         .spawn()
         .expect("python starts");
 
+    // A reload takes a few milliseconds now that the shim reads a build the moment it lands:
+    // one every 250 ms, so the twenty span several fio runs (each a few seconds) and the
+    // churner's many connections, as they did when each reload waited out a 150 ms debounce.
     for i in 0..20 {
+        let next = std::time::Instant::now() + std::time::Duration::from_millis(250);
         install_build(&builds[i % 2], &watched, Install::RenameOver);
         server
             .wait_for_log(&format!("generation {} from", i + 2), 1)
             .unwrap();
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
     }
     let rss_after_reloads = rss_kib(pid);
 
