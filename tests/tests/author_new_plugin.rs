@@ -36,23 +36,7 @@ fn a_generated_crate_has_no_absolute_paths_and_shares_a_target_directory() {
         .unwrap()
         .join("shared-demo");
     let repo = std::fs::canonicalize(workspace()).unwrap();
-    let out = run_within(
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "new-plugin",
-                "shared-demo",
-                "--path",
-            ])
-            .arg(&dir)
-            .current_dir(&repo),
-        Duration::from_secs(600),
-    )
-    .ok();
+    let out = xtask_new_plugin("shared-demo", &dir, &[]).ok();
     assert!(
         out.stdout.contains("created the plugin crate"),
         "{}",

@@ -36,21 +36,7 @@ pub fn try_author() -> Result {
     let (plugindir, filterdir) = (scratch.join("plugins"), scratch.join("filters"));
 
     step("the crates as crates.io would serve them");
-    run(
-        "cargo xtask crates",
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "crates",
-                "--allow-dirty",
-                "--out",
-            ])
-            .arg(&crates),
-    )?;
+    crate::crates::crates(Some(crates.clone()), true)?;
     let config = std::fs::read_to_string(crates.join("config.toml"))
         .map_err(|e| format!("cannot read {}/config.toml: {e}", crates.display()))?;
     crate::workspace::write(&home.join(".cargo/config.toml"), &config)?;
@@ -72,22 +58,7 @@ pub fn try_author() -> Result {
     )?;
 
     step("the shim, installed");
-    run(
-        "cargo xtask install",
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "install",
-                "--plugindir",
-            ])
-            .arg(&plugindir)
-            .arg("--filterdir")
-            .arg(&filterdir),
-    )?;
+    crate::install::install(Some(plugindir.clone()), Some(filterdir.clone()))?;
 
     let empty = home.join("work");
     crate::workspace::mkdir(&empty)?;
