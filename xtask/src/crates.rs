@@ -18,7 +18,7 @@ use std::process::Command;
 
 use cargo_rustshim::cmd::toml_string;
 
-use crate::workspace::{cargo, mkdir, output, run, workspace, write};
+use crate::workspace::{cargo, mkdir, run, workspace, workspace_metadata, write};
 use crate::Result;
 
 /// The published crates, in the order they are published (each depends only on those before).
@@ -138,12 +138,7 @@ fn requirement(version: &str) -> String {
 /// The workspace's target directory and the version of each of [`CRATES`], from
 /// `cargo metadata`.
 fn metadata() -> Result<(PathBuf, Vec<String>)> {
-    let metadata = output(
-        "cargo metadata",
-        cargo().args(["metadata", "--no-deps", "--format-version=1"]),
-    )?;
-    let metadata: serde_json::Value =
-        serde_json::from_str(&metadata).map_err(|e| format!("cargo metadata: {e}"))?;
+    let metadata = workspace_metadata()?;
     let target = metadata["target_directory"]
         .as_str()
         .map(|dir| workspace().join(dir))

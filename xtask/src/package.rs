@@ -25,7 +25,9 @@ use cargo_rustshim::deps;
 
 use crate::build::build_artifacts;
 use crate::install::{FILTER_SHIM_INSTALLED, INSTALLED_FILTERS, INSTALLED_PLUGINS, SHIM_INSTALLED};
-use crate::workspace::{cargo, filter_path, output, plugin_path, run, target_dir, workspace, SHIM};
+use crate::workspace::{
+    cargo, filter_path, output, plugin_path, run, target_dir, workspace, workspace_metadata, SHIM,
+};
 use crate::Result;
 
 /// The binary package's name.
@@ -208,12 +210,7 @@ fn shim_version() -> Result<String> {
 
 /// The version of the workspace's package `name`, from `cargo metadata`.
 fn workspace_version(name: &str) -> Result<String> {
-    let metadata = output(
-        "cargo metadata",
-        cargo().args(["metadata", "--no-deps", "--format-version=1"]),
-    )?;
-    let metadata: serde_json::Value =
-        serde_json::from_str(&metadata).map_err(|e| format!("cargo metadata: {e}"))?;
+    let metadata = workspace_metadata()?;
     metadata["packages"]
         .as_array()
         .and_then(|packages| {

@@ -45,3 +45,12 @@ pub fn cargo() -> Command {
     cmd.current_dir(workspace());
     cmd
 }
+
+/// `cargo metadata --no-deps` of the workspace: its packages and target directory.
+pub fn workspace_metadata() -> Result<serde_json::Value, String> {
+    let text = output(
+        "cargo metadata",
+        cargo().args(["metadata", "--no-deps", "--format-version=1"]),
+    )?;
+    serde_json::from_str(&text).map_err(|e| format!("cargo metadata: {e}"))
+}
