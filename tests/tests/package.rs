@@ -41,6 +41,8 @@ const VENDOR_FILTER: &str = "acme-invert";
 const VENDOR_VERSION: &str = "0.1.0";
 /// The man page, as installed.
 const MAN_PAGE: &str = "/usr/share/man/man1/nbdkit-rustshim-plugin.1.gz";
+/// cargo-rustshim's man page, as installed.
+const CARGO_RUSTSHIM_PAGE: &str = "/usr/share/man/man1/cargo-rustshim.1.gz";
 /// The package's doc directory.
 const DOC: &str = "/usr/share/doc/nbdkit-rustshim-plugin";
 /// The newest glibc the package may need: Debian 12's.
@@ -210,6 +212,7 @@ fn the_package_holds_the_shims_the_examples_cargo_rustshim_the_man_page_and_the_
         format!("-rw-r--r-- {DOC}/changelog.gz"),
         format!("-rw-r--r-- {DOC}/copyright"),
         format!("-rw-r--r-- {MAN_PAGE}"),
+        format!("-rw-r--r-- {CARGO_RUSTSHIM_PAGE}"),
         "-rwxr-xr-x /usr/bin/cargo-rustshim".to_string(),
     ];
     for name in PLUGINS {
@@ -394,6 +397,16 @@ fn try_in_fresh_root(suite: &str) {
     let warnings = run(in_root(root, "man").args(["--warnings", "-l", MAN_PAGE])).ok();
     assert_eq!(warnings.stderr, "", "man --warnings -l {MAN_PAGE}");
     assert!(warnings.stdout.contains("HOT RELOAD"));
+    // And cargo-rustshim's, with every command its --help lists.
+    let page = run(in_root(root, "man").args(["--warnings", "-l", CARGO_RUSTSHIM_PAGE])).ok();
+    assert_eq!(page.stderr, "", "man --warnings -l {CARGO_RUSTSHIM_PAGE}");
+    for command in ["new", "run", "test", "package", "doctor"] {
+        assert!(
+            page.stdout.contains(&format!("cargo rustshim {command}")),
+            "no `cargo rustshim {command}` in:\n{}",
+            page.stdout
+        );
+    }
 
     // `dpkg -r` leaves nothing: no file of the package, no directory of its own.
     run(in_root(root, "dpkg").args(["-r", PACKAGE])).ok();

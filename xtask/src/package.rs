@@ -8,8 +8,8 @@
 //! * a copy of the shim as `nbdkit-rustshim-filter.so` in nbdkit's filterdir, and the example
 //!   filters in `rustshim/` beside it, where `filter=NAME` finds them;
 //! * `cargo-rustshim` in /usr/bin, the plugin author's `cargo rustshim`;
-//! * the man page nbdkit-rustshim-plugin(1), rendered by `pod2man` from
-//!   `host/nbdkit-rustshim-plugin.pod`;
+//! * the man pages nbdkit-rustshim-plugin(1) and cargo-rustshim(1), rendered by `pod2man` from
+//!   `host/nbdkit-rustshim-plugin.pod` and `cargo-rustshim/cargo-rustshim.pod`;
 //! * `copyright` (machine-readable) and `changelog.gz` in its doc directory.
 //!
 //! The metadata are templates in `xtask/templates/package/`. `Depends:` is nbdkit and what
@@ -32,8 +32,11 @@ use crate::Result;
 
 /// The binary package's name.
 pub const PACKAGE: &str = "nbdkit-rustshim-plugin";
-/// The man page's source, in the shim's crate.
-const MAN_SOURCE: &str = "host/nbdkit-rustshim-plugin.pod";
+/// The man pages: name, and source (POD).
+const MAN_PAGES: [(&str, &str); 2] = [
+    (PACKAGE, "host/nbdkit-rustshim-plugin.pod"),
+    ("cargo-rustshim", "cargo-rustshim/cargo-rustshim.pod"),
+];
 
 /// `DEBIAN/control`: `@VERSION@`, `@ARCH@`, `@INSTALLED_SIZE@` (KiB) and `@SHLIBS@` (what
 /// `dpkg-shlibdeps` says the shared objects and cargo-rustshim need) are filled in.
@@ -75,7 +78,9 @@ pub fn package() -> Result {
         &target_dir(true).join("cargo-rustshim"),
         "usr/bin/cargo-rustshim",
     )?;
-    add_man_page(&deb, &facts)?;
+    for (name, source) in MAN_PAGES {
+        add_man_page(&deb, &facts, name, source)?;
+    }
     add_docs(&deb, &facts)?;
     let shlibs = deb.shlibdeps()?;
     let control = fill(
@@ -124,19 +129,19 @@ fn add_shared_objects(deb: &mut Deb, facts: &Facts) -> Result {
     Ok(())
 }
 
-/// nbdkit-rustshim-plugin(1), rendered from its POD as nbdkit renders its own.
-fn add_man_page(deb: &Deb, facts: &Facts) -> Result {
-    let man = format!("usr/share/man/man1/{PACKAGE}.1");
+/// The man page `name`(1), rendered from its POD `source` as nbdkit renders its own.
+fn add_man_page(deb: &Deb, facts: &Facts, name: &str, source: &str) -> Result {
+    let man = format!("usr/share/man/man1/{name}.1");
     deb.write(&man, "")?;
     run(
         "pod2man",
         Command::new("pod2man")
             .args(["--section=1", "--center=nbdkit-rustshim", "--utf8"])
-            .arg(format!("--name={PACKAGE}"))
+            .arg(format!("--name={name}"))
             .arg(format!("--release=nbdkit-rustshim {}", facts.version))
             .arg(format!("--date={}", utc(facts.epoch, "+%F")?))
             .arg("--errors=die")
-            .arg(workspace().join(MAN_SOURCE))
+            .arg(workspace().join(source))
             .arg(deb.root().join(&man)),
     )?;
     deb.gzip(&man)
