@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rustshim_harness::{find_shim, nbdkit_program, SHIM_ENV};
+use rustshim_harness::{find_shim, nbdkit_program, FILTER_SHIM_INSTALLED, SHIM_ENV};
 
 use crate::deps::AUTHOR_PACKAGES;
 use crate::new::{Kind, API_REQUIREMENT};
@@ -199,7 +199,7 @@ fn check_shim(report: &mut Report, have_nbdkit: bool) -> Option<Shim> {
 }
 
 fn check_filter_shim(report: &mut Report, nbdkit: &Nbdkit) {
-    let filter_shim = nbdkit.filterdir.join("nbdkit-rustshim-filter.so");
+    let filter_shim = nbdkit.filterdir.join(FILTER_SHIM_INSTALLED);
     if filter_shim.is_file() {
         report.ok("filter shim", &filter_shim.display().to_string());
     } else {

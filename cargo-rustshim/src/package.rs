@@ -16,6 +16,8 @@
 use std::path::Path;
 
 use crate::deb::{abi_package, fill, placeholders_left, source_date_epoch, utc, Arch, Deb, TOOLS};
+use rustshim_harness::SHIM_INSTALLED;
+
 use crate::new::Kind;
 use crate::plugin_crate::PluginCrate;
 use crate::{deps, Result};
@@ -23,9 +25,6 @@ use crate::{deps, Result};
 const CONTROL: &str = include_str!("../templates/package/control.in");
 const COPYRIGHT: &str = include_str!("../templates/package/copyright.in");
 const CHANGELOG: &str = include_str!("../templates/package/changelog.in");
-
-/// The shim as installed in plugindir, which the plugin's `nbdkit-NAME-plugin.so` links to.
-const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
 
 /// Builds the package; returns its path.
 pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {

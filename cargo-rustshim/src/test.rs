@@ -4,11 +4,11 @@
 //! root), through `rustshim-harness`'s `RUSTSHIM_ROOT`: nbdkit and the clients run inside the
 //! root, the plugin and the test binaries are the host's.
 //!
-//! The shim is the installed one (or `$RUSTSHIM_SHIM`): it is found on the host, then given to
-//! every leg by path, so each nbdkit loads the very same file. A shim under /usr is not visible
-//! inside a root (the root has its own /usr), so for the root legs it is copied into the leg's
-//! private `TMPDIR`, which the root shares and which is removed after the leg, with the plugins
-//! and filters of `rustshim/` beside it (what `plugin=NAME` and `filter=NAME` find).
+//! The shim is the installed one (or `$RUSTSHIM_SHIM`), found on the host, so every nbdkit loads
+//! the same bytes. The host's leg uses it where it is; a root has its own /usr, where an
+//! installed shim would not be seen, so each root leg gets a copy in its private `TMPDIR` (which
+//! the root shares, removed after the leg), with the plugins and filters of `rustshim/` beside
+//! it (what `plugin=NAME` and `filter=NAME` find).
 
 use std::ffi::OsString;
 use std::fs;
@@ -66,8 +66,8 @@ fn leg(
     key: &str,
 ) -> Result {
     let shim: PathBuf = match root {
-        Some(_) if !visible_in_roots(shim) => copy_shim(shim, tmpdir)?,
-        _ => shim.to_path_buf(),
+        Some(_) => copy_shim(shim, tmpdir)?,
+        None => shim.to_path_buf(),
     };
     let mut cmd = cargo();
     cmd.args(["test", "--manifest-path"])
@@ -107,32 +107,4 @@ fn copy_shim(shim: &Path, dir: &Path) -> Result<PathBuf> {
         }
     }
     Ok(to)
-}
-
-/// Whether `path` is in one of the host directories a root shares (everything but the system's
-/// own: see the harness's `enter_root.sh`).
-fn visible_in_roots(path: &Path) -> bool {
-    const SYSTEM: &[&str] = &[
-        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
-        "/sbin", "/sys", "/usr", "/var",
-    ];
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    path.starts_with("/var/tmp") || !SYSTEM.iter().any(|dir| path.starts_with(dir))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn system_directories_are_not_shared_with_roots() {
-        assert!(!visible_in_roots(Path::new(
-            "/usr/lib/x86_64-linux-gnu/nbdkit/plugins/nbdkit-rustshim-plugin.so"
-        )));
-        assert!(visible_in_roots(Path::new(
-            "/work/x/target/debug/libshim.so"
-        )));
-        assert!(visible_in_roots(Path::new("/tmp/x/shim.so")));
-        assert!(visible_in_roots(Path::new("/var/tmp/x/shim.so")));
-    }
 }

@@ -129,5 +129,7 @@ pub use error::{HarnessError, Result};
 pub use plugin::PluginCrate;
 pub use process::{command, command_in, path_env, root, run, Output, ROOT_ENV};
 pub use server::{Server, Stopped};
-pub use shim::{find_shim, nbdkit_program, NBDKIT_ENV, SHIM_ENV, SHIM_INSTALLED};
+pub use shim::{
+    find_shim, nbdkit_program, FILTER_SHIM_INSTALLED, NBDKIT_ENV, SHIM_ENV, SHIM_INSTALLED,
+};
 pub use temp_dir::TempDir;

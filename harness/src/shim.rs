@@ -19,6 +19,10 @@ pub const NBDKIT_ENV: &str = "RUSTSHIM_NBDKIT";
 /// that `nbdkit rustshim ...` finds it.
 pub const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
 
+/// The shim's file name in nbdkit's filter directory (a copy of the same shim), so that
+/// `nbdkit --filter=rustshim ...` finds it.
+pub const FILTER_SHIM_INSTALLED: &str = "nbdkit-rustshim-filter.so";
+
 /// How to get a shim, for the error messages.
 const HOW_TO_GET_A_SHIM: &str = "run `cargo xtask install` in the nbdkit-rustshim checkout \
      (it installs the shim into nbdkit's plugin directory), or set RUSTSHIM_SHIM to the path \

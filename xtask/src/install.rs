@@ -14,10 +14,7 @@ use crate::deps;
 use crate::workspace::{filter_path, plugin_path, target_dir, SHIM};
 use crate::Result;
 
-/// The shim's name in nbdkit's plugin directory, so `nbdkit rustshim ...` finds it.
-pub const SHIM_INSTALLED: &str = "nbdkit-rustshim-plugin.so";
-/// The shim's name in nbdkit's filter directory, so `nbdkit --filter=rustshim ...` finds it.
-pub const FILTER_SHIM_INSTALLED: &str = "nbdkit-rustshim-filter.so";
+pub use rustshim_harness::{FILTER_SHIM_INSTALLED, SHIM_INSTALLED};
 /// The plugins worth installing; `test` exists for the integration tests.
 pub const INSTALLED_PLUGINS: &[&str] = &["null", "memory", "file"];
 /// The filters worth installing.

@@ -74,7 +74,7 @@ pub fn try_author() -> Result {
             .env("CARGO_TARGET_DIR", cache.join("crates"))
             .env(
                 rustshim_harness::SHIM_ENV,
-                plugindir.join("nbdkit-rustshim-plugin.so"),
+                plugindir.join(rustshim_harness::SHIM_INSTALLED),
             )
             .env_remove(rustshim_harness::ROOT_ENV)
             .env_remove("CARGO")
