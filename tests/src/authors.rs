@@ -31,7 +31,7 @@ pub fn authors_target() -> PathBuf {
 /// (so nothing finds another rustc) and then the test `PATH`, and `$CARGO` set as cargo sets it
 /// for its subcommands.
 pub fn cargo_in(dir: &Path) -> Command {
-    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let cargo = cargo_program();
     let mut cmd = Command::new("timeout");
     cmd.arg("--kill-after=5")
         .arg(CARGO_TIMEOUT_SECS.to_string())
@@ -43,9 +43,14 @@ pub fn cargo_in(dir: &Path) -> Command {
     cmd
 }
 
+/// The cargo running the tests (`$CARGO`).
+fn cargo_program() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
 /// `PATH` with the running cargo's directory first.
 fn toolchain_path() -> OsString {
-    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let cargo = cargo_program();
     let mut path = OsString::new();
     if let Some(toolchain) = cargo.parent().filter(|d| !d.as_os_str().is_empty()) {
         path.push(toolchain);
@@ -64,7 +69,7 @@ pub fn run_cargo(cmd: &mut Command) -> Run {
 /// (`cargo-rustshim rustshim ARGS`), with this checkout's shim (`RUSTSHIM_SHIM`) and the
 /// authors' shared target directory.
 pub fn cargo_rustshim(dir: &Path, args: &[&str]) -> Command {
-    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let cargo = cargo_program();
     let mut cmd = Command::new("timeout");
     cmd.arg("--kill-after=5")
         .arg(CARGO_TIMEOUT_SECS.to_string())
