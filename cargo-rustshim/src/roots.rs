@@ -10,10 +10,11 @@
 //! Two more roots, fresh Debian 12 and 13 systems with little but nbdkit, are where the tests
 //! install the Debian package ([`PACKAGE_ROOTS`]).
 //!
-//! A root is cached in `/var/cache/rustshim/roots/NAME` and reused while the package list it
-//! was made with ([`deps::PACKAGES`] for the nbdkit roots) is unchanged; a changed list makes it
-//! anew. It is built
-//! under another name and renamed into place, so an interrupted build leaves no half root.
+//! A root is kept in [`dir`] (`/var/cache/rustshim/roots/NAME`, or `$RUSTSHIM_ROOTS/NAME`) and
+//! reused while the package list it was made with ([`deps::PACKAGES`] for the nbdkit roots) is
+//! unchanged; a changed list makes it anew. It is built under another name and renamed into
+//! place, so an interrupted build leaves no half root. CI points `RUSTSHIM_ROOTS` at an empty
+//! directory, so every run makes its roots as a new machine would.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,8 +24,15 @@ use std::time::Instant;
 use crate::cmd::run;
 use crate::{deps, Result};
 
-/// Where the roots are kept.
+/// Where the roots are kept unless [`ROOTS_ENV`] says otherwise.
 const CACHE: &str = "/var/cache/rustshim/roots";
+/// The environment variable naming another directory for the roots.
+pub const ROOTS_ENV: &str = "RUSTSHIM_ROOTS";
+
+/// The directory holding the roots: `$RUSTSHIM_ROOTS`, or [`CACHE`].
+pub fn dir() -> PathBuf {
+    std::env::var_os(ROOTS_ENV).map_or_else(|| PathBuf::from(CACHE), PathBuf::from)
+}
 /// Written last into a finished root: the package list it was made with.
 const STAMP: &str = ".rustshim-packages";
 
@@ -41,7 +49,7 @@ pub struct Server {
 /// it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Root {
-    /// Its directory's name in [`CACHE`].
+    /// Its directory's name in [`dir`].
     pub name: &'static str,
     /// The Debian release.
     pub suite: &'static str,
@@ -152,14 +160,14 @@ pub fn ensure(server: &Server) -> Result<Option<PathBuf>> {
 
 /// `root`'s directory if it is made and up to date.
 pub fn cached(root: &Root) -> Option<PathBuf> {
-    let dir = Path::new(CACHE).join(root.name);
+    let dir = dir().join(root.name);
     let current = fs::read_to_string(dir.join(STAMP)).ok()? == stamp_text(root.packages);
     current.then_some(dir)
 }
 
 /// `root`'s directory, made if it is missing or stale.
 pub fn ensure_root(root: &Root) -> Result<PathBuf> {
-    let dir = Path::new(CACHE).join(root.name);
+    let dir = dir().join(root.name);
     if cached(root).is_none() {
         make(root, &dir, &stamp_text(root.packages))?;
     }

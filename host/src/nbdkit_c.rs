@@ -98,8 +98,7 @@ pub type RangeFn = unsafe extern "C" fn(Handle, u32, u64, u32) -> c_int;
 
 /// Declares a `#[repr(C)]` mirror of a C struct, its fields named as in the C header, and
 /// `FIELDS`: each field's name and offset, for the unit test that compares them with what the C
-/// compiler measures in the real header. `build.rs` reads the same declaration (see
-/// `plugin_struct.rs`).
+/// compiler measures in the real header.
 macro_rules! c_struct {
     (
         $(#[$meta:meta])*
@@ -173,153 +172,172 @@ unsafe impl Send for Registration {}
 
 #[cfg(test)]
 mod layout_tests {
+    //! The mirrors against nbdkit's real headers, measured when the tests run (not when the
+    //! shim is built, so the result cannot depend on which headers a machine had at build
+    //! time): each test writes a small C program that prints the struct's size and its fields'
+    //! offsets, compiles it with the system's `cc` against one nbdkit's headers and reads what
+    //! it prints. The headers are the host's (`/usr/include`, Debian 12's nbdkit 1.32) and those
+    //! of the Debian roots `cargo xtask roots` makes (trixie's 1.42, forky's 1.48), in
+    //! `$RUSTSHIM_ROOTS` or `/var/cache/rustshim/roots`.
+
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
     use super::{NbdkitFilter132, NbdkitFilter136, NbdkitNextOps, NbdkitPlugin};
 
-    /// A field list that `build.rs` compiled against a header.
-    #[repr(C)]
-    struct CField {
-        name: *const std::ffi::c_char,
-        offset: usize,
+    /// A struct as one header has it: `NBDKIT_VERSION_MINOR`, its size and its fields' offsets.
+    struct Measured {
+        minor: u32,
+        size: usize,
+        fields: Vec<(String, usize)>,
     }
 
-    /// The size and the fields `build.rs` measured, from its symbols `PREFIX_size`,
-    /// `PREFIX_fields` and `PREFIX_field_count`.
-    macro_rules! c_layout {
-        ($size:ident, $fields:ident, $count:ident) => {{
-            extern "C" {
-                static $size: usize;
-                static $fields: CField;
-                static $count: usize;
-            }
-            // SAFETY: constant data compiled by build.rs: an array of `$count` fields whose
-            // names are string literals.
-            unsafe {
-                let fields = std::slice::from_raw_parts(&$fields as *const CField, $count);
-                let fields: Vec<(String, usize)> = fields
-                    .iter()
-                    .map(|f| {
-                        let name = std::ffi::CStr::from_ptr(f.name);
-                        (name.to_string_lossy().into_owned(), f.offset)
-                    })
-                    .collect();
-                ($size, fields)
-            }
-        }};
+    /// Measures `struct c_struct`'s `fields` in the headers under `include`, after `#include`
+    /// of `header`.
+    fn measure(include: &Path, header: &str, c_struct: &str, fields: &[&str]) -> Measured {
+        let found = include.join(header);
+        assert!(
+            found.exists(),
+            "{} is missing: install nbdkit-plugin-dev, and make the Debian roots with `cargo xtask roots` (cargo xtask test does both)",
+            found.display()
+        );
+        let mut c = format!(
+            "#include <stddef.h>\n#include <stdio.h>\n#define NBDKIT_API_VERSION 2\n\
+             #include <{header}>\n#include <nbdkit-version.h>\nint main (void) {{\n\
+             printf (\"minor %d\\n\", NBDKIT_VERSION_MINOR);\n\
+             printf (\"size %zu\\n\", sizeof (struct {c_struct}));\n"
+        );
+        for field in fields {
+            c += &format!("printf (\"{field} %zu\\n\", offsetof (struct {c_struct}, {field}));\n");
+        }
+        c += "return 0;\n}\n";
+        let dir = std::env::temp_dir().join(format!(
+            "rustshim-layout-{}-{c_struct}-{}",
+            std::process::id(),
+            include.display().to_string().replace('/', "_")
+        ));
+        std::fs::create_dir_all(&dir).expect("creating the layout test's directory");
+        let source = dir.join("layout.c");
+        let program = dir.join("layout");
+        std::fs::write(&source, c).expect("writing layout.c");
+        // Newer nbdkits' headers have declarations today's gcc warns about: -w.
+        let compiled = Command::new("cc")
+            .arg("-w")
+            .arg("-I")
+            .arg(include)
+            .arg(&source)
+            .arg("-o")
+            .arg(&program)
+            .output()
+            .expect("running cc");
+        let ran = compiled.status.success().then(|| {
+            Command::new(&program)
+                .output()
+                .expect("running the layout program")
+        });
+        std::fs::remove_dir_all(&dir).expect("removing the layout test's directory");
+        assert!(
+            compiled.status.success(),
+            "cc could not measure struct {c_struct} in {}:\n{}",
+            include.display(),
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+        let out = String::from_utf8(ran.expect("compiled").stdout).expect("ASCII output");
+        let mut lines = out.lines().map(|l| {
+            let (name, value) = l.split_once(' ').expect("NAME VALUE");
+            (name.to_string(), value.parse::<usize>().expect("a number"))
+        });
+        let (_, minor) = lines.next().expect("the minor version");
+        let (_, size) = lines.next().expect("the size");
+        Measured {
+            minor: minor.try_into().expect("a small minor version"),
+            size,
+            fields: lines.collect(),
+        }
+    }
+
+    /// Where `cargo xtask roots` keeps the Debian roots (as `cargo_rustshim::roots::dir`).
+    fn roots() -> PathBuf {
+        std::env::var_os("RUSTSHIM_ROOTS")
+            .map_or_else(|| PathBuf::from("/var/cache/rustshim/roots"), PathBuf::from)
+    }
+
+    fn names(fields: &[(&'static str, usize)]) -> Vec<&'static str> {
+        fields.iter().map(|(name, _)| *name).collect()
     }
 
     /// Compares a mirror's fields (name, offset) and size with what the C compiler measured.
-    fn compare(
-        what: &str,
-        mirror: &[(&str, usize)],
-        size: usize,
-        c: (usize, Vec<(String, usize)>),
-    ) {
-        let (c_size, c_fields) = c;
-        assert_eq!(mirror.len(), c_fields.len(), "{what}: number of fields");
+    fn compare(what: &str, mirror: &[(&str, usize)], size: usize, c: &Measured) {
+        assert_eq!(mirror.len(), c.fields.len(), "{what}: number of fields");
         for (name, offset) in mirror {
-            let c_offset = c_fields.iter().find(|(n, _)| n == name).map(|f| f.1);
+            let c_offset = c.fields.iter().find(|(n, _)| n == name).map(|f| f.1);
             assert_eq!(Some(*offset), c_offset, "{what}: offset of {name}");
         }
         assert_eq!(
-            size, c_size,
+            size, c.size,
             "{what}: sizeof: a field at the end is missing or extra"
         );
     }
 
-    #[cfg(rustshim_nbdkit_header)]
     #[test]
     fn plugin_struct_matches_the_installed_header() {
-        let c = c_layout!(
-            rustshim_c_plugin_size,
-            rustshim_c_plugin_fields,
-            rustshim_c_plugin_field_count
+        let fields = names(NbdkitPlugin::FIELDS);
+        let c = measure(
+            Path::new("/usr/include"),
+            "nbdkit-plugin.h",
+            "nbdkit_plugin",
+            &fields,
+        );
+        let size = std::mem::size_of::<NbdkitPlugin>();
+        compare("struct nbdkit_plugin", NbdkitPlugin::FIELDS, size, &c);
+    }
+
+    /// The filter struct in the layout of the header's version, and next_ops, against the
+    /// headers under `include`, which must be nbdkit 1.`expect`'s.
+    fn filter_structs_match(include: &Path, expect: u32) {
+        let (mirror, size) = if expect < 36 {
+            let size = std::mem::size_of::<NbdkitFilter132>();
+            (NbdkitFilter132::FIELDS, size)
+        } else {
+            (
+                NbdkitFilter136::FIELDS,
+                std::mem::size_of::<NbdkitFilter136>(),
+            )
+        };
+        let c = measure(include, "nbdkit-filter.h", "nbdkit_filter", &names(mirror));
+        assert_eq!(
+            c.minor,
+            expect,
+            "the header in {} is nbdkit 1.{expect}'s",
+            include.display()
         );
         compare(
-            "struct nbdkit_plugin",
-            NbdkitPlugin::FIELDS,
-            std::mem::size_of::<NbdkitPlugin>(),
-            c,
+            &format!("struct nbdkit_filter of nbdkit 1.{expect}"),
+            mirror,
+            size,
+            &c,
         );
+        let next_ops = names(NbdkitNextOps::FIELDS);
+        let c = measure(include, "nbdkit-filter.h", "nbdkit_next_ops", &next_ops);
+        let size = std::mem::size_of::<NbdkitNextOps>();
+        let what = format!("struct nbdkit_next_ops of nbdkit 1.{expect}");
+        compare(&what, NbdkitNextOps::FIELDS, size, &c);
     }
 
-    #[cfg(not(rustshim_nbdkit_header))]
     #[test]
-    fn plugin_struct_matches_the_installed_header() {
-        let _ = NbdkitPlugin::FIELDS;
-        panic!("/usr/include/nbdkit-plugin.h was not found when building: install nbdkit-plugin-dev (cargo xtask test does)");
+    fn filter_structs_match_the_header_of_nbdkit_1_32() {
+        filter_structs_match(Path::new("/usr/include"), 32);
     }
 
-    /// One nbdkit's header: the filter struct in the layout of its version, and next_ops.
-    macro_rules! filter_header_test {
-        ($test:ident, $tag:literal, $minor:ident, $fs:ident, $ff:ident, $fc:ident, $ns:ident, $nf:ident, $nc:ident, $expect:literal) => {
-            #[test]
-            fn $test() {
-                #[cfg(rustshim_filter_header = $tag)]
-                {
-                    extern "C" {
-                        static $minor: u32;
-                    }
-                    // SAFETY: a constant compiled by build.rs.
-                    let minor = unsafe { $minor };
-                    assert_eq!(minor, $expect, "the header of nbdkit 1.{}", $expect);
-                    let c = c_layout!($fs, $ff, $fc);
-                    let what = format!("struct nbdkit_filter of nbdkit 1.{minor}");
-                    if minor < 36 {
-                        let size = std::mem::size_of::<NbdkitFilter132>();
-                        compare(&what, NbdkitFilter132::FIELDS, size, c);
-                    } else {
-                        let size = std::mem::size_of::<NbdkitFilter136>();
-                        compare(&what, NbdkitFilter136::FIELDS, size, c);
-                    }
-                    let size = std::mem::size_of::<NbdkitNextOps>();
-                    let what = format!("struct nbdkit_next_ops of nbdkit 1.{minor}");
-                    compare(&what, NbdkitNextOps::FIELDS, size, c_layout!($ns, $nf, $nc));
-                }
-                #[cfg(not(rustshim_filter_header = $tag))]
-                panic!(
-                    "the nbdkit-filter.h of nbdkit 1.{} ({}) was not found when building: install nbdkit-plugin-dev, and make the Debian roots with cargo xtask roots",
-                    $expect, $tag
-                );
-            }
-        };
+    #[test]
+    fn filter_structs_match_the_header_of_nbdkit_1_42() {
+        filter_structs_match(&roots().join("trixie/usr/include"), 42);
     }
 
-    filter_header_test!(
-        filter_structs_match_the_header_of_nbdkit_1_32,
-        "host",
-        rustshim_c_filter_host_minor,
-        rustshim_c_filter_host_size,
-        rustshim_c_filter_host_fields,
-        rustshim_c_filter_host_field_count,
-        rustshim_c_next_ops_host_size,
-        rustshim_c_next_ops_host_fields,
-        rustshim_c_next_ops_host_field_count,
-        32
-    );
-    filter_header_test!(
-        filter_structs_match_the_header_of_nbdkit_1_42,
-        "trixie",
-        rustshim_c_filter_trixie_minor,
-        rustshim_c_filter_trixie_size,
-        rustshim_c_filter_trixie_fields,
-        rustshim_c_filter_trixie_field_count,
-        rustshim_c_next_ops_trixie_size,
-        rustshim_c_next_ops_trixie_fields,
-        rustshim_c_next_ops_trixie_field_count,
-        42
-    );
-    filter_header_test!(
-        filter_structs_match_the_header_of_nbdkit_1_48,
-        "forky",
-        rustshim_c_filter_forky_minor,
-        rustshim_c_filter_forky_size,
-        rustshim_c_filter_forky_fields,
-        rustshim_c_filter_forky_field_count,
-        rustshim_c_next_ops_forky_size,
-        rustshim_c_next_ops_forky_fields,
-        rustshim_c_next_ops_forky_field_count,
-        48
-    );
+    #[test]
+    fn filter_structs_match_the_header_of_nbdkit_1_48() {
+        filter_structs_match(&roots().join("forky/usr/include"), 48);
+    }
 
     #[test]
     fn the_older_filter_layout_is_the_newer_without_dump_plugin() {

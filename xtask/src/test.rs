@@ -1,5 +1,6 @@
-//! `cargo xtask test [--nbdkit WHICH]`: fmt, clippy and the build once, on the host; then the
-//! whole suite against each nbdkit asked for, with the same shim and plugin files.
+//! `cargo xtask test [--nbdkit WHICH]`: the system packages and every Debian root the suite
+//! reads, then fmt, clippy and the build once, on the host; then the whole suite against each
+//! nbdkit asked for, with the same shim and plugin files.
 
 use std::ffi::OsString;
 use std::time::Instant;
@@ -10,6 +11,11 @@ use crate::{deps, roots, Result};
 pub fn test(which: &str, args: &[OsString]) -> Result {
     let servers = roots::select(which)?;
     deps::ensure()?;
+    // Every Debian root the suite reads is made before anything is built or run, whichever
+    // nbdkit the legs run: the unit tests measure the headers of 1.42 and 1.48 in them,
+    // tests/tests/package.rs installs the package into the fresh Debian 12 and 13 ones, and the
+    // author tests run `cargo rustshim test --nbdkit all`.
+    roots::make_roots("all")?;
     let checks: [(&str, &[&str]); 3] = [
         ("fmt", &["fmt", "--all", "--", "--check"]),
         (
@@ -36,7 +42,6 @@ pub fn test(which: &str, args: &[OsString]) -> Result {
         );
         run(&format!("test step `{name}`"), &mut cmd)?;
     }
-    // Every root is made before any leg runs, so a failed download stops the run early.
     let roots = servers
         .iter()
         .map(roots::ensure)

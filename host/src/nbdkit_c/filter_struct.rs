@@ -1,8 +1,8 @@
 // `struct nbdkit_filter` and `struct nbdkit_next_ops` as the shim declares them: the one list
-// of their fields. Included, not a module, like `plugin_struct.rs`: `nbdkit_c.rs` turns it into
-// the `#[repr(C)]` mirrors and their field offsets, `build.rs` into C files that measure the
-// real structs in each nbdkit's header (the host's 1.32, and 1.42 and 1.48 of the Debian roots),
-// and a unit test compares them field by field.
+// of their fields. Included, like `plugin_struct.rs`: `nbdkit_c.rs` turns it into
+// the `#[repr(C)]` mirrors and their field offsets, and unit tests (`layout_tests` there)
+// compare them field by field with the real structs, measured by the C compiler in each nbdkit's
+// header (the host's 1.32, and 1.42 and 1.48 of the Debian roots).
 //
 // A field marked `[1.36]` exists from nbdkit 1.36 on: `filter_struct!` declares the struct twice,
 // without those fields (nbdkit 1.32 to 1.35) and with them (1.36 to 1.48).

@@ -1,7 +1,7 @@
-// `struct nbdkit_plugin` as the shim declares it: the one list of its fields. Included, not a
-// module: `nbdkit_c.rs` turns it into the `#[repr(C)]` struct and its list of field offsets, and
-// `build.rs` into the C file that measures the real struct in the installed header, so the two
-// are compared field by field, by name (the unit test in `nbdkit_c.rs`).
+// `struct nbdkit_plugin` as the shim declares it: the one list of its fields. Included into
+// `nbdkit_c.rs`, beside the macro that turns it into the `#[repr(C)]` struct and its list of
+// field offsets; a unit test there compares them field by field, by name, with the real struct
+// as the C compiler measures it in the installed header.
 c_struct! {
     /// `struct nbdkit_plugin` of `<nbdkit-plugin.h>` for `NBDKIT_API_VERSION 2`, field for
     /// field, with the header's names.
