@@ -64,8 +64,7 @@ pub fn write(path: &Path, contents: &str) -> Result {
 
 /// Whether we run as root (who may install packages and write nbdkit's directories).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// `s` as a TOML basic string.

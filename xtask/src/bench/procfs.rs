@@ -20,8 +20,10 @@ pub fn cpu_seconds(pid: i32) -> Result<f64> {
             .map(|t| t as f64)
             .ok_or_else(|| format!("bad {path}"))
     };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .ok_or("sysconf(_SC_CLK_TCK) has no value")? as f64;
     Ok((ticks(11)? + ticks(12)?) / hz)
 }
 
