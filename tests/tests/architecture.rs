@@ -347,3 +347,37 @@ fn every_invariant_names_its_test() {
         }
     }
 }
+
+#[test]
+fn every_source_file_the_docs_name_exists() {
+    let files = sources();
+    let mut docs: Vec<PathBuf> = ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    if let Ok(dir) = std::fs::read_dir(workspace().join("docs")) {
+        docs.extend(dir.map(|e| e.unwrap().path()));
+    }
+    let mut missing = Vec::new();
+    for doc in docs {
+        let text = std::fs::read_to_string(workspace().join(&doc)).unwrap();
+        // Every `…NAME.rs` in backquotes: a path (tests/tests/x.rs) or a file's name (x.rs).
+        for named in text.split('`').skip(1).step_by(2) {
+            // Patterns (`callbacks_*.rs`, `src/NAME.rs`) name no one file.
+            let pattern = named.contains(['{', '*']) || named.contains("NAME");
+            if !named.ends_with(".rs") || named.contains(char::is_whitespace) || pattern {
+                continue;
+            }
+            let exists = files
+                .iter()
+                .any(|f| f.ends_with(named) || f.to_string_lossy().ends_with(&format!("/{named}")));
+            if !exists {
+                missing.push(format!("{}: {named}", doc.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the docs name files that do not exist: {missing:#?}"
+    );
+}
