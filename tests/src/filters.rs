@@ -13,6 +13,21 @@ pub fn filter(name: &str) -> PathBuf {
     path
 }
 
+/// A filter built as an example of the test filter crate (`filters/test/examples/`):
+/// `filter_example("filter_generation_1")`.
+pub fn filter_example(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        cargo_build(
+            &["-p", "rustshim-filter-test", "--examples"],
+            "the test filter's examples",
+        )
+    });
+    let path = target_dir().join("examples").join(format!("lib{name}.so"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
 /// `--filter=SHIM` (the shim file is the plugin shim too).
 pub fn rust_filter() -> String {
     format!("--filter={}", shim().display())

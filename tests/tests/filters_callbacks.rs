@@ -530,13 +530,26 @@ fn a_failure_or_panic_in_the_other_callbacks_is_reported_and_contained() {
             ],
         };
         for key in keys {
-            let args = traced(&["memory", "1M"], &trace, &[&key]);
-            let out = nbdinfo_with(options, &args);
-            let all = format!("{}{}", out.stdout, out.stderr);
+            // Served as an admin runs it, then stopped with SIGTERM: nbdkit must still be
+            // serving after the client, and exit with status 0.
+            let server = serve_words(&traced(&["memory", "1M"], &trace, &[&key]));
+            let out = run(command("nbdinfo").args(options).arg(server.uri()));
+            assert!(
+                server.is_running(),
+                "{key}: nbdkit ended after the client:\n{}",
+                server.log()
+            );
+            let stopped = server.stop().unwrap_or_else(|e| panic!("{key}: {e}"));
+            let all = format!("{}{}{}", out.stdout, out.stderr, stopped.log);
             assert!(all.contains(&format!("in {callback}")), "{key}: {all}");
             assert!(
                 !all.contains("Assertion") && !all.contains("panicked at"),
                 "{key}: {all}"
+            );
+            assert!(
+                stopped.status.success(),
+                "{key}: nbdkit exited with {}:\n{all}",
+                stopped.status
             );
         }
     }

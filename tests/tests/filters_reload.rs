@@ -146,3 +146,111 @@ fn a_broken_build_of_a_filter_is_refused_and_the_old_one_keeps_serving() {
     );
     server.wait_for_log("generation 2 from", 1).unwrap();
 }
+
+/// Serves build 1 of the `generation` filter (`filters/test/examples/`, whose reads start with
+/// `build=B mark=M reads=N`) with `filter-reload=watch` and `gen-mark=first-load`. Connection A
+/// reads `reads_before` times, build 2 lands, and once the shim has loaded it A reads again,
+/// connection B reads, and A once more. Returns each read's first line (`A1`…, `B1`), the
+/// shim's reload line, and nbdkit's exit status and log once stopped.
+fn swap_generations(reads_before: usize) -> (Vec<String>, String, rustshim_harness::Stopped) {
+    let dir = temp_dir("filter-generations");
+    let watched = dir.join("libgeneration.so");
+    install_build(
+        &filter_example("filter_generation_1"),
+        &watched,
+        Install::RenameOver,
+    );
+    let args = nbdkit_words(&[
+        rust_filter(),
+        "memory".into(),
+        "1M".into(),
+        format!("filter={}", watched.display()),
+        "filter-reload=watch".into(),
+        "gen-mark=first-load".into(),
+    ]);
+    let server = serve_words(&args);
+    let script = format!(
+        r#"
+import shutil
+def first_line(c):
+    return bytes(c.pread(64, 0)).split(b'\n')[0].decode()
+a = nbd.NBD()
+a.connect_uri(URI)
+for i in range({reads_before}):
+    print('A%d' % (i + 1), first_line(a))
+shutil.copy({v2:?}, {watched:?} + '.tmp')
+os.rename({watched:?} + '.tmp', {watched:?})
+while 'generation 2 from' not in open({log:?}).read():
+    time.sleep(0.01)
+print('A%d' % ({reads_before} + 1), first_line(a))
+b = nbd.NBD()
+b.connect_uri(URI)
+print('B1', first_line(b))
+print('A%d' % ({reads_before} + 2), first_line(a))
+b.shutdown()
+a.shutdown()
+"#,
+        v2 = filter_example("filter_generation_2").display().to_string(),
+        watched = watched.display().to_string(),
+        log = server.log_path().display().to_string(),
+    );
+    let out = server.client(&script).ok();
+    let line = server.wait_for_log("generation 2 from", 1).unwrap();
+    let stopped = server.stop().unwrap();
+    assert!(
+        stopped.status.success(),
+        "nbdkit exited with {}:\n{}",
+        stopped.status,
+        stopped.log
+    );
+    let lines = out.stdout.lines().map(str::to_owned).collect();
+    (lines, line, stopped)
+}
+
+#[test]
+fn a_new_build_of_a_filter_gets_the_same_keys_and_open_connections_keep_theirs() {
+    let (lines, line, _) = swap_generations(1);
+    let build_and_mark = |l: &String| -> String {
+        let (name, text) = l.split_once(' ').unwrap();
+        let text = text.rsplit_once(" reads=").unwrap().0;
+        format!("{name} {text}")
+    };
+    assert_eq!(
+        lines.iter().map(build_and_mark).collect::<Vec<_>>(),
+        [
+            "A1 build=1 mark=first-load",
+            // A, opened before the reload, keeps build 1.
+            "A2 build=1 mark=first-load",
+            // B, opened after, gets build 2, configured with the keys of the first load.
+            "B1 build=2 mark=first-load",
+            "A3 build=1 mark=first-load",
+        ],
+        "{lines:?}\n{line}"
+    );
+    assert!(
+        line.contains("filter 'generation' version 1 -> 2"),
+        "{line}"
+    );
+}
+
+#[test]
+fn state_a_filter_hands_over_reaches_its_new_build() {
+    let (lines, line, _) = swap_generations(3);
+    assert_eq!(
+        lines,
+        [
+            "A1 build=1 mark=first-load reads=1",
+            "A2 build=1 mark=first-load reads=2",
+            "A3 build=1 mark=first-load reads=3",
+            "A4 build=1 mark=first-load reads=4",
+            // Build 2 took over the count of build 1 when it was loaded (3), then served one.
+            "B1 build=2 mark=first-load reads=4",
+            "A5 build=1 mark=first-load reads=5",
+        ],
+        "{line}"
+    );
+    assert!(
+        line.contains("took over state 'generation-reads'"),
+        "{line}"
+    );
+}

@@ -22,6 +22,18 @@
 //! * `tf-extents=full`: `extents` answers from `Next::extents_full`.
 //! * `tf-xor=BYTE`: reads and writes are XORed with BYTE (data changed both ways).
 //!
+//! Keys that make the filter ask the layer below for what nbdkit would abort on (the shim must
+//! refuse it with an errno):
+//! * `tf-claim=CAPABILITY` (repeatable: `write`, `flush`, `trim`, `zero`, `fast_zero`, `cache`,
+//!   `fua`): the filter answers yes (native) without asking the layer below, so the client
+//!   sends requests the layer below may not take, and the filter passes them on.
+//! * `tf-past-end=true`: every data request the filter passes on starts at its offset plus the
+//!   layer below's size, past its end.
+//! * `tf-pread-writes=true`: `pread` writes what it read back at the same offset
+//!   (`next.pwrite`) and fails with that write's error.
+//!
+//! The data callbacks trace what the layer below answered (`pread -> Err(ENOSPC)`).
+//!
 //! Every instance counts its connections (`open` traces `connection=N`), so two stacked
 //! instances show they have state of their own. `dump_plugin` prints `tf_dump=LABEL`.
 
@@ -31,6 +43,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rustshim_plugin_api::prelude::*;
+
+/// What `tf-claim=` accepts.
+const CLAIMS: &[&str] = &[
+    "write",
+    "flush",
+    "trim",
+    "zero",
+    "fast_zero",
+    "cache",
+    "fua",
+];
 
 const ERRNOS: &[(&str, Errno)] = &[
     ("EPERM", Errno::EPERM),
@@ -55,6 +78,9 @@ struct TestFilter {
     contexts: bool,
     extents_full: bool,
     xor: u8,
+    claim: Vec<String>,
+    past_end: bool,
+    pread_writes: bool,
     connections: AtomicU64,
 }
 
@@ -115,6 +141,19 @@ impl TestFilter {
         answer
     }
 
+    /// Whether `tf-claim=` named this capability.
+    fn claims(&self, capability: &str) -> bool {
+        self.claim.iter().any(|c| c == capability)
+    }
+
+    /// Where a request at `offset` goes below: past the end with `tf-past-end=true`.
+    fn below(&self, next: &Next<'_>, offset: u64) -> Result<u64> {
+        if !self.past_end {
+            return Ok(offset);
+        }
+        Ok(offset + next.get_size()?)
+    }
+
     fn xor(&self, buf: &mut [u8]) {
         if self.xor != 0 {
             buf.iter_mut().for_each(|b| *b ^= self.xor);
@@ -170,6 +209,17 @@ impl Filter for TestFilter {
             }
             "tf-contexts" => self.contexts = server::parse_bool(value)?,
             "tf-extents" => self.extents_full = value == "full",
+            "tf-claim" => {
+                if !CLAIMS.contains(&value) {
+                    return Err(Error::invalid(format!(
+                        "tf-claim: unknown capability {value} (one of {})",
+                        CLAIMS.join(", ")
+                    )));
+                }
+                self.claim.push(value.to_owned());
+            }
+            "tf-past-end" => self.past_end = server::parse_bool(value)?,
+            "tf-pread-writes" => self.pread_writes = server::parse_bool(value)?,
             "tf-xor" => {
                 self.xor = value
                     .parse()
@@ -315,10 +365,16 @@ impl Filter for TestFilter {
 
     fn can_write(&self, next: &Next<'_>, _: &Handle) -> Result<bool> {
         self.enter("can_write", format_args!(""))?;
+        if self.claims("write") {
+            return Ok(true);
+        }
         self.answer("can_write", next.can_write())
     }
     fn can_flush(&self, next: &Next<'_>, _: &Handle) -> Result<bool> {
         self.enter("can_flush", format_args!(""))?;
+        if self.claims("flush") {
+            return Ok(true);
+        }
         self.answer("can_flush", next.can_flush())
     }
     fn is_rotational(&self, next: &Next<'_>, _: &Handle) -> Result<bool> {
@@ -327,14 +383,23 @@ impl Filter for TestFilter {
     }
     fn can_trim(&self, next: &Next<'_>, _: &Handle) -> Result<bool> {
         self.enter("can_trim", format_args!(""))?;
+        if self.claims("trim") {
+            return Ok(true);
+        }
         self.answer("can_trim", next.can_trim())
     }
     fn can_zero(&self, next: &Next<'_>, _: &Handle) -> Result<ZeroMode> {
         self.enter("can_zero", format_args!(""))?;
+        if self.claims("zero") {
+            return Ok(ZeroMode::Native);
+        }
         self.answer("can_zero", next.can_zero())
     }
     fn can_fast_zero(&self, next: &Next<'_>, _: &Handle) -> Result<bool> {
         self.enter("can_fast_zero", format_args!(""))?;
+        if self.claims("fast_zero") {
+            return Ok(true);
+        }
         self.answer("can_fast_zero", next.can_fast_zero())
     }
     fn can_extents(&self, next: &Next<'_>, _: &Handle) -> Result<bool> {
@@ -343,6 +408,9 @@ impl Filter for TestFilter {
     }
     fn can_fua(&self, next: &Next<'_>, _: &Handle) -> Result<FuaMode> {
         self.enter("can_fua", format_args!(""))?;
+        if self.claims("fua") {
+            return Ok(FuaMode::Native);
+        }
         self.answer("can_fua", next.can_fua())
     }
     fn can_multi_conn(&self, next: &Next<'_>, _: &Handle) -> Result<bool> {
@@ -351,6 +419,9 @@ impl Filter for TestFilter {
     }
     fn can_cache(&self, next: &Next<'_>, _: &Handle) -> Result<CacheMode> {
         self.enter("can_cache", format_args!(""))?;
+        if self.claims("cache") {
+            return Ok(CacheMode::Native);
+        }
         self.answer("can_cache", next.can_cache())
     }
 
@@ -366,7 +437,11 @@ impl Filter for TestFilter {
             "pread",
             format_args!(" count={} offset={offset} flags={flags:?}", buf.len()),
         )?;
-        next.pread(buf, offset, flags)?;
+        let below = self.below(next, offset)?;
+        self.answer("pread", next.pread(buf, below, flags))?;
+        if self.pread_writes {
+            self.answer("pread write-back", next.pwrite(buf, below, Flags::empty()))?;
+        }
         self.xor(buf);
         Ok(())
     }
@@ -383,17 +458,18 @@ impl Filter for TestFilter {
             "pwrite",
             format_args!(" count={} offset={offset} flags={flags:?}", buf.len()),
         )?;
+        let below = self.below(next, offset)?;
         if self.xor == 0 {
-            return next.pwrite(buf, offset, flags);
+            return self.answer("pwrite", next.pwrite(buf, below, flags));
         }
         let mut changed = buf.to_vec();
         self.xor(&mut changed);
-        next.pwrite(&changed, offset, flags)
+        self.answer("pwrite", next.pwrite(&changed, below, flags))
     }
 
     fn flush(&self, next: &Next<'_>, _: &Handle, flags: Flags) -> Result<()> {
         self.enter("flush", format_args!(" flags={flags:?}"))?;
-        next.flush(flags)
+        self.answer("flush", next.flush(flags))
     }
 
     fn trim(
@@ -408,7 +484,8 @@ impl Filter for TestFilter {
             "trim",
             format_args!(" count={count} offset={offset} flags={flags:?}"),
         )?;
-        next.trim(count, offset, flags)
+        let below = self.below(next, offset)?;
+        self.answer("trim", next.trim(count, below, flags))
     }
 
     fn zero(
@@ -423,7 +500,8 @@ impl Filter for TestFilter {
             "zero",
             format_args!(" count={count} offset={offset} flags={flags:?}"),
         )?;
-        next.zero(count, offset, flags)
+        let below = self.below(next, offset)?;
+        self.answer("zero", next.zero(count, below, flags))
     }
 
     fn extents(
@@ -439,10 +517,11 @@ impl Filter for TestFilter {
             "extents",
             format_args!(" count={count} offset={offset} flags={flags:?}"),
         )?;
+        let below = self.below(next, offset)?;
         if !self.extents_full {
-            return next.extents(count, offset, flags, extents);
+            return self.answer("extents", next.extents(count, below, flags, extents));
         }
-        let full = next.extents_full(count, offset, flags)?;
+        let full = self.answer("extents", next.extents_full(count, below, flags))?;
         self.write(&format!("extents full={}", full.len()));
         for e in full {
             extents.add(e.offset, e.length, ExtentType::from_bits(e.kind))?;
@@ -462,7 +541,8 @@ impl Filter for TestFilter {
             "cache",
             format_args!(" count={count} offset={offset} flags={flags:?}"),
         )?;
-        next.cache(count, offset, flags)
+        let below = self.below(next, offset)?;
+        self.answer("cache", next.cache(count, below, flags))
     }
 
     fn unload(&mut self) {
