@@ -191,8 +191,8 @@ fn a_request_past_the_end_of_the_layer_below_is_refused() {
     let dir = temp_dir("next-past-end");
     let trace = dir.join("t");
     let args = through_test_filter(&[], &memory(), &trace, &["tf-past-end=true"]);
-    // As nbdkit answers a client's request past the end: ENOSPC for a write, EINVAL otherwise
-    // (here trim counts as a write).
+    // As nbdkit answers a client's request past the end (server/protocol.c, validate_request):
+    // ENOSPC for a write or a zero, EINVAL otherwise, trim included.
     assert_refused(
         "past the end",
         serve_and_request(
@@ -212,7 +212,7 @@ fn a_request_past_the_end_of_the_layer_below_is_refused() {
             ("pread", "EINVAL"),
             ("pwrite", "ENOSPC"),
             ("zero", "ENOSPC"),
-            ("trim", "ENOSPC"),
+            ("trim", "EINVAL"),
             ("cache", "EINVAL"),
             ("extents", "EINVAL"),
         ],
@@ -221,7 +221,7 @@ fn a_request_past_the_end_of_the_layer_below_is_refused() {
             "test pread -> Err(EINVAL)",
             "test pwrite -> Err(ENOSPC)",
             "test zero -> Err(ENOSPC)",
-            "test trim -> Err(ENOSPC)",
+            "test trim -> Err(EINVAL)",
             "test cache -> Err(EINVAL)",
             "test extents -> Err(EINVAL)",
             "test flush -> ()",

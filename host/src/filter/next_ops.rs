@@ -278,7 +278,8 @@ const FLAG_FAST_ZERO: u32 = 8;
 /// Checks a request to the layer below against what nbdkit asserts before passing it (the
 /// `backend_*` functions): its capabilities, its size, the flags it allows. nbdkit aborts the
 /// whole server on a failed assertion; here the request fails with an errno (`EROFS` for a
-/// write to a read-only layer, `ENOSPC` past the end of a write, `EINVAL` otherwise). The
+/// write to a read-only layer, `ENOSPC` past the end of a write or zero, `EINVAL` otherwise, as
+/// nbdkit answers a client's request past the end). The
 /// answers it asks for are cached by nbdkit, so asking is cheap.
 pub fn check(next: Next, op: Op, count: u32, offset: u64, flags: u32) -> Result<(), c_int> {
     if next.is_null() {
@@ -318,7 +319,8 @@ pub fn check(next: Next, op: Op, count: u32, offset: u64, flags: u32) -> Result<
     }
     let size = size as u64;
     if count == 0 || offset > size || u64::from(count) > size - offset {
-        return Err(if writes { libc::ENOSPC } else { EINVAL });
+        let grows = matches!(op, Op::Pwrite | Op::Zero);
+        return Err(if grows { libc::ENOSPC } else { EINVAL });
     }
     Ok(())
 }
