@@ -319,7 +319,7 @@ fn assert_recorded(
             continue;
         }
         differ.push(format!(
-            "nbdkit 1.48.1:\n    {}\n  {what}:\n    {}",
+            "the fixture (nbdkit 1.48.1):\n    {}\n  {what}:\n    {}",
             want.join("\n    "),
             got.join("\n    ")
         ));
@@ -421,8 +421,8 @@ fn the_fallbacks_answer_as_nbdkit_1_48_does() {
             older_c_library_reads,
         );
         eprintln!(
-            "nbdkit {}: {m} records through the fallbacks as nbdkit 1.48.1 recorded them, but \
-             {excused} numbers with a dangling exponent, which this C library reads",
+            "nbdkit {}: {m} records through the fallbacks, all as nbdkit 1.48.1 recorded them \
+             but {excused} numbers with a dangling exponent, which this C library reads",
             nbdkit_version()
         );
     }

@@ -10,7 +10,8 @@
 //! On nbdkit 1.42 and 1.48 (`cargo xtask test --nbdkit all`) that compares the fallback with
 //! nbdkit's own parsers; on 1.32, which has neither, both runs are the fallback, and the test
 //! checks that the shim says so (`--dump-plugin`) and that the plugin sees exactly what the
-//! fallback computes in this process (the same machine, the same C library).
+//! fallback computes in this process (the same machine, the same C library);
+//! `nbdkit_148_answers.rs` holds the fallback there to nbdkit 1.48.1's recorded answers.
 
 use nbdkit_rustshim_plugin::fallback;
 use rustshim_tests::*;
