@@ -10,6 +10,7 @@
 //! * `clients`: Python clients with libnbd;
 //! * `trace`: the test plugin's trace file;
 //! * `files`: temporary directories, pattern data, new builds landing on a watched path;
+//! * `inputs`: generated inputs for nbdkit's parsers;
 //! * [`fixtures`]: plugins built in workspaces of their own, as a third party would;
 //! * `authors`: cargo and `cargo rustshim` on crates outside the workspace, as an author runs
 //!   them.
@@ -20,6 +21,7 @@ mod clients;
 mod files;
 pub mod filters;
 pub mod fixtures;
+mod inputs;
 pub mod twin;
 pub use fixtures::API_VERSION;
 mod nbdkit;
@@ -29,6 +31,7 @@ pub use artifacts::*;
 pub use authors::*;
 pub use clients::*;
 pub use files::*;
+pub use inputs::*;
 pub use nbdkit::*;
 pub use rustshim_harness::{Server, ServerBuilder, TempDir};
 pub use trace::*;

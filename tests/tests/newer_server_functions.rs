@@ -2,7 +2,9 @@
 //! `timestamp`) and `nbdkit_has`, on every nbdkit: nbdkit's own where the running server has
 //! them, the shim's where it does not, and the two held to the same output. With
 //! `-D rustshim.fallback=1` the shim uses its own version even where nbdkit has one, so on
-//! nbdkit 1.48 (`cargo xtask test --nbdkit 1.48`) each fallback is compared with nbdkit itself.
+//! nbdkit 1.48 (`cargo xtask test --nbdkit 1.48`) each fallback is compared with nbdkit itself;
+//! on older ones `nbdkit_148_answers.rs` holds the hexdump and hexdiff fallbacks to nbdkit
+//! 1.48.1's recorded output.
 
 use nbdkit_rustshim_plugin::fallback;
 use rustshim_tests::*;
