@@ -16,7 +16,13 @@ fn workspace() -> PathBuf {
 /// Every `.rs` file git tracks or would (new files not ignored), relative to the workspace.
 fn sources() -> Vec<PathBuf> {
     let out = std::process::Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard", "*.rs"])
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "*.rs",
+        ])
         .current_dir(workspace())
         .output()
         .expect("running git ls-files");
