@@ -104,7 +104,7 @@ pub fn bench(quick: bool, command: &str) -> Result {
         println!("{table}");
     }
     println!("{}", report.targets());
-    println!("{}", load_times.section(&stamp, &report.machine)?);
+    println!("\n{}", load_times.section(&stamp, &report.machine)?);
     println!("{reload}");
     if quick {
         println!(
