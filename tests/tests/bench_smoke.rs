@@ -53,8 +53,10 @@ fn quick_bench_prints_a_table_with_numbers() {
         .find("## Load time\n")
         .map(|at| &stdout[at..])
         .unwrap_or_else(|| panic!("no load time section in the output:\n{stdout}"));
+    let stamp = load.lines().nth(2).unwrap_or_default();
     assert!(
-        load.contains("*Written by `cargo xtask bench --quick` at commit "),
+        stamp.starts_with("*Written by `cargo xtask bench --quick` (this section alone: `cargo xtask bench --load`) at commit `")
+            && stamp.contains(" on 20"),
         "the section does not say what wrote it:\n{load}"
     );
     let header = load
