@@ -1,6 +1,7 @@
 //! `cargo xtask bench --quick` runs end to end: real nbdkit, the shim, fio, and a results table
-//! with numbers in it. Nothing about the figures is asserted (the machine is shared and noisy);
-//! `cargo xtask bench` (the full run) writes them to BENCHMARKS.md.
+//! with numbers in it, and the load times of nbdkit's C null and of two plugins through the
+//! shim. Nothing about the figures is asserted (the machine is shared and noisy); `cargo xtask
+//! bench` (the full run) writes them to BENCHMARKS.md.
 
 use std::process::Command;
 use std::time::Instant;
@@ -44,6 +45,58 @@ fn quick_bench_prints_a_table_with_numbers() {
                 "not a number: {cell:?} in {row:?}"
             );
         }
+    }
+
+    // The load times: one row per server, each with its time in ms and the command that was
+    // timed among the commands under the table.
+    let load = stdout
+        .find("## Load time\n")
+        .map(|at| &stdout[at..])
+        .unwrap_or_else(|| panic!("no load time section in the output:\n{stdout}"));
+    let stamp = load.lines().nth(2).unwrap_or_default();
+    assert!(
+        stamp.starts_with("*Written by `cargo xtask bench --quick` (this section alone: `cargo xtask bench --load`) at commit `")
+            && stamp.contains(" on 20"),
+        "the section does not say what wrote it:\n{load}"
+    );
+    let header = load
+        .lines()
+        .position(|l| l.starts_with("| server | plugin file | ms |"))
+        .unwrap_or_else(|| panic!("no load time table:\n{load}"));
+    let rows: Vec<&str> = load
+        .lines()
+        .skip(header + 2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let servers: Vec<&str> = rows
+        .iter()
+        .map(|row| {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let ms = cells[2].trim_start_matches('*');
+            let figure: f64 = ms
+                .split('*')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("not a time in ms: {:?} in {row:?}", cells[2]));
+            assert!(figure > 0.0, "{row}");
+            cells[0]
+        })
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            "C null",
+            "rustshim null, debug build",
+            "rustshim memory, debug build"
+        ],
+        "{load}"
+    );
+    for command in [
+        "nbdkit null size=1M --run true",
+        "target/debug/libnbdkit_rustshim_plugin.so plugin=target/debug/librustshim_null.so size=1M --run true",
+        "target/debug/libnbdkit_rustshim_plugin.so plugin=target/debug/librustshim_memory.so size=1M --run true",
+    ] {
+        assert!(load.contains(command), "{command:?} is not among the commands:\n{load}");
     }
     eprintln!("cargo xtask bench --quick took {:?}", started.elapsed());
 }

@@ -107,13 +107,20 @@ enum Cmd {
         /// A smoke run of a few seconds on the debug build; writes nothing
         #[arg(long)]
         quick: bool,
-        /// Only the hot reload latency, on the release build (about half a minute)
+        /// Only the hot reload latency, on the release build (about half a minute); rewrites
+        /// only its section of BENCHMARKS.md
         #[arg(long, conflicts_with = "quick")]
         reload: bool,
         /// Only the instruction counts (callgrind, deterministic), on the release build; keeps
-        /// the callgrind files in target/bench-callgrind/ for callgrind_annotate; writes nothing else
+        /// the callgrind files in target/bench-callgrind/ for callgrind_annotate; rewrites only
+        /// their section of BENCHMARKS.md
         #[arg(long, conflicts_with_all = ["quick", "reload"])]
         instructions: bool,
+        /// Only the load times (`nbdkit SHIM plugin=... size=1M --run true`, 40 interleaved
+        /// rounds against nbdkit's C null), on the release build and the debug build of memory;
+        /// rewrites only their section of BENCHMARKS.md
+        #[arg(long, conflicts_with_all = ["quick", "reload", "instructions"])]
+        load: bool,
         /// Which nbdkit to measure: `system` (the host's), `1.42` or `1.48` (in the Debian roots
         /// of `cargo xtask test --nbdkit`, whose C plugins are then the ones compared)
         #[arg(long, value_name = "WHICH", default_value = "system")]
@@ -186,12 +193,36 @@ fn main() -> ExitCode {
             quick,
             reload,
             instructions,
+            load,
             nbdkit,
-        } => roots::enter_for_this_process(&nbdkit).and_then(|()| match (instructions, reload) {
-            (true, _) => bench::instructions_only(),
-            (false, true) => bench::reload_only(quick),
-            (false, false) => bench::bench(quick),
-        }),
+        } => {
+            // The command as the sections of BENCHMARKS.md name it.
+            let mut command = "cargo xtask bench".to_string();
+            for (set, flag) in [
+                (quick, " --quick"),
+                (reload, " --reload"),
+                (instructions, " --instructions"),
+                (load, " --load"),
+            ] {
+                if set {
+                    command.push_str(flag);
+                }
+            }
+            if nbdkit != "system" {
+                command.push_str(&format!(" --nbdkit {nbdkit}"));
+            }
+            roots::enter_for_this_process(&nbdkit).and_then(|()| {
+                if instructions {
+                    bench::instructions_only(&command)
+                } else if load {
+                    bench::load_only(&command)
+                } else if reload {
+                    bench::reload_only(&command)
+                } else {
+                    bench::bench(quick, &command)
+                }
+            })
+        }
         Cmd::Dev { dir, plugin_args } => dev(&dir, &plugin_args),
         Cmd::NewPlugin { name, path, filter } => {
             let kind = if filter { Kind::Filter } else { Kind::Plugin };

@@ -7,8 +7,10 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use rustshim_harness::FILTER_SHIM_INSTALLED;
+
 use super::env::{Env, CRATE_PLUGIN};
-use super::matrix::Kind;
+use super::matrix::{Kind, RustModule};
 use super::nbd::NbdClient;
 use super::server::Server;
 use super::{interrupted, Result};
@@ -40,45 +42,105 @@ pub fn valgrind(out: &Path) -> Vec<OsString> {
     ]
 }
 
+/// The objects the instructions of a server are split between, in the tables' order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Part {
+    /// nbdkit's executable.
+    Nbdkit,
+    Libc,
+    /// The shim loaded as the plugin (`libnbdkit_rustshim_plugin.so`).
+    Shim,
+    /// nbdkit's C plugin, the Rust plugin behind the shim, or the `nbdkit`-crate plugin.
+    Plugin,
+    /// The shim loaded as a filter: the bench's copy of it named as `cargo xtask install` names
+    /// it ([`FILTER_SHIM_INSTALLED`]), so that it is an object of its own.
+    FilterShim,
+    /// nbdkit's C filter, or the Rust filter behind the filter shim.
+    Filter,
+    Elsewhere,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] = [
+        Part::Nbdkit,
+        Part::Libc,
+        Part::Shim,
+        Part::Plugin,
+        Part::FilterShim,
+        Part::Filter,
+        Part::Elsewhere,
+    ];
+
+    /// The column of the instructions table.
+    pub fn column(self) -> &'static str {
+        match self {
+            Part::Nbdkit => "in nbdkit",
+            Part::Libc => "in libc",
+            Part::Shim => "in the shim",
+            Part::Plugin => "in the plugin",
+            Part::FilterShim => "in the filter shim",
+            Part::Filter => "in the filter",
+            Part::Elsewhere => "elsewhere",
+        }
+    }
+}
+
 /// Where the instructions of one callgrind run went, by object.
 #[derive(Default)]
 struct Costs {
     total: u64,
-    /// nbdkit, libc, shim, plugin, other.
-    parts: [u64; 5],
+    /// By [`Part`], in the order of [`Part::ALL`].
+    parts: [u64; Part::ALL.len()],
 }
 
-fn part_of(object: &str) -> usize {
+/// Which part an object of `kind`'s server is, by the name callgrind gives it (`ob=`).
+///
+/// The shim loads a Rust plugin or filter from a sealed memory file (`/proc/self/fd/N`), which
+/// valgrind cannot name: callgrind calls it `???`. Each server of the bench has at most one
+/// such object, and its kind says which: the Rust plugin behind the plugin shim, or the Rust
+/// filter behind the filter shim (over nbdkit's C `null`). The filter shim is the same file as
+/// the shim; the bench loads a copy of it named `nbdkit-rustshim-filter.so`, as it is installed,
+/// so that its instructions are told from the plugin shim's by name.
+pub fn part_of(kind: Kind, object: &str) -> Part {
+    let file = object.rsplit('/').next().unwrap_or(object);
     if object.ends_with("/nbdkit") {
-        0
-    } else if object.contains("/libc.so") {
-        1
-    } else if object.contains(SHIM) {
-        2
-    } else if object == "???"
-        || [
-            "librustshim_",
-            "nbdkit-null-plugin",
-            "nbdkit-memory-plugin",
-            "nbdkit-nofilter-filter",
-            CRATE_PLUGIN,
-        ]
-        .iter()
-        .any(|name| object.contains(name))
+        Part::Nbdkit
+    } else if file.starts_with("libc.so") {
+        Part::Libc
+    } else if file == FILTER_SHIM_INSTALLED {
+        Part::FilterShim
+    } else if file == SHIM {
+        Part::Shim
+    } else if file.starts_with("librustshim_filter_")
+        || (file.starts_with("nbdkit-") && file.ends_with("-filter.so"))
     {
-        // `???`: the shim loads a Rust plugin or filter from a sealed memfd
-        // (`/proc/self/fd/N`), which valgrind cannot name; nothing else here is nameless.
-        3
+        Part::Filter
+    } else if file.starts_with("librustshim_")
+        || (file.starts_with("nbdkit-") && file.ends_with("-plugin.so"))
+        || file == CRATE_PLUGIN
+    {
+        Part::Plugin
+    } else if object == "???" {
+        match kind.rust_module() {
+            Some(RustModule::Plugin) => Part::Plugin,
+            Some(RustModule::Filter) => Part::Filter,
+            None => Part::Elsewhere,
+        }
     } else {
-        4
+        Part::Elsewhere
     }
 }
 
 /// Self cost (Ir) per object from a callgrind output file: cost lines count for the current
 /// `ob=`, except the one after `calls=` (that is the inclusive cost of a call).
-fn parse_callgrind(path: &Path) -> Result<Costs> {
+fn parse_callgrind(kind: Kind, path: &Path) -> Result<Costs> {
     let text =
         fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(costs_of(kind, &text))
+}
+
+/// [`parse_callgrind`] of the file's text.
+fn costs_of(kind: Kind, text: &str) -> Costs {
     let mut names: HashMap<String, String> = HashMap::new();
     let mut resolve = |spec: &str| -> String {
         let spec = spec.trim();
@@ -96,11 +158,11 @@ fn parse_callgrind(path: &Path) -> Result<Costs> {
         }
     };
     let mut costs = Costs::default();
-    let mut part = 4;
+    let mut part = Part::Elsewhere;
     let mut skip = false;
     for line in text.lines() {
         if let Some(spec) = line.strip_prefix("ob=") {
-            part = part_of(&resolve(spec));
+            part = part_of(kind, &resolve(spec));
         } else if let Some(spec) = line.strip_prefix("cob=") {
             resolve(spec);
         } else if line.starts_with("calls=") {
@@ -116,7 +178,7 @@ fn parse_callgrind(path: &Path) -> Result<Costs> {
                 .nth(1)
                 .and_then(|n| n.parse::<u64>().ok())
             {
-                costs.parts[part] += ir;
+                costs.parts[part as usize] += ir;
             }
         }
     }
@@ -124,7 +186,7 @@ fn parse_callgrind(path: &Path) -> Result<Costs> {
     if costs.total == 0 {
         costs.total = sum;
     }
-    Ok(costs)
+    costs
 }
 
 /// nbdkit under callgrind: one connection writes [`CALLGRIND_REGION`] in 256 KiB requests and
@@ -159,7 +221,7 @@ fn callgrind_run(env: &Env, kind: Kind, run_number: u32) -> Result<Instructions>
     // The dump is the file's first part, `OUT.1`; `OUT` itself has what came after.
     let mut dump = out.into_os_string();
     dump.push(".1");
-    let costs = parse_callgrind(Path::new(&dump))?;
+    let costs = parse_callgrind(kind, Path::new(&dump))?;
     let per = |x: u64| x as f64 / CALLGRIND_READS as f64;
     Ok(Instructions {
         kind,
@@ -191,9 +253,16 @@ fn callgrind_control(server: &Server, command: &str) -> Result {
 #[derive(Clone, Copy)]
 pub struct Instructions {
     pub kind: Kind,
-    /// Per read: total, then by part.
+    /// Per read: total, then by [`Part`].
     pub total: f64,
-    pub parts: [f64; 5],
+    pub parts: [f64; Part::ALL.len()],
+}
+
+impl Instructions {
+    /// Per read, in one part.
+    pub fn part(&self, part: Part) -> f64 {
+        self.parts[part as usize]
+    }
 }
 
 /// Two callgrind runs per server: the first is reported, the second shows how repeatable it is.
@@ -229,4 +298,96 @@ pub fn keep_files(env: &Env, kept: &Path) -> Result {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_told_apart_by_name_and_the_nameless_one_by_kind() {
+        // Names as callgrind gave them in `cargo xtask bench --instructions`.
+        let lib = "/usr/lib/x86_64-linux-gnu";
+        let cases = [
+            (Kind::NullRustFilter, "/usr/bin/nbdkit", Part::Nbdkit),
+            (
+                Kind::NullRustFilter,
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Part::Libc,
+            ),
+            (
+                Kind::NullRustFilter,
+                "/tmp/rustshim-bench-24214/nbdkit-rustshim-filter.so",
+                Part::FilterShim,
+            ),
+            (
+                Kind::NullRustFilter,
+                &format!("{lib}/nbdkit/plugins/nbdkit-null-plugin.so"),
+                Part::Plugin,
+            ),
+            // The Rust filter, from its memory file.
+            (Kind::NullRustFilter, "???", Part::Filter),
+            (
+                Kind::NullCFilter,
+                &format!("{lib}/nbdkit/filters/nbdkit-nofilter-filter.so"),
+                Part::Filter,
+            ),
+            (
+                Kind::ShimNull,
+                "/w/target/release/libnbdkit_rustshim_plugin.so",
+                Part::Shim,
+            ),
+            // The Rust plugin, from its memory file.
+            (Kind::ShimNull, "???", Part::Plugin),
+            (Kind::ShimMemory, "???", Part::Plugin),
+            (
+                Kind::Crate,
+                "/w/target/release/libnbdkit_crate_ramdisk.so",
+                Part::Plugin,
+            ),
+            (
+                Kind::CMemory,
+                &format!("{lib}/nbdkit/plugins/nbdkit-memory-plugin.so"),
+                Part::Plugin,
+            ),
+            // No Rust module here: nothing of it to blame.
+            (Kind::CNull, "???", Part::Elsewhere),
+            (
+                Kind::CNull,
+                &format!("{lib}/ld-linux-x86-64.so.2"),
+                Part::Elsewhere,
+            ),
+        ];
+        for (kind, object, part) in cases {
+            assert_eq!(part_of(kind, object), part, "{object} in {kind:?}");
+        }
+    }
+
+    #[test]
+    fn self_costs_are_summed_by_part_and_inclusive_call_costs_skipped() {
+        let text = "\
+events: Ir
+ob=(1) /usr/bin/nbdkit
+fn=(1) main
+0 100
+cob=(2) /tmp/b/nbdkit-rustshim-filter.so
+cfn=(2) pread
+calls=1 0
+0 57
+ob=(2)
+fn=(2)
+0 42
++1 15
+ob=(3) ???
+fn=(3) f
+0 7
+totals: 164
+";
+        let costs = costs_of(Kind::NullRustFilter, text);
+        assert_eq!(costs.total, 164);
+        assert_eq!(costs.parts[Part::Nbdkit as usize], 100);
+        assert_eq!(costs.parts[Part::FilterShim as usize], 57);
+        assert_eq!(costs.parts[Part::Filter as usize], 7);
+        assert_eq!(costs.parts.iter().sum::<u64>(), 164);
+    }
 }

@@ -6,6 +6,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use rustshim_harness::FILTER_SHIM_INSTALLED;
+
 use super::matrix::{Kind, Settings};
 use super::placement::Placement;
 use super::server::{Launch, Server};
@@ -28,6 +30,8 @@ pub struct Env {
     artifacts: PathBuf,
     disk_image: PathBuf,
     python_script: PathBuf,
+    /// The shim's copy that serves as the filter shim (see [`filter_shim`]).
+    filter_shim: PathBuf,
     /// `None` on a machine with one CPU: then nothing is pinned.
     pub placement: Option<Placement>,
 }
@@ -40,6 +44,7 @@ impl Env {
         let env = Env {
             disk_image: dir.join("disk.img"),
             python_script: dir.join("ramdisk.py"),
+            filter_shim: dir.join(FILTER_SHIM_INSTALLED),
             dir,
             artifacts: target_dir(release),
             placement: Placement::probe(),
@@ -50,7 +55,15 @@ impl Env {
         if settings.uses(Kind::CFile) {
             make_disk_image(&env.disk_image)?;
         }
+        if settings.uses(Kind::NullRustFilter) {
+            filter_shim(&env.artifacts.join(SHIM), &env.filter_shim)?;
+        }
         Ok(env)
+    }
+
+    /// The shim the servers load.
+    pub fn shim(&self) -> PathBuf {
+        self.artifacts.join(SHIM)
     }
 
     /// How to serve a disk this way, run by `wrapper` (e.g. valgrind) if not empty.
@@ -94,7 +107,7 @@ impl Env {
             Kind::Python => vec!["python".into(), self.python_script.clone().into()],
             Kind::NullCFilter => vec!["--filter=nofilter".into(), "null".into()],
             Kind::NullRustFilter => vec![
-                format!("--filter={}", self.artifacts.join(SHIM).display()).into(),
+                format!("--filter={}", self.filter_shim.display()).into(),
                 "null".into(),
                 format!(
                     "filter={}",
@@ -125,6 +138,16 @@ impl Drop for Env {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The filter shim: a copy of the shim named as `cargo xtask install` names it in nbdkit's filter
+/// directory. The same file would serve as well (the shim keeps its plugin and filter state
+/// apart), but callgrind names objects by file, and a copy of its own lets `callgrind::part_of`
+/// tell the filter shim's instructions from the plugin shim's.
+fn filter_shim(shim: &Path, copy: &Path) -> Result {
+    fs::copy(shim, copy)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy {} to {}: {e}", shim.display(), copy.display()))
 }
 
 /// A 1 GiB file of pseudo-random bytes, read once so that it is in the page cache.

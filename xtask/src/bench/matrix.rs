@@ -34,6 +34,21 @@ impl Kind {
         }
     }
 
+    /// The Rust module the shim serves this way, if any (loaded from a memory file, so nameless
+    /// to valgrind: see `callgrind::part_of`).
+    pub fn rust_module(self) -> Option<RustModule> {
+        match self {
+            Kind::ShimNull | Kind::ShimMemory | Kind::ShimFile => Some(RustModule::Plugin),
+            Kind::NullRustFilter => Some(RustModule::Filter),
+            Kind::CNull
+            | Kind::CMemory
+            | Kind::CFile
+            | Kind::Crate
+            | Kind::Python
+            | Kind::NullCFilter => None,
+        }
+    }
+
     /// A disk that keeps what is written: written whole before measuring, so that reads hit
     /// allocated pages.
     pub fn keeps_data(self) -> bool {
@@ -42,6 +57,13 @@ impl Kind {
             Kind::CMemory | Kind::ShimMemory | Kind::Crate | Kind::Python
         )
     }
+}
+
+/// What the shim serves: a Rust plugin, or a Rust filter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RustModule {
+    Plugin,
+    Filter,
 }
 
 /// What a comparison must show (nothing is asserted: the report says met or missed).

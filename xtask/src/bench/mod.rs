@@ -15,11 +15,13 @@
 //! and each server's command line), `server` (nbdkit in the background), `measure` (one
 //! comparison, interleaved), `fio`, `nbd` (a minimal client), `callgrind`, `procfs`,
 //! `placement` (CPUs), `stats`, `machine`, `report` (tables, targets, BENCHMARKS.md, the chart)
-//! and `reload` (hot reload latency).
+//! `reload` (hot reload latency), `load` (how long nbdkit takes to load a plugin and exit) and
+//! `sections` (BENCHMARKS.md's sections, each with the command and commit that wrote it).
 
 mod callgrind;
 mod env;
 mod fio;
+mod load;
 mod machine;
 mod matrix;
 mod measure;
@@ -28,6 +30,7 @@ mod placement;
 mod procfs;
 mod reload;
 mod report;
+mod sections;
 mod server;
 mod stats;
 
@@ -42,6 +45,7 @@ use matrix::{Kind, Settings};
 use measure::compare;
 use reload::reload_section;
 use report::Report;
+use sections::{write_section, Stamp, BENCHMARKS, CHART};
 
 use crate::deps;
 use crate::workspace::{cargo, run, target_dir, workspace};
@@ -49,7 +53,7 @@ use cargo_rustshim::signals::{install_stop_handlers, stopped};
 
 type Result<T = ()> = crate::Result<T>;
 
-pub fn bench(quick: bool) -> Result {
+pub fn bench(quick: bool, command: &str) -> Result {
     let started = Instant::now();
     let settings = Settings::new(quick);
     deps::ensure()?;
@@ -57,9 +61,11 @@ pub fn bench(quick: bool) -> Result {
     // from scratch takes minutes here); the figures are only worth reading from a full run.
     let release = !quick;
     build(release, &settings)?;
+    build_for_load(release)?;
     install_stop_handlers();
     let env = Env::new(release, &settings)?;
     let machine = Machine::probe();
+    let stamp = Stamp::new(command.to_string(), &machine);
 
     let mut cells = Vec::new();
     let mut resources = Vec::new();
@@ -73,11 +79,16 @@ pub fn bench(quick: bool) -> Result {
     } else {
         Some(count_instructions(&env)?)
     };
+    let load_times = load::measure(
+        load::loaders(&load::shim(release), release),
+        if quick { 2 } else { load::ROUNDS },
+    )?;
 
-    let reload = reload_section(release, if quick { 2 } else { 10 })?;
+    let reload = reload_section(release, if quick { 2 } else { 10 }, &stamp)?;
 
     let report = Report {
         settings: &settings,
+        stamp: &stamp,
         env: &env,
         machine,
         load_end: loadavg(),
@@ -93,32 +104,36 @@ pub fn bench(quick: bool) -> Result {
         println!("{table}");
     }
     println!("{}", report.targets());
+    println!("\n{}", load_times.section(&stamp, &report.machine)?);
     println!("{reload}");
     if quick {
         println!(
-            "(--quick: a smoke run on the debug build, {} s; BENCHMARKS.md and benchmarks.svg are left as they are)",
+            "(--quick: a smoke run on the debug build, {} s; {BENCHMARKS} and {CHART} are left as they are)",
             report.elapsed.as_secs()
         );
         return Ok(());
     }
     let root = workspace();
     write_file(
-        &root.join("BENCHMARKS.md"),
-        &format!("{}\n{reload}", report.markdown()),
+        &root.join(BENCHMARKS),
+        &format!(
+            "{}\n{reload}",
+            report.markdown(Some((&load_times, &report.machine)))?
+        ),
     )?;
-    write_file(&root.join("benchmarks.svg"), &report.svg())?;
+    write_file(&root.join(CHART), &report.svg())?;
     println!(
-        "wrote BENCHMARKS.md and benchmarks.svg ({} min {} s)",
+        "wrote {BENCHMARKS} and {CHART} ({} min {} s)",
         report.elapsed.as_secs() / 60,
         report.elapsed.as_secs() % 60
     );
     Ok(())
 }
 
-/// `cargo xtask bench --instructions`: only the callgrind counts, on the release build. The
-/// callgrind files are kept in `target/bench-callgrind/` so that `callgrind_annotate` can say
-/// which functions a difference is in.
-pub fn instructions_only() -> Result {
+/// `cargo xtask bench --instructions`: only the callgrind counts, on the release build; rewrites
+/// their section of BENCHMARKS.md. The callgrind files are kept in `target/bench-callgrind/` so
+/// that `callgrind_annotate` can say which functions a difference is in.
+pub fn instructions_only(command: &str) -> Result {
     let started = Instant::now();
     let mut settings = Settings::new(false);
     // The callgrind servers only: no python script, no disk image.
@@ -129,34 +144,79 @@ pub fn instructions_only() -> Result {
     build(true, &settings)?;
     install_stop_handlers();
     let env = Env::new(true, &settings)?;
+    let machine = Machine::probe();
+    let stamp = Stamp::new(command.to_string(), &machine);
     let instructions = count_instructions(&env)?;
     let kept = target_dir(true).with_file_name("bench-callgrind");
     keep_files(&env, &kept)?;
     let report = Report {
         settings: &settings,
+        stamp: &stamp,
         env: &env,
-        machine: Machine::probe(),
+        machine,
         load_end: loadavg(),
         cells: Vec::new(),
         resources: Vec::new(),
         instructions: Some(instructions),
         elapsed: started.elapsed(),
     };
-    if let Some(table) = report.instructions_table() {
-        println!("\n{table}");
-    }
+    let section = report
+        .instructions_section()
+        .expect("the instructions were counted");
+    println!("\n{section}");
     println!(
         "callgrind files (the dump of each counted run is *.out.1): {}",
         kept.display()
     );
-    Ok(())
+    write_section(&section)
 }
 
-/// `cargo xtask bench --reload`: only the reload latency, on the release build.
-pub fn reload_only(quick: bool) -> Result {
+/// `cargo xtask bench --load`: only the load times, on the release build (and the debug build
+/// of `memory`); rewrites their section of BENCHMARKS.md.
+pub fn load_only(command: &str) -> Result {
     deps::ensure()?;
-    println!("{}", reload_section(!quick, 10)?);
-    Ok(())
+    build_for_load(true)?;
+    install_stop_handlers();
+    let machine = Machine::probe();
+    let stamp = Stamp::new(command.to_string(), &machine);
+    let times = load::measure(load::loaders(&load::shim(true), true), load::ROUNDS)?;
+    let section = times.section(&stamp, &machine)?;
+    println!("\n{section}");
+    write_section(&section)
+}
+
+/// `cargo xtask bench --reload`: only the reload latency, on the release build; rewrites its
+/// section of BENCHMARKS.md.
+pub fn reload_only(command: &str) -> Result {
+    deps::ensure()?;
+    let stamp = Stamp::new(command.to_string(), &Machine::probe());
+    let section = reload_section(true, 10, &stamp)?;
+    println!("{section}");
+    write_section(&section)
+}
+
+/// What the load times load: the shim and `null` in the profile of the run, and the debug
+/// build of `memory`.
+fn build_for_load(release: bool) -> Result {
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "-p",
+        "nbdkit-rustshim-plugin",
+        "-p",
+        "rustshim-null",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(
+        "cargo build -p nbdkit-rustshim-plugin -p rustshim-null",
+        &mut cmd,
+    )?;
+    run(
+        "cargo build -p rustshim-memory",
+        cargo().args(["build", "-p", "rustshim-memory"]),
+    )
 }
 
 /// Builds the shim and the plugins the comparisons use, and only those (the other members may

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rustshim_harness::TempDir;
 
 use super::nbd::NbdClient;
+use super::sections::Stamp;
 use super::server::{Launch, Server};
 use super::Result;
 use crate::workspace::{cargo, plugin_path, run, target_dir, SHIM};
@@ -28,8 +29,13 @@ struct ReloadSample {
     first_read_ms: f64,
 }
 
+/// The section's heading.
+pub const HEADING: &str = "## Hot reload latency";
+/// The command that rewrites only this section.
+pub const ALONE: &str = "cargo xtask bench --reload";
+
 /// Builds the memory plugin, measures `rounds` reloads, and returns the report's section.
-pub fn reload_section(release: bool, rounds: usize) -> Result<String> {
+pub fn reload_section(release: bool, rounds: usize, stamp: &Stamp) -> Result<String> {
     let mut cargo = cargo();
     cargo.args([
         "build",
@@ -54,12 +60,13 @@ pub fn reload_section(release: bool, rounds: usize) -> Result<String> {
     let (read, read_min, read_max) = summary(samples.iter().map(|s| s.first_read_ms).collect());
     let verdict = if read <= 50.0 { "met" } else { "**missed**" };
     Ok(format!(
-        "## Hot reload latency\n\n\
+        "{HEADING}\n\n{}\n\n\
          `reload=watch` on the memory plugin (64 MiB, its disk handed over each time), {} reloads of a new build renamed over the watched file. \
          No debounce: the shim reads the file at the event that finishes a build (here the rename; a close after writing, or cargo's hard link, alike). Median (min–max), ms.\n\n\
          | from the new file landing to | ms | target | result |\n|---|---|---|---|\n\
          | new connections served by the new build (the shim's reload line) | {swap:.0} ({swap_min:.0}–{swap_max:.0}) | – | – |\n\
          | the first 4 KiB read on a new connection returned (connect, handshake, read) | {read:.0} ({read_min:.0}–{read_max:.0}) | ≤ 50 | {verdict} |\n",
+        stamp.line(Some(ALONE)),
         samples.len()
     ))
 }

@@ -9,13 +9,14 @@ mod targets;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::callgrind::Instructions;
+use super::callgrind::{Instructions, Part};
 use super::env::Env;
 use super::machine::Machine;
 use super::matrix::{
     Kind, Settings, Target, Workload, PYTHON_MIN, PYTHON_WORKLOAD, TWIN_CPU_MAX, TWIN_MIN,
 };
 use super::measure::{Cell, Resources, Sample};
+use super::sections::Stamp;
 use super::stats::Stats;
 use format::{kib, mib, ratio_text, si, signed_kib, with_ci, with_range};
 
@@ -29,6 +30,8 @@ struct Verdict {
 
 pub struct Report<'a> {
     pub settings: &'a Settings,
+    /// The command, the commit, the date and the nbdkit, for each section's first line.
+    pub stamp: &'a Stamp,
     pub env: &'a Env,
     pub machine: Machine,
     pub load_end: String,
@@ -164,57 +167,53 @@ impl Report<'_> {
     pub fn instructions_table(&self) -> Option<String> {
         let results = self.instructions.as_ref()?;
         let of = |kind: Kind| results.iter().map(|r| &r.0).find(|r| r.kind == kind);
-        let mut t = table_head(&[
-            "server",
-            "instructions per 4K read",
-            "second run",
-            "in nbdkit",
-            "in libc",
-            "in the shim",
-            "in the plugin (and filter)",
-            "elsewhere",
-        ]);
+        let mut columns = vec!["server", "instructions per 4K read", "second run"];
+        columns.extend(Part::ALL.iter().map(|p| p.column()));
+        let mut t = table_head(&columns);
         for (r, second) in results {
+            let parts: Vec<String> = Part::ALL
+                .iter()
+                .map(|&p| format!("{:.0}", r.part(p)))
+                .collect();
             let _ = writeln!(
                 t,
-                "| {} | **{:.0}** | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                "| {} | **{:.0}** | {:.0} | {} |",
                 r.kind.label(),
                 r.total,
                 second,
-                r.parts[0],
-                r.parts[1],
-                r.parts[2],
-                r.parts[3],
-                r.parts[4]
+                parts.join(" | ")
             );
         }
-        for (a, b) in [
-            (Kind::ShimNull, Kind::CNull),
-            (Kind::ShimMemory, Kind::CMemory),
-            (Kind::ShimMemory, Kind::Crate),
-            (Kind::NullRustFilter, Kind::NullCFilter),
-            (Kind::NullRustFilter, Kind::CNull),
-        ] {
+        for (a, b) in INSTRUCTION_DIFFERENCES {
             let (Some(a), Some(b)) = (of(a), of(b)) else {
                 continue;
             };
+            let parts: Vec<String> = Part::ALL
+                .iter()
+                .map(|&p| format!("{:+.0}", a.part(p) - b.part(p)))
+                .collect();
             let _ = writeln!(
                 t,
-                "| {} − {} | **{:+.0}** ({:+.1} %) | | {:+.0} | {:+.0} | {:+.0} | {:+.0} | {:+.0} |",
+                "| {} − {} | **{:+.0}** ({:+.1} %) | | {} |",
                 a.kind.label(),
                 b.kind.label(),
                 a.total - b.total,
                 (a.total / b.total - 1.0) * 100.0,
-                a.parts[0] - b.parts[0],
-                a.parts[1] - b.parts[1],
-                a.parts[2] - b.parts[2],
-                a.parts[3] - b.parts[3],
-                a.parts[4] - b.parts[4]
+                parts.join(" | ")
             );
         }
         Some(t)
     }
 }
+
+/// The differences the instructions table shows, as (minuend, subtrahend).
+const INSTRUCTION_DIFFERENCES: [(Kind, Kind); 5] = [
+    (Kind::ShimNull, Kind::CNull),
+    (Kind::ShimMemory, Kind::CMemory),
+    (Kind::ShimMemory, Kind::Crate),
+    (Kind::NullRustFilter, Kind::NullCFilter),
+    (Kind::NullRustFilter, Kind::CNull),
+];
 
 /// One figure of a cell on both sides, as two columns: rustshim's, then the other's, each the
 /// median with its range.
