@@ -193,9 +193,12 @@ fn open_at(dir: Option<RawFd>, name: &[u8], readonly: bool) -> Result<Opened> {
     })
 }
 
-/// The absolute path with links resolved; the file must exist (as with `nbdkit_realpath`).
+/// The absolute path with links resolved; the file must exist. nbdkit's own `nbdkit_realpath`,
+/// as the C plugin calls it: on hot reload the shim resolves a relative path against the
+/// directory nbdkit was started in, as at the first load, where `std::fs::canonicalize` would
+/// resolve it against `/` once a background nbdkit has changed there.
 fn realpath(value: &str) -> Result<PathBuf> {
-    std::fs::canonicalize(value).map_err(failed(format!("file: realpath: {value}")))
+    server::realpath(value)
 }
 
 /// `fd=`/`dirfd=`: a number above 2 (nbdkit keeps 0–2).
