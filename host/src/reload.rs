@@ -533,9 +533,8 @@ pub fn reload<S: Served>(served: &S, source: &Path, tried: Option<Digest>) -> Op
     let state = match state {
         Some(state) => state,
         None => {
-            let readied = hand_over_at_retirement(slot, &old, &new).and_then(|state| {
-                services::replaying(|| ready(served, &new)).map(|()| state)
-            });
+            let readied = hand_over_at_retirement(slot, &old, &new)
+                .and_then(|state| services::replaying(|| ready(served, &new)).map(|()| state));
             match readied {
                 Ok(state) => state,
                 Err(why) => {

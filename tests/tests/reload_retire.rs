@@ -113,7 +113,10 @@ fn serve_v1(tag: &str, limit: &str) -> (TempDir, PathBuf, Server) {
     let watched = dir.join("liborder.so");
     install_build(&builds()[0], &watched, Install::RenameOver);
     let server = shim_nbdkit()
-        .args([format!("plugin={}", watched.display()), "reload=watch".into()])
+        .args([
+            format!("plugin={}", watched.display()),
+            "reload=watch".into(),
+        ])
         .env("RUSTSHIM_RETIRE_LIMIT", limit)
         .start()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -213,7 +216,9 @@ fn the_retire_limit_is_settable_and_both_outcomes_hold() {
     let read = write_reload_and_hold(&server, &watched, &builds()[1], "within", 1.0);
     assert_eq!(read, "within", "{}", server.log());
     assert!(
-        server.log().contains("took over state 'order' when generation 1 retired"),
+        server
+            .log()
+            .contains("took over state 'order' when generation 1 retired"),
         "{}",
         server.log()
     );
