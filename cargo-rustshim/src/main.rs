@@ -57,6 +57,10 @@ enum Cmd {
         /// Serve through this shim instead of the installed one
         #[arg(long, value_name = "PATH")]
         shim: Option<PathBuf>,
+        /// A filter crate: the Rust plugin it is served in front of (default: memory, with
+        /// size=1G unless ARGS give size=)
+        #[arg(long, value_name = "NAME|PATH")]
+        plugin: Option<String>,
         /// The plugin's (or filter's) own KEY=VALUE arguments, e.g. size=1G
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -103,8 +107,14 @@ fn main() -> ExitCode {
         Cmd::Run {
             manifest,
             shim,
+            plugin,
             args,
-        } => cargo_rustshim::run::run(manifest.manifest_path.as_deref(), &args, shim),
+        } => cargo_rustshim::run::run(
+            manifest.manifest_path.as_deref(),
+            &args,
+            shim,
+            plugin.as_deref(),
+        ),
         Cmd::Test {
             manifest,
             nbdkit,

@@ -221,7 +221,10 @@ pub fn new_crate(name: &str, path: &Path, kind: Kind, local: Option<&Path>) -> R
     }
     println!("  cargo rustshim test            # its tests, with the real nbdkit (--nbdkit all: every nbdkit)");
     println!("  cargo rustshim doctor          # what is installed, and what to fix");
-    println!("  (the plugin file: target/debug/lib{lib}.so after cargo build)");
+    println!(
+        "  (the {} file: target/debug/lib{lib}.so after cargo build)",
+        kind.as_str()
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `cargo rustshim run [ARGS]` (and `cargo xtask dev DIR`, which calls [`run`] with the
 //! checkout's shim): the plugin author's loop. Builds the crate, serves it through the shim
-//! with `reload=watch` (a filter: `filter-reload=watch`, in front of the Rust memory plugin) on
+//! with `reload=watch` (a filter: `filter-reload=watch`, in front of the Rust memory plugin with
+//! `size=1G` unless the arguments give `size=`, or of the plugin `--plugin` names) on
 //! a Unix socket, prints the URI, and rebuilds whenever a source file changes; the running
 //! nbdkit picks up each good build for new connections (open ones keep the build they started
 //! with), and a build that fails to compile is reported while the last good one keeps serving.
@@ -23,12 +24,41 @@ use crate::Result;
 /// How long the sources must be quiet before a rebuild (editors save in several steps).
 const QUIET: Duration = Duration::from_millis(300);
 
-/// What a filter is served in front of when no arguments are given.
+/// The plugin a filter is served in front of, unless `--plugin` names another.
+pub const FILTER_DEFAULT_PLUGIN: &str = "memory";
+/// Its arguments, each kept unless the author gives the same key.
 const FILTER_DEFAULT_ARGS: &[&str] = &["size=1G"];
 
+/// A filter's arguments: the author's `args`, after each of the defaults for `plugin` (the
+/// memory plugin's `size=1G`) whose key the author does not give. Another plugin gets no
+/// defaults.
+pub fn filter_args(plugin: &str, args: &[String]) -> Vec<String> {
+    let key = |arg: &str| arg.split_once('=').map(|(k, _)| k.to_string());
+    let given: Vec<String> = args.iter().filter_map(|a| key(a)).collect();
+    let defaults = if plugin == FILTER_DEFAULT_PLUGIN {
+        FILTER_DEFAULT_ARGS
+    } else {
+        &[]
+    };
+    defaults
+        .iter()
+        .filter(|d| key(d).is_some_and(|k| !given.contains(&k)))
+        .map(|d| d.to_string())
+        .chain(args.iter().cloned())
+        .collect()
+}
+
 /// Serves the crate of `manifest` (or the one cargo finds from the current directory) with
-/// `args` until Ctrl-C, through `shim` (default: the installed one), rebuilding on changes.
-pub fn run(manifest: Option<&Path>, args: &[String], shim: Option<PathBuf>) -> Result {
+/// `args` until Ctrl-C, through `shim` (default: the installed one), rebuilding on changes. A
+/// filter is served in front of `plugin` (default [`FILTER_DEFAULT_PLUGIN`], a Rust plugin the
+/// shim finds by name, or a path to one).
+pub fn run(
+    manifest: Option<&Path>,
+    args: &[String],
+    shim: Option<PathBuf>,
+    plugin: Option<&str>,
+) -> Result {
+    let below = plugin.unwrap_or(FILTER_DEFAULT_PLUGIN);
     deps::ensure_host(deps::AUTHOR_PACKAGES)?;
     let krate = PluginCrate::find(manifest)?;
     let built = krate
@@ -38,18 +68,17 @@ pub fn run(manifest: Option<&Path>, args: &[String], shim: Option<PathBuf>) -> R
     install_stop_handlers();
     let builder = match krate.kind {
         Kind::Plugin => Server::builder(&built).arg("reload=watch").args(args),
-        Kind::Filter => {
-            let args: Vec<&str> = if args.is_empty() {
-                FILTER_DEFAULT_ARGS.to_vec()
-            } else {
-                args.iter().map(String::as_str).collect()
-            };
-            Server::builder("memory")
-                .rust_filter(&built)
-                .arg("filter-reload=watch")
-                .args(args)
-        }
+        Kind::Filter => Server::builder(below)
+            .rust_filter(&built)
+            .arg("filter-reload=watch")
+            .args(filter_args(below, args)),
     };
+    if krate.kind == Kind::Plugin && plugin.is_some() {
+        return Err(
+            "--plugin is for a filter crate: it names the plugin the filter is served in front of"
+                .into(),
+        );
+    }
     let builder = match shim {
         Some(shim) => builder.shim(shim),
         None => builder,
@@ -58,8 +87,14 @@ pub fn run(manifest: Option<&Path>, args: &[String], shim: Option<PathBuf>) -> R
         return Ok(());
     };
     let what = match krate.kind {
-        Kind::Plugin => "reload=watch",
-        Kind::Filter => "filter-reload=watch, in front of the memory plugin,",
+        Kind::Plugin => "reload=watch".to_string(),
+        Kind::Filter => format!(
+            "filter-reload=watch, in front of the Rust plugin '{below}' ({}; --plugin NAME|PATH chooses another),",
+            match filter_args(below, args).join(" ") {
+                a if a.is_empty() => "no arguments".to_string(),
+                a => a,
+            }
+        ),
     };
     println!(
         "\nServing {} with {what} at\n\n    {}\n",
@@ -124,4 +159,24 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
         }
     }
     files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_filters_defaults_stay_unless_the_author_gives_the_key() {
+        assert_eq!(filter_args("memory", &[]), ["size=1G"]);
+        assert_eq!(
+            filter_args("memory", &args(&["checksum-log=/tmp/x"])),
+            ["size=1G", "checksum-log=/tmp/x"]
+        );
+        assert_eq!(filter_args("memory", &args(&["size=1M"])), ["size=1M"]);
+        assert_eq!(filter_args("file", &args(&["file=d.img"])), ["file=d.img"]);
+    }
 }

@@ -168,6 +168,7 @@ extern "C" fn load() {
     // The Rust plugin is not known yet (it arrives with `plugin=` in `config`); resolve nbdkit's
     // functions now so that later callbacks find them ready.
     let _ = server();
+    crate::services::note_start_dir();
 }
 
 extern "C" fn unload() {

@@ -138,6 +138,8 @@ pub fn start_watcher<S: Served>(served: &'static S) -> Result<(), Failure> {
         .current()
         .map(|g| g.source.clone())
         .ok_or_else(|| Failure::invalid("reload=watch needs something loaded to watch"))?;
+    // A bad limit is said at start, not at the first reload that waits.
+    retire_limit()?;
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(|e| format!("reload=watch: inotify: {e}"))?;
     let mut watched = Watched {
@@ -515,7 +517,9 @@ pub fn reload<S: Served>(served: &S, source: &Path, tried: Option<Digest>) -> Op
         ));
         return Some(digest);
     }
-    let (new, state) = match prepare(served, build, &old) {
+    // The recorded parameters and the lifecycle are replayed as the first load saw them
+    // (`services::replaying`: relative paths against the directory nbdkit started in).
+    let (new, state) = match services::replaying(|| prepare(served, build, &old)) {
         Ok(prepared) => prepared,
         Err(why) => {
             refused(&why);
@@ -523,17 +527,24 @@ pub fn reload<S: Served>(served: &S, source: &Path, tried: Option<Digest>) -> Op
         }
     };
     // A hand-over at retirement: wait for it, with new connections held at the end; they go
-    // on (to the new generation) once it has been swapped in below.
+    // on (to the new generation) once it has been swapped in below. `take_over` runs where it
+    // always does, after `config_complete` and before `get_ready`: so `get_ready` and
+    // `after_fork` come after the wait.
     let state = match state {
         Some(state) => state,
-        None => match hand_over_at_retirement(slot, &old, &new) {
-            Ok(state) => state,
-            Err(why) => {
-                new.destroy();
-                refused(&why);
-                return Some(digest);
+        None => {
+            let readied = hand_over_at_retirement(slot, &old, &new)
+                .and_then(|state| services::replaying(|| ready(served, &new)).map(|()| state));
+            match readied {
+                Ok(state) => state,
+                Err(why) => {
+                    slot.release();
+                    new.destroy();
+                    refused(&why);
+                    return Some(digest);
+                }
             }
-        },
+        }
     };
     slot.take_number();
     let what_changed = describe_change(&old, &new);
@@ -584,8 +595,10 @@ fn prepare<S: Served>(
                 ThreadModel::from_raw(announced).map_or("?", ThreadModel::name)
             ));
         }
-        step(served, &new, Lifecycle::GetReady)?;
-        step(served, &new, Lifecycle::AfterFork)?;
+        // Handed over at retirement: readied once it has taken over, after the wait.
+        if state.is_some() {
+            ready(served, &new)?;
+        }
         Ok(state)
     })();
     match configured {
@@ -595,6 +608,12 @@ fn prepare<S: Served>(
             Err(why)
         }
     }
+}
+
+/// A new generation's `get_ready` and `after_fork`.
+fn ready<S: Served>(served: &S, new: &Generation<S::Module>) -> Result<(), String> {
+    step(served, new, Lifecycle::GetReady)?;
+    step(served, new, Lifecycle::AfterFork)
 }
 
 /// Passes the old generation's state to the new one, if both opt in. Says what happened;
@@ -642,8 +661,34 @@ fn hand_over<M: Module>(
 /// How long new connections still go to a generation that hands over at retirement, before
 /// they are held until it has retired.
 const LET_THROUGH: Duration = Duration::from_secs(1);
-/// How long the old generation's connections may stay open before the reload is given up.
+/// How long the old generation's connections may stay open before the reload is given up,
+/// unless [`RETIRE_LIMIT_ENV`] says otherwise.
 const RETIRE_LIMIT: Duration = Duration::from_secs(30);
+/// The environment variable that sets [`RETIRE_LIMIT`]: seconds, e.g. `2` or `0.5`.
+pub const RETIRE_LIMIT_ENV: &str = "RUSTSHIM_RETIRE_LIMIT";
+
+/// The retire limit: [`RETIRE_LIMIT_ENV`] if set, else [`RETIRE_LIMIT`]. A value that is not a
+/// number of seconds (at most a day) is refused in one line naming it.
+pub fn retire_limit() -> Result<Duration, String> {
+    let Some(value) = std::env::var_os(RETIRE_LIMIT_ENV) else {
+        return Ok(RETIRE_LIMIT);
+    };
+    let value = value.to_string_lossy();
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (0.0..=86400.0).contains(s))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            format!("{RETIRE_LIMIT_ENV}={value}: expected a number of seconds from 0 to 86400")
+        })
+}
+
+/// How a duration is said in the shim's lines: `30 s`, `2.5 s`.
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
 
 /// Waits until nothing but `slot` and `old` itself refer to the old generation (its
 /// last connection has closed), holding new connections after [`LET_THROUGH`], and hands its
@@ -655,6 +700,7 @@ fn hand_over_at_retirement<M: Module>(
     new: &Generation<M>,
 ) -> Result<String, String> {
     let started = Instant::now();
+    let limit = retire_limit()?;
     let mut holding = false;
     loop {
         if !holding && started.elapsed() >= LET_THROUGH {
@@ -669,12 +715,10 @@ fn hand_over_at_retirement<M: Module>(
                     continue; // a connection opened meanwhile
                 }
             }
+            // On failure the caller releases new connections.
             let result = hand_over(old, new).and_then(|state| {
                 state.ok_or_else(|| "the old generation asked to hand over later again".into())
             });
-            if result.is_err() {
-                slot.release();
-            }
             return result.map(|state| {
                 format!(
                     "{state} when generation {} retired, {} ms after it was ready",
@@ -683,13 +727,12 @@ fn hand_over_at_retirement<M: Module>(
                 )
             });
         }
-        if started.elapsed() >= RETIRE_LIMIT {
-            slot.release();
+        if started.elapsed() >= limit {
             return Err(format!(
-                "it hands over when generation {} retires, but that still has {} open connection(s) after {} s: close them and rebuild again",
+                "it hands over when generation {} retires, but that still has {} open connection(s) after {} ({RETIRE_LIMIT_ENV} sets the limit): close them and rebuild again",
                 old.number,
                 Arc::strong_count(old) - 2,
-                RETIRE_LIMIT.as_secs()
+                seconds(limit)
             ));
         }
         std::thread::sleep(Duration::from_millis(10));

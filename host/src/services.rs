@@ -5,8 +5,10 @@
 //! `-1`; the shim's callback then decides what nbdkit sees ([`report_failure`]), which lets it
 //! swallow an `ENOTSUP` from `zero` and write zeroes instead, as nbdkit itself would.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr, CString};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use rustshim_plugin_api::abi::{
@@ -23,6 +25,47 @@ const ENOTSUP: i32 = libc::ENOTSUP;
 thread_local! {
     /// The error the plugin reported for the callback running on this thread.
     static LAST_ERROR: RefCell<Option<Failure>> = const { RefCell::new(None) };
+    /// This thread is bringing a new generation to where the first load was (hot reload).
+    static REPLAYING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The directory nbdkit was started in, noted at `load` (before nbdkit, serving in the
+/// background, changes to `/`).
+static START_DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Notes the directory nbdkit was started in: from `load`, which runs before nbdkit forks.
+pub fn note_start_dir() {
+    START_DIR.get_or_init(|| std::env::current_dir().ok());
+}
+
+/// Runs `f` (a new generation's `config`, `config_complete`, `get_ready`, … on hot reload) so
+/// that the server functions which resolve a relative path (`realpath`, `read_password`'s
+/// `+FILE`) resolve it against the directory nbdkit was started in, as they did for the first
+/// load: a background nbdkit has changed to `/` since.
+pub fn replaying<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REPLAYING.with(|r| r.set(self.0));
+        }
+    }
+    let _reset = Reset(REPLAYING.with(|r| r.replace(true)));
+    f()
+}
+
+/// `path` as the first load saw it: while [`replaying`], a relative path is taken relative to
+/// the directory nbdkit was started in.
+fn as_first_load(path: &str) -> Cow<'_, str> {
+    if path.starts_with('/') || !REPLAYING.with(Cell::get) {
+        return Cow::Borrowed(path);
+    }
+    match START_DIR.get() {
+        Some(Some(dir)) => match dir.join(path).into_os_string().into_string() {
+            Ok(joined) => Cow::Owned(joined),
+            Err(_) => Cow::Borrowed(path),
+        },
+        _ => Cow::Borrowed(path),
+    }
 }
 
 /// Takes the error the plugin recorded for the callback that just failed on this thread (`EIO`
@@ -242,7 +285,18 @@ extern "C" fn parse_delay(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut
 }
 
 extern "C" fn read_password(value: RStr<'_>, out: &mut RString) -> i32 {
-    let (Some(f), Ok(c)) = (server().read_password, c_arg("nbdkit_read_password", value)) else {
+    // `+FILE` reads the password from FILE.
+    let value: Cow<'_, str> = match value.as_str().strip_prefix('+') {
+        Some(file) => match as_first_load(file) {
+            Cow::Owned(file) => Cow::Owned(format!("+{file}")),
+            Cow::Borrowed(_) => Cow::Borrowed(value.as_str()),
+        },
+        None => Cow::Borrowed(value.as_str()),
+    };
+    let (Some(f), Ok(c)) = (
+        server().read_password,
+        c_arg("nbdkit_read_password", value.as_ref().into()),
+    ) else {
         return EINVAL;
     };
     let mut password: *mut c_char = std::ptr::null_mut();
@@ -257,7 +311,11 @@ extern "C" fn read_password(value: RStr<'_>, out: &mut RString) -> i32 {
 }
 
 extern "C" fn realpath(path: RStr<'_>, out: &mut RString) -> i32 {
-    let (Some(f), Ok(c)) = (server().realpath, c_arg("nbdkit_realpath", path)) else {
+    let path = as_first_load(path.as_str());
+    let (Some(f), Ok(c)) = (
+        server().realpath,
+        c_arg("nbdkit_realpath", path.as_ref().into()),
+    ) else {
         return EINVAL;
     };
     // SAFETY: NUL-terminated argument; the result is NULL or a malloc'd string we own.

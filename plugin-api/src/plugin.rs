@@ -47,10 +47,12 @@ pub trait Plugin: Default + Send + Sync + 'static {
     /// ready (see [`hand_over`](Self::hand_over)). For state that cannot be shared, only copied
     /// ([`Handover::bytes`]): the shim swaps generations only once every connection of the old
     /// one has closed (new connections keep going to the old one for a second, then wait; after
-    /// 30 s of open connections the reload is refused and the old generation keeps serving), and
-    /// calls `hand_over` then, so no write is lost. `take_over` then runs after `get_ready` and
-    /// `after_fork`, just before the new generation serves. Since 1.1.0 (an older shim gives the
-    /// successor no state).
+    /// 30 s of open connections, or as many seconds as `$RUSTSHIM_RETIRE_LIMIT` says, the reload
+    /// is refused and the old generation keeps serving), and calls `hand_over` then, so no write
+    /// is lost. The new generation's `take_over` runs where it always does, after
+    /// `config_complete` and before `get_ready`: with this, its `get_ready` and `after_fork` wait
+    /// for the old generation's retirement too, and it serves right after them. Since 1.1.0 (an
+    /// older shim gives the successor no state).
     const HAND_OVER_AT_RETIRE: bool = false;
 
     /// Which methods this impl defines. Written by [`#[plugin]`](macro@crate::plugin); do not

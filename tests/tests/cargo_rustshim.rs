@@ -113,9 +113,14 @@ struct Background {
 
 impl Background {
     fn start(dir: &Path, args: &[&str]) -> Background {
+        Background::start_env(dir, args, &[])
+    }
+
+    fn start_env(dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Background {
         let files = temp_dir("cargo-rustshim-run");
         let (stdout, stderr) = (files.join("stdout"), files.join("stderr"));
         let child = cargo_rustshim(dir, args)
+            .envs(envs.iter().copied())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -244,6 +249,50 @@ fn run_serves_prints_the_uri_and_reloads_each_good_build() {
     assert!(status.success(), "{status}\n{out}\n{err}");
     assert!(out.contains("Stopping."), "{out}");
     assert!(!socket_dir.exists(), "{} was left", socket_dir.display());
+}
+
+/// A filter crate: `run` serves it in front of the Rust memory plugin with `size=1G`, which an
+/// argument of the filter's own (`invert=false`) does not replace and `size=` does; the first
+/// line names the plugin below, its arguments, and `--plugin` to choose another.
+#[test]
+fn run_keeps_a_filters_defaults_and_names_the_plugin_below() {
+    let dir = fresh_crate("run-filter", &["--filter"]);
+    for (args, size) in [
+        (vec!["run", "invert=false"], "1073741824"),
+        (vec!["run", "invert=false", "size=1M"], "1048576"),
+    ] {
+        // The workspace's memory plugin, where an installed shim finds its own.
+        let plugins = plugin("memory").parent().unwrap().to_path_buf();
+        let mut served =
+            Background::start_env(&dir, &args, &[("RUSTSHIM_PLUGIN_PATH", plugins.as_path())]);
+        let serving = served.wait_for("Serving ", 0);
+        let expected = if size == "1048576" {
+            "in front of the Rust plugin 'memory' (invert=false size=1M; --plugin NAME|PATH chooses another)"
+        } else {
+            "in front of the Rust plugin 'memory' (size=1G invert=false; --plugin NAME|PATH chooses another)"
+        };
+        assert!(serving.contains(expected), "{args:?}: {serving}");
+        let uri = served.wait_for("nbd+unix://", 0).trim().to_string();
+        assert_eq!(size_at(&uri), size, "{args:?}");
+    }
+}
+
+/// `new --filter` says where the filter file is, as a filter's.
+#[test]
+fn new_filter_names_the_filter_file() {
+    let temp = temp_dir("cargo-rustshim-new-filter");
+    let out = run(&mut cargo_rustshim(
+        temp.path(),
+        &["new", "inverter", "--filter"],
+    ))
+    .ok();
+    assert!(
+        out.stdout
+            .contains("(the filter file: target/debug/libinverter.so after cargo build)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("plugin file"), "{}", out.stdout);
 }
 
 /// `kill -SIGNAL PID`.

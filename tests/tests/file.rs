@@ -70,7 +70,7 @@ fn serves_the_file_contents() {
     }
 
     let out = nbdkit_run(
-        &file_args(&disk, &["readonly=true"]),
+        &file_args(&disk, &["-r"]),
         &format!("qemu-img compare -f raw {} \"$uri\"", copy.display()),
     )
     .ok();
@@ -144,7 +144,7 @@ fn trim_punches_a_hole() {
         "no hole punched: {blocks_before} blocks before, {blocks_after} after"
     );
 
-    let map = nbdinfo(&["--map"], &file_args(&disk, &["readonly=true"])).ok();
+    let map = nbdinfo(&["--map"], &file_args(&disk, &["-r"])).ok();
     assert_eq!(
         parse_map(&map.stdout),
         [(0, M, DATA), (M, M, HOLE), (2 * M, 2 * M, DATA)],
@@ -228,14 +228,14 @@ fn zero_without_fallocate_support_falls_back_or_fails_fast() {
     );
 }
 
-/// `readonly=true`: the client sees a read-only export, a write fails with EPERM, and the file
-/// is unchanged.
+/// `nbdkit -r` (after the plugin, as nbdkit takes its options anywhere): the client sees a
+/// read-only export, a write fails with EPERM, and the file is unchanged.
 #[test]
-fn readonly_true_makes_the_export_read_only() {
+fn nbdkit_r_makes_the_export_read_only() {
     let dir = temp_dir("file-ro");
     let (disk, data) = data_file(&dir, "disk.img", 6, 1 << 20);
     let out = nbdsh(
-        &file_args(&disk, &["readonly=true"]),
+        &file_args(&disk, &["-r"]),
         "print(h.is_read_only())\n\
          try:\n    \
              h.pwrite(b'x' * 512, 0)\n    \

@@ -376,6 +376,25 @@ fn both_refuse_the_same_bad_parameters() {
     }
 }
 
+/// A twin takes exactly its C plugin's keys, so a command line means the same with either:
+/// `readonly=` (which the twin once took, and nbdkit's file plugin refuses on every version) is
+/// refused by both, in the C plugin's words; read-only is nbdkit's `-r`.
+#[test]
+fn a_key_the_c_plugin_refuses_is_refused_by_the_twin_too() {
+    let files = Files::new("readonly-key", &[("disk.img", 4096)]);
+    let file = files.path("disk.img");
+    for value in ["true", "false"] {
+        let args = [file.clone(), format!("readonly={value}")];
+        let [c, rust] = both_refuse(&Twin::new("file", &args));
+        for (who, stderr) in [("C", &c), ("rustshim", &rust)] {
+            assert!(
+                stderr.contains("unknown parameter 'readonly'"),
+                "{who} readonly={value}: {stderr}"
+            );
+        }
+    }
+}
+
 /// `--dump-plugin`: the twin's lines about what it can do are the C plugin's (1.32's lacks
 /// `file_extents`, which the twin has).
 #[test]

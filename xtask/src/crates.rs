@@ -6,7 +6,7 @@
 //! `rustshim-harness` together (each verified by building the packaged crate, plugin-api against
 //! the packaged macros), the `.crate` files are unpacked into DIR (default `target/crates/`),
 //! and `DIR/config.toml` gets a `[patch.crates-io]` table naming each unpacked directory. With
-//! it, a plugin crate that depends on them by version (`rustshim-plugin-api = "1"`) builds
+//! it, a plugin crate that depends on them by version (`rustshim-plugin-api = "1.1"`) builds
 //! against exactly what would be published: `cargo --config DIR/config.toml build`, or the
 //! table in `~/.cargo/config.toml` or in a `.cargo/config.toml` above the plugin crate (which
 //! `cargo test` with the harness needs: the harness builds the plugin with a cargo of its own,
@@ -98,8 +98,14 @@ pub fn crates(out: Option<PathBuf>, allow_dirty: bool) -> Result {
     write(&config, &config_toml(&dirs)?)?;
 
     println!(
-        "\nThe crates as `cargo package` made them for crates.io, unpacked in {}:",
-        out.display()
+        "\nThe crates as `cargo package` made them for crates.io, unpacked in {}{}:",
+        out.display(),
+        if out.starts_with(&target) {
+            " (this checkout's target directory: `cargo clean` removes them, `--out DIR` puts them elsewhere; \
+             one directory for any number of plugin crates)"
+        } else {
+            " (one directory for any number of plugin crates)"
+        }
     );
     for krate in &packaged {
         println!("  {} {}", krate.name, krate.version);
@@ -125,12 +131,14 @@ pub fn crates(out: Option<PathBuf>, allow_dirty: bool) -> Result {
     Ok(())
 }
 
-/// The caret requirement a dependent writes for `version`: `1` for 1.1.0, `0.1` for 0.1.0.
+/// The requirement a dependent writes for `version`, as `cargo rustshim new` and the README
+/// write it: major and minor, `1.1` for 1.1.0 (the oldest API with what it has), `0.1` for
+/// 0.1.0.
 fn requirement(version: &str) -> String {
     let mut parts = version.split('.');
     match (parts.next(), parts.next()) {
-        (Some("0"), Some(minor)) => format!("0.{minor}"),
-        (Some(major), _) => major.to_string(),
+        (Some(major), Some(minor)) => format!("{major}.{minor}"),
+        (Some(major), None) => major.to_string(),
         (None, _) => version.to_string(),
     }
 }
@@ -244,9 +252,9 @@ mod tests {
 
     #[test]
     fn requirements() {
-        assert_eq!(requirement("1.1.0"), "1");
+        assert_eq!(requirement("1.1.0"), "1.1");
         assert_eq!(requirement("0.1.0"), "0.1");
-        assert_eq!(requirement("12.0.3-rc.1"), "12");
+        assert_eq!(requirement("12.0.3-rc.1"), "12.0");
     }
 
     #[test]

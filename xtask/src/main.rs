@@ -171,7 +171,7 @@ fn dev(dir: &std::path::Path, plugin_args: &[String]) -> Result {
         workspace::cargo().args(["build", "--quiet", "-p", "nbdkit-rustshim-plugin"]),
     )?;
     let shim = workspace::target_dir(false).join(workspace::SHIM);
-    cargo_rustshim::run::run(Some(&dir.join("Cargo.toml")), plugin_args, Some(shim))
+    cargo_rustshim::run::run(Some(&dir.join("Cargo.toml")), plugin_args, Some(shim), None)
 }
 
 fn main() -> ExitCode {

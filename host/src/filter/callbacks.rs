@@ -124,6 +124,7 @@ pub(super) fn layer_next<F>(func: Option<F>, data: *mut c_void) -> LayerNext {
 
 extern "C" fn load() {
     let _ = server();
+    crate::services::note_start_dir();
 }
 
 extern "C" fn unload<const I: usize>() {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! nbdkit rustshim plugin=librustshim_file.so file=disk.img
-//! nbdkit rustshim librustshim_file.so disk.img readonly=true
+//! nbdkit -r rustshim librustshim_file.so disk.img                # read-only: nbdkit's -r
 //! nbdkit rustshim plugin=librustshim_file.so dir=/var/tmp/exports     # one export per file
 //! nbdkit rustshim plugin=librustshim_file.so fd=3                     # an inherited descriptor
 //! ```
@@ -36,8 +36,6 @@ use source::Source;
 struct FilePlugin {
     /// From `file=`, `dir=`, `fd=` or `dirfd=`: exactly one.
     source: Option<Source>,
-    /// From `readonly=`: never open the file for writing.
-    readonly: bool,
     /// From `fadvise=`: the hint given for each connection's file.
     fadvise: Option<PosixFadviseAdvice>,
     /// With `cache=none`: what was written recently.
@@ -71,8 +69,7 @@ impl Plugin for FilePlugin {
          dir=<DIRNAME>           Serve the files of a directory, one export each\n\
          dirfd=<FILE_DESCRIPTOR> Serve the directory open on this inherited descriptor\n\
          cache=default|none      Keep served data out of the page cache (none)\n\
-         fadvise=normal|random|sequential  Hint the access pattern to the kernel\n\
-         readonly=true|false     Open the file read-only (default false)",
+         fadvise=normal|random|sequential  Hint the access pattern to the kernel",
     );
     // `nbdkit rustshim librustshim_file.so disk.img` means file=disk.img.
     const MAGIC_CONFIG_KEY: Option<&'static str> = Some("file");
@@ -88,7 +85,6 @@ impl Plugin for FilePlugin {
             return Ok(());
         }
         match key {
-            "readonly" => self.readonly = server::parse_bool(value)?,
             "fadvise" => {
                 self.fadvise = Some(match value {
                     "normal" => PosixFadviseAdvice::POSIX_FADV_NORMAL,
@@ -149,7 +145,7 @@ impl Plugin for FilePlugin {
     // client, or when writing is refused), and a file replaced between connections is picked
     // up by the next one.
     fn open(&self, readonly: bool) -> Result<Handle> {
-        let opened = self.source().open(readonly || self.readonly)?;
+        let opened = self.source().open(readonly)?;
         let metadata = opened.file.metadata().map_err(failed("fstat"))?;
         let is_block_device = metadata.file_type().is_block_device();
         if !metadata.is_file() && !is_block_device {

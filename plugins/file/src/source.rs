@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, openat, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
@@ -193,9 +193,19 @@ fn open_at(dir: Option<RawFd>, name: &[u8], readonly: bool) -> Result<Opened> {
     })
 }
 
-/// The absolute path with links resolved; the file must exist (as with `nbdkit_realpath`).
+/// The absolute path with links resolved; the file must exist (as with `nbdkit_realpath`). A
+/// relative path is taken relative to `server::realpath(".")`, nbdkit's working directory: on
+/// hot reload the shim answers that with the directory nbdkit was started in, as at the first
+/// load, where the process's own (`std::fs::canonicalize` alone) is `/` once a background
+/// nbdkit has changed there. The refusal is the plugin's one line.
 fn realpath(value: &str) -> Result<PathBuf> {
-    std::fs::canonicalize(value).map_err(failed(format!("file: realpath: {value}")))
+    let path = Path::new(value);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        server::realpath(".")?.join(path)
+    };
+    std::fs::canonicalize(absolute).map_err(failed(format!("file: realpath: {value}")))
 }
 
 /// `fd=`/`dirfd=`: a number above 2 (nbdkit keeps 0–2).
