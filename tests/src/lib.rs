@@ -11,6 +11,7 @@
 //! * `trace`: the test plugin's trace file;
 //! * `files`: temporary directories, pattern data, new builds landing on a watched path;
 //! * [`fixtures`]: plugins built in workspaces of their own, as a third party would;
+//! * [`history`]: the shim and plugins of earlier commits (earlier releases of the ABI);
 //! * `authors`: cargo and `cargo rustshim` on crates outside the workspace, as an author runs
 //!   them.
 
@@ -20,6 +21,7 @@ mod clients;
 mod files;
 pub mod filters;
 pub mod fixtures;
+pub mod history;
 pub mod twin;
 pub use fixtures::API_VERSION;
 mod nbdkit;
