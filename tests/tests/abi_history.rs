@@ -56,7 +56,13 @@ print(h.pread(4096, 16384) == bytes(4096))
 h.flush()
 print(h.can_zero(), h.can_trim(), h.can_flush(), h.can_multi_conn())
 "#;
-const MEMORY_SESSION_PRINTS: [&str; 5] = ["1048576", "True", "True True", "True", "True True True True"];
+const MEMORY_SESSION_PRINTS: [&str; 5] = [
+    "1048576",
+    "True",
+    "True True",
+    "True",
+    "True True True True",
+];
 
 /// Asserts that the `memory` plugin of `commit`, built against `rustshim-plugin-api` `version`,
 /// loads into today's shim, says which API it was built against, and serves a real client.
@@ -165,9 +171,9 @@ fn a_newer_plugin_calling_a_service_the_older_shim_lacks_gets_enotsup_saying_it_
         .args(["--run", "nbdsh -u \"$uri\" -c 'h.pread(16, 512)'"]);
     let out = run_nbdkit(nbdkit).ok();
     assert!(
-        out.stderr.lines().any(|l| l.contains("dumper: ")
-            && l.contains("00000200")
-            && l.contains("5a 5a 5a 5a")),
+        out.stderr
+            .lines()
+            .any(|l| l.contains("dumper: ") && l.contains("00000200") && l.contains("5a 5a 5a 5a")),
         "{}",
         out.stderr
     );
