@@ -293,6 +293,7 @@ fn every_source_file_is_in_the_code_map() {
             ]
             .iter()
             .any(|dir| f.starts_with(dir))
+                && f.components().any(|c| c.as_os_str() == "src")
         })
         .filter_map(|f| {
             let stem = f.file_stem()?.to_str()?;
