@@ -5,7 +5,7 @@
 //! `-1`; the shim's callback then decides what nbdkit sees ([`report_failure`]), which lets it
 //! swallow an `ENOTSUP` from `zero` and write zeroes instead, as nbdkit itself would.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 
@@ -23,6 +23,21 @@ const ENOTSUP: i32 = libc::ENOTSUP;
 thread_local! {
     /// The error the plugin reported for the callback running on this thread.
     static LAST_ERROR: RefCell<Option<Failure>> = const { RefCell::new(None) };
+    /// A server function called on this thread failed and its reason went to nbdkit's log as
+    /// an error line (nbdkit's own, such as `nbdkit_parse_size`'s, or the shim's for it).
+    static LOGGED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a server function failed on this thread, with its reason logged, since the last
+/// call (which starts the count again).
+pub fn take_logged() -> bool {
+    LOGGED.with(|l| l.replace(false))
+}
+
+/// Notes that a server function failed with its reason logged; returns `errno`.
+pub fn logged(errno: i32) -> i32 {
+    LOGGED.with(|l| l.set(true));
+    errno
 }
 
 /// Takes the error the plugin recorded for the callback that just failed on this thread (`EIO`
@@ -125,7 +140,7 @@ pub fn notice(text: &str) {
 fn c_arg(function: &str, s: RStr<'_>) -> Result<CString, i32> {
     CString::new(s.as_str()).map_err(|_| {
         nbdkit_c::error(&format!("{function}: argument contains a NUL byte"));
-        EINVAL
+        logged(EINVAL)
     })
 }
 
@@ -174,7 +189,7 @@ extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
             *out = r as u64;
             0
         }
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -184,7 +199,7 @@ extern "C" fn parse_bool(s: RStr<'_>, out: &mut bool) -> i32 {
             *out = r != 0;
             0
         }
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -198,7 +213,7 @@ fn parsed_here<T>(parsed: Result<T, String>, store: impl FnOnce(T)) -> i32 {
         }
         Err(msg) => {
             nbdkit_c::error(&msg);
-            EINVAL
+            logged(EINVAL)
         }
     }
 }
@@ -218,7 +233,7 @@ extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i
     // SAFETY: NUL-terminated arguments and a valid out pointer; nbdkit logs its own errors.
     match unsafe { f(w.as_ptr(), c.as_ptr(), out) } {
         0 => 0,
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -237,7 +252,7 @@ extern "C" fn parse_delay(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut
     // SAFETY: NUL-terminated arguments and valid out pointers; nbdkit logs its own errors.
     match unsafe { f(w.as_ptr(), c.as_ptr(), sec, nsec) } {
         0 => 0,
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -249,7 +264,7 @@ extern "C" fn read_password(value: RStr<'_>, out: &mut RString) -> i32 {
     // SAFETY: NUL-terminated argument and a valid out pointer; on success nbdkit stores a
     // malloc'd string we own.
     if unsafe { f(c.as_ptr(), &mut password) } == -1 {
-        return errno_or(EINVAL);
+        return logged(errno_or(EINVAL));
     }
     // SAFETY: malloc'd by nbdkit_read_password, ours to free.
     unsafe { take_c_string(password, out) };
@@ -267,7 +282,7 @@ extern "C" fn realpath(path: RStr<'_>, out: &mut RString) -> i32 {
     if unsafe { take_c_string(p, out) } {
         0
     } else {
-        err
+        logged(err)
     }
 }
 
