@@ -123,6 +123,26 @@ pub fn nbdkit_run_with<S: AsRef<OsStr>>(options: &[&str], args: &[S], cmd: &str)
     )
 }
 
+/// The user ID the permission tests run nbdkit as: `nobody`.
+pub const NOBODY: u32 = 65534;
+
+/// [`shim_nbdkit`] run as the ordinary user `nobody` (`setpriv`, in the root too), so that the
+/// shim's permission check runs for a user who is not root. Needs root; the files it is to
+/// read must be in directories `nobody` can enter (a [`temp_dir`](crate::temp_dir) is 0700:
+/// make it 0755).
+pub fn shim_nbdkit_as_nobody() -> ServerBuilder {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "running nbdkit as another user, and giving files away, needs root (the suite runs as root)"
+    );
+    shim_nbdkit().prefix([
+        "setpriv".to_string(),
+        format!("--reuid={NOBODY}"),
+        format!("--regid={NOBODY}"),
+        "--clear-groups".to_string(),
+    ])
+}
+
 /// Runs `nbdkit SHIM args --run true` and expects a refusal: see [`one_refusal`]. Returns its
 /// line.
 #[track_caller]
