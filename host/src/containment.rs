@@ -51,7 +51,7 @@ pub fn cut_description<'a>(plugin: &str, text: &'a str) -> &'a str {
 }
 
 /// nbdkit's rules for block size constraints (all zero: none), checked before nbdkit sees them
-/// so the message can name the plugin and the values. `tests/tests/block_size_vs_nbdkit.rs`
+/// so the message can name the plugin and the values. `tests/tests/plugins/block_size_vs_nbdkit.rs`
 /// holds them to what each nbdkit's own check accepts and refuses.
 pub fn check_block_size(minimum: u32, preferred: u32, maximum: u32) -> Result<(), &'static str> {
     if (minimum, preferred, maximum) == (0, 0, 0) {

@@ -2,7 +2,7 @@
 //! writes a crate that takes the rustshim crates from crates.io by version; `run` serves it,
 //! prints the URI and reloads each good build; `test` runs the crate's tests against each
 //! nbdkit and fails when they do; `doctor` names each problem with the command that fixes it.
-//! (`package` is tried in tests/tests/package.rs, where the fresh Debian roots are; the whole
+//! (`package` is tried in tests/tests/authors/package.rs, where the fresh Debian roots are; the whole
 //! way from `cargo install` in an empty directory is `cargo xtask try-author`.)
 //!
 //! The crates that build are made with `cargo xtask new-plugin`, which points them at this
