@@ -89,6 +89,8 @@ pub struct ServerBuilder {
     current_dir: Option<PathBuf>,
     timeout: Duration,
     reloadable: Option<Reload>,
+    /// The Unix socket, if not the one in the private directory.
+    socket: Option<PathBuf>,
 }
 
 impl Default for ServerBuilder {
@@ -117,6 +119,7 @@ impl ServerBuilder {
             current_dir: None,
             timeout: DEFAULT_TIMEOUT,
             reloadable: None,
+            socket: None,
         }
     }
 
@@ -291,6 +294,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Makes a background server listen on this Unix socket instead of one in its private
+    /// directory: for a server stopped and started again on the same URI (`cargo rustshim run
+    /// --restart`). The socket's directory is the caller's; nbdkit removes the socket when it
+    /// stops, and a file left there by one that was killed is in the way of the next.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
+    }
+
     /// How long nbdkit may take to become ready, to stop after SIGTERM, or to end when
     /// [`run`](Self::run), and each client call ([`Server::python`], [`Server::read`], ...) to
     /// finish. Default [`DEFAULT_TIMEOUT`].
@@ -361,6 +373,7 @@ impl ServerBuilder {
             command,
             timeout: self.timeout,
             served,
+            socket: self.socket.clone().unwrap_or_else(|| dir.join(SOCKET)),
             dir,
         }))
     }
@@ -471,7 +484,12 @@ impl ServerBuilder {
         words.push(nbdkit.into());
         if let Some(dir) = server {
             words.extend(["-f".into(), "--exit-with-parent".into(), "-U".into()]);
-            words.push(dir.join(SOCKET).into());
+            words.push(
+                self.socket
+                    .clone()
+                    .unwrap_or_else(|| dir.join(SOCKET))
+                    .into(),
+            );
             words.push("-P".into());
             words.push(dir.join(PIDFILE).into());
         }

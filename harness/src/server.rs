@@ -40,6 +40,7 @@ pub(crate) struct Parts {
     pub command: String,
     pub timeout: Duration,
     pub served: Option<PathBuf>,
+    pub socket: PathBuf,
     pub dir: TempDir,
 }
 
@@ -97,7 +98,7 @@ impl Server {
             child: Mutex::new(parts.child),
             _keeper: parts.keeper,
             spawned: parts.spawned,
-            socket: parts.dir.join(builder::SOCKET),
+            socket: parts.socket,
             log_path: parts.dir.join(builder::LOG),
             shim: parts.shim,
             command: parts.command,
