@@ -24,8 +24,9 @@ use crate::shim;
 /// # Ok(()) }
 /// ```
 pub fn nbdkit_version() -> Result<(u32, u32, u32)> {
-    type Key = (PathBuf, Option<PathBuf>);
-    static ASKED: OnceLock<Mutex<HashMap<Key, (u32, u32, u32)>>> = OnceLock::new();
+    /// The program and the root asked, and the answer.
+    type Asked = HashMap<(PathBuf, Option<PathBuf>), (u32, u32, u32)>;
+    static ASKED: OnceLock<Mutex<Asked>> = OnceLock::new();
     let nbdkit = shim::nbdkit_program();
     let key = (nbdkit.clone(), process::root());
     let mut asked = ASKED
