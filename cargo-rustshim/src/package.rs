@@ -82,26 +82,7 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
         ("@ABI_PACKAGE@", abi.as_str()),
         ("@ABI_VERSION@", api.as_str()),
     ];
-    let doc = format!("usr/share/doc/{name}");
-    let year = utc(epoch, "+%Y")?;
-    let licence = krate.license.clone().unwrap_or_else(|| {
-        eprintln!(
-            "package: warning: {} has no license field: copyright says the licence is unknown",
-            krate.manifest.display()
-        );
-        "unknown (the crate's Cargo.toml has no license field)".to_string()
-    });
-    let copyright = fill(
-        COPYRIGHT,
-        &[&values[..], &[("@YEAR@", &year), ("@LICENSE@", &licence)]].concat(),
-    );
-    deb.write(&format!("{doc}/copyright"), &copyright)?;
-    let changelog = fill(
-        CHANGELOG,
-        &[&values[..], &[("@DATE@", &utc(epoch, "-R")?)]].concat(),
-    );
-    deb.write(&format!("{doc}/changelog"), &changelog)?;
-    deb.gzip(&format!("{doc}/changelog"))?;
+    write_docs(&mut deb, &krate, &name, &values, epoch)?;
 
     let shlibs = deb.shlibdeps()?;
     let summary = krate
@@ -137,6 +118,37 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
         ),
     }
     Ok(file)
+}
+
+/// The package's `copyright` and `changelog` (gzipped), under `usr/share/doc/NAME`.
+fn write_docs(
+    deb: &mut Deb,
+    krate: &PluginCrate,
+    name: &str,
+    values: &[(&str, &str)],
+    epoch: u64,
+) -> Result<()> {
+    let doc = format!("usr/share/doc/{name}");
+    let year = utc(epoch, "+%Y")?;
+    let licence = krate.license.clone().unwrap_or_else(|| {
+        eprintln!(
+            "package: warning: {} has no license field: copyright says the licence is unknown",
+            krate.manifest.display()
+        );
+        "unknown (the crate's Cargo.toml has no license field)".to_string()
+    });
+    let copyright = fill(
+        COPYRIGHT,
+        &[values, &[("@YEAR@", &year), ("@LICENSE@", &licence)]].concat(),
+    );
+    deb.write(&format!("{doc}/copyright"), &copyright)?;
+    let changelog = fill(
+        CHANGELOG,
+        &[values, &[("@DATE@", &utc(epoch, "-R")?)]].concat(),
+    );
+    deb.write(&format!("{doc}/changelog"), &changelog)?;
+    deb.gzip(&format!("{doc}/changelog"))?;
+    Ok(())
 }
 
 /// The name nbdkit will know it by, and the package's: the crate's, which must also be a Debian
