@@ -30,8 +30,11 @@ impl Failure {
     }
 
     /// The same failure, its message marked as the shim's (`rustshim: …`), as nbdkit shows
-    /// errors of the configuration and loading steps.
+    /// errors of the configuration and loading steps. One already logged (no message) stays so.
     pub fn from_shim(self) -> Failure {
+        if self.msg.is_empty() {
+            return self;
+        }
         Failure {
             msg: format!("rustshim: {}", self.msg),
             ..self

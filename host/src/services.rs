@@ -27,6 +27,9 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<Failure>> = const { RefCell::new(None) };
     /// This thread is bringing a new generation to where the first load was (hot reload).
     static REPLAYING: Cell<bool> = const { Cell::new(false) };
+    /// A server function called on this thread failed and its reason went to nbdkit's log as
+    /// an error line (nbdkit's own, such as `nbdkit_parse_size`'s, or the shim's for it).
+    static LOGGED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The directory nbdkit was started in, noted at `load` (before nbdkit, serving in the
@@ -66,6 +69,18 @@ fn as_first_load(path: &str) -> Cow<'_, str> {
         },
         _ => Cow::Borrowed(path),
     }
+}
+
+/// Whether a server function failed on this thread, with its reason logged, since the last
+/// call (which starts the count again).
+pub fn take_logged() -> bool {
+    LOGGED.with(|l| l.replace(false))
+}
+
+/// Notes that a server function failed with its reason logged; returns `errno`.
+pub fn logged(errno: i32) -> i32 {
+    LOGGED.with(|l| l.set(true));
+    errno
 }
 
 /// Takes the error the plugin recorded for the callback that just failed on this thread (`EIO`
@@ -168,7 +183,7 @@ pub fn notice(text: &str) {
 fn c_arg(function: &str, s: RStr<'_>) -> Result<CString, i32> {
     CString::new(s.as_str()).map_err(|_| {
         nbdkit_c::error(&format!("{function}: argument contains a NUL byte"));
-        EINVAL
+        logged(EINVAL)
     })
 }
 
@@ -217,7 +232,7 @@ extern "C" fn parse_size(s: RStr<'_>, out: &mut u64) -> i32 {
             *out = r as u64;
             0
         }
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -227,7 +242,7 @@ extern "C" fn parse_bool(s: RStr<'_>, out: &mut bool) -> i32 {
             *out = r != 0;
             0
         }
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -241,7 +256,7 @@ fn parsed_here<T>(parsed: Result<T, String>, store: impl FnOnce(T)) -> i32 {
         }
         Err(msg) => {
             nbdkit_c::error(&msg);
-            EINVAL
+            logged(EINVAL)
         }
     }
 }
@@ -261,7 +276,7 @@ extern "C" fn parse_probability(what: RStr<'_>, s: RStr<'_>, out: &mut f64) -> i
     // SAFETY: NUL-terminated arguments and a valid out pointer; nbdkit logs its own errors.
     match unsafe { f(w.as_ptr(), c.as_ptr(), out) } {
         0 => 0,
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -280,7 +295,7 @@ extern "C" fn parse_delay(what: RStr<'_>, s: RStr<'_>, sec: &mut u32, nsec: &mut
     // SAFETY: NUL-terminated arguments and valid out pointers; nbdkit logs its own errors.
     match unsafe { f(w.as_ptr(), c.as_ptr(), sec, nsec) } {
         0 => 0,
-        _ => EINVAL,
+        _ => logged(EINVAL),
     }
 }
 
@@ -303,7 +318,7 @@ extern "C" fn read_password(value: RStr<'_>, out: &mut RString) -> i32 {
     // SAFETY: NUL-terminated argument and a valid out pointer; on success nbdkit stores a
     // malloc'd string we own.
     if unsafe { f(c.as_ptr(), &mut password) } == -1 {
-        return errno_or(EINVAL);
+        return logged(errno_or(EINVAL));
     }
     // SAFETY: malloc'd by nbdkit_read_password, ours to free.
     unsafe { take_c_string(password, out) };
@@ -325,7 +340,7 @@ extern "C" fn realpath(path: RStr<'_>, out: &mut RString) -> i32 {
     if unsafe { take_c_string(p, out) } {
         0
     } else {
-        err
+        logged(err)
     }
 }
 

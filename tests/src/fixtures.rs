@@ -116,6 +116,8 @@ pub struct Workspace<'a> {
     /// The target directory under `target/fixtures`: builds with other flags need their own,
     /// or cargo rebuilds everything back and forth.
     pub target: &'a str,
+    /// Plugin crates of another edition than 2021: (crate name, edition).
+    pub editions: &'a [(&'a str, &'a str)],
 }
 
 /// The version of this workspace's `plugin-api` (the shim's and the plugins').
@@ -147,6 +149,7 @@ impl Default for Workspace<'_> {
             cargo_args: &[],
             env: &[],
             target: "target",
+            editions: &[],
         }
     }
 }
@@ -253,10 +256,15 @@ pub fn build(ws: &Workspace<'_>) -> Built {
         ),
     );
     for (name, src) in ws.plugins {
+        let edition = ws
+            .editions
+            .iter()
+            .find(|(crate_name, _)| crate_name == name)
+            .map_or("2021", |(_, edition)| edition);
         write_if_changed(
             &dir.join(name).join("Cargo.toml"),
             &format!(
-                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nrustshim-plugin-api.workspace = true\n"
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"{edition}\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nrustshim-plugin-api.workspace = true\n"
             ),
         );
         write_if_changed(&dir.join(name).join("src/lib.rs"), src);

@@ -12,6 +12,7 @@
 //! * `files`: temporary directories, pattern data, new builds landing on a watched path;
 //! * `inputs`: generated inputs for nbdkit's parsers;
 //! * [`fixtures`]: plugins built in workspaces of their own, as a third party would;
+//! * [`history`]: the shim and plugins of earlier commits (earlier releases of the ABI);
 //! * `authors`: cargo and `cargo rustshim` on crates outside the workspace, as an author runs
 //!   them.
 
@@ -21,6 +22,7 @@ mod clients;
 mod files;
 pub mod filters;
 pub mod fixtures;
+pub mod history;
 mod inputs;
 pub mod twin;
 pub use fixtures::API_VERSION;

@@ -293,6 +293,7 @@ fn every_source_file_is_in_the_code_map() {
             ]
             .iter()
             .any(|dir| f.starts_with(dir))
+                && f.components().any(|c| c.as_os_str() == "src")
         })
         .filter_map(|f| {
             let stem = f.file_stem()?.to_str()?;
@@ -380,4 +381,58 @@ fn every_source_file_the_docs_name_exists() {
         missing.is_empty(),
         "the docs name files that do not exist: {missing:#?}"
     );
+}
+
+#[test]
+fn every_link_between_the_docs_leads_somewhere() {
+    let mut docs = vec![PathBuf::from("README.md"), PathBuf::from("ARCHITECTURE.md")];
+    docs.extend(
+        std::fs::read_dir(workspace().join("docs"))
+            .expect("docs/")
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(workspace())
+                    .unwrap()
+                    .to_path_buf()
+            }),
+    );
+    let mut broken = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(workspace().join(doc)).unwrap();
+        for target in text.split("](").skip(1).filter_map(|s| s.split(')').next()) {
+            if target.contains("://") || target.starts_with('#') {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let path = workspace().join(doc.parent().unwrap()).join(file);
+            let Ok(linked) = std::fs::read_to_string(&path) else {
+                broken.push(format!("{}: {target}: no such file", doc.display()));
+                continue;
+            };
+            // GitHub's anchors: a heading, lower-cased, spaces as '-', punctuation dropped.
+            let anchors: Vec<String> = linked
+                .lines()
+                .filter_map(|l| {
+                    l.trim_start_matches('#')
+                        .strip_prefix(' ')
+                        .filter(|_| l.starts_with('#'))
+                })
+                .map(|h| {
+                    h.to_lowercase()
+                        .chars()
+                        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+                        .map(|c| if c == ' ' { '-' } else { c })
+                        .collect()
+                })
+                .collect();
+            if !anchor.is_empty() && !anchors.iter().any(|a| a == anchor) {
+                broken.push(format!(
+                    "{}: {target}: no heading '{anchor}'",
+                    doc.display()
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links: {broken:#?}");
 }

@@ -335,3 +335,106 @@ export_plugin!(Wide);
         out.stdout
     );
 }
+
+/// A RAM disk that takes `size=`, reads and writes: the plugin of
+/// [`a_plugin_built_with_fat_lto_one_codegen_unit_opt_level_s_and_another_edition_serves`], in
+/// the idioms of its edition's `NAME` (`ram2018`, `ram2024`).
+fn ram_plugin(name: &str) -> String {
+    r#"
+#[allow(unused_imports)]
+use std::convert::TryFrom; // not in the 2018 prelude
+use std::sync::Mutex;
+use rustshim_plugin_api::prelude::*;
+#[derive(Default)]
+struct Ram { disk: Mutex<Vec<u8>> }
+impl Ram {
+    fn disk(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+#[plugin]
+impl Plugin for Ram {
+    type Handle = ();
+    const NAME: &'static str = "@NAME@";
+    fn config(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "size" => {
+                let size = usize::try_from(server::parse_size(value)?).map_err(|_| Error::invalid("too big"))?;
+                self.disk().resize(size, 0);
+                Ok(())
+            }
+            _ => Err(Error::invalid(format!("unknown parameter '{key}'"))),
+        }
+    }
+    fn open(&self, _readonly: bool) -> Result<()> { Ok(()) }
+    fn get_size(&self, _: &()) -> Result<u64> { Ok(self.disk().len() as u64) }
+    fn pread(&self, _: &(), buf: &mut [u8], offset: u64, _flags: Flags) -> Result<()> {
+        let at = offset as usize;
+        buf.copy_from_slice(&self.disk()[at..at + buf.len()]);
+        Ok(())
+    }
+    fn pwrite(&self, _: &(), buf: &[u8], offset: u64, _flags: Flags) -> Result<()> {
+        let at = offset as usize;
+        self.disk()[at..at + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&self, _: &(), _flags: Flags) -> Result<()> { Ok(()) }
+}
+export_plugin!(Ram);
+"#
+    .replace("@NAME@", name)
+}
+
+#[test]
+fn a_plugin_built_with_fat_lto_one_codegen_unit_opt_level_s_and_another_edition_serves() {
+    // The shim is the debug build (no LTO, 256 codegen units, opt-level 0, edition 2021); the
+    // plugins are release builds with every setting that changes code generation the other
+    // way, one crate of edition 2018 and one of 2024 (whose rules for `no_mangle` and `unsafe
+    // extern` differ: the export macros must hold under both).
+    let (r2018, r2024) = (ram_plugin("ram2018"), ram_plugin("ram2024"));
+    let built = build(&Workspace {
+        name: "lto_editions",
+        plugins: &[("ram2018", &r2018), ("ram2024", &r2024)],
+        editions: &[("ram2018", "2018"), ("ram2024", "2024")],
+        cargo_args: &[
+            "--release",
+            "--config",
+            "profile.release.lto=\"fat\"",
+            "--config",
+            "profile.release.codegen-units=1",
+            "--config",
+            "profile.release.opt-level=\"s\"",
+        ],
+        target: "target-lto",
+        ..Workspace::default()
+    });
+    for (name, so) in ["ram2018", "ram2024"].iter().zip(&built.plugins) {
+        let out = dump(&shim(), so).ok();
+        assert!(
+            out.stdout.contains("profile=release; opt-level=s")
+                && out
+                    .stdout
+                    .lines()
+                    .any(|l| l == format!("rustshim_plugin_name={name}")),
+            "{}",
+            out.stdout
+        );
+        let args = [format!("plugin={}", so.display()), "size=1M".into()];
+        let out = nbdsh(
+            &args,
+            "data = bytes((i * 13 + 1) % 256 for i in range(65536))\n\
+             h.pwrite(data, 131072)\n\
+             h.flush()\n\
+             print(h.get_size())\n\
+             print(h.pread(65536, 131072) == data)\n\
+             print(h.pread(512, 0) == bytes(512))",
+        )
+        .ok();
+        assert_eq!(
+            out.stdout.lines().collect::<Vec<_>>(),
+            ["1048576", "True", "True"],
+            "{name}: {}",
+            out.stderr
+        );
+    }
+}

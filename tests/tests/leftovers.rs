@@ -145,16 +145,23 @@ fn a_killed_nbdkit_leaves_nothing_either() {
         "reload=watch".into(),
         "size=1M".into(),
     ]);
+    // nbdkit's stderr goes to a file outside its TMPDIR: the reload line is waited for there.
+    let log_path = dir.join("nbdkit.log");
+    // Written once nbdkit serves, after the shim's `after_fork` armed the watch.
+    let pidfile = dir.join("nbdkit.pid");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = rustshim_harness::command("nbdkit")
         .env("TMPDIR", tmp.path())
         .args(["-f", "-U"])
         .arg(&socket)
+        .arg("-P")
+        .arg(&pidfile)
         .args(&argv[1..])
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !socket.exists() {
+    while !std::fs::read_to_string(&pidfile).is_ok_and(|pid| pid.ends_with('\n')) {
         assert!(std::time::Instant::now() < deadline, "nbdkit did not start");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -164,7 +171,28 @@ fn a_killed_nbdkit_leaves_nothing_either() {
         &watched,
         Install::RenameOver,
     );
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // The second generation is loaded (its copy mapped) before the kill, or this tests nothing
+    // more than a kill of a server that never reloaded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let reloaded = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("rustshim: reload: ")) {
+            break line.to_string();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "nbdkit exited before reloading:\n{log}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nbdkit did not reload within 30 s:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(
+        reloaded.contains(&format!("generation 2 from {}", watched.display())),
+        "{reloaded}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     std::fs::remove_file(&socket).unwrap();

@@ -630,3 +630,89 @@ fn shim_keys_are_read_from_the_help() {
         ["plugin", "allow-insecure-plugin", "reload"]
     );
 }
+
+/// The ABI the oldest 1.x shim speaks: a plugin built against anything newer needs more.
+const OLDER_ABI: &str = "1.0.0";
+
+/// The shim's package as a release that spoke [`OLDER_ABI`] would be: this one with its
+/// `Version:` below this one's and `Provides: rustshim-abi-1 (= 1.0.0)`, written into `dir`.
+/// (The shim was first packaged after 1.1.0, so there is no older package to take; dpkg decides
+/// from the control fields alone.)
+fn older_shim_package(dir: &Path) -> PathBuf {
+    let unpacked = dir.join("older-shim");
+    run(Command::new("dpkg-deb").arg("-R").arg(deb()).arg(&unpacked)).ok();
+    let control = unpacked.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).unwrap();
+    let provides = format!("Provides: rustshim-abi-1 (= {API_VERSION})\n");
+    assert!(text.contains(&provides), "{text}");
+    let version = field(deb(), "Version").unwrap();
+    let text = text
+        .replace(
+            &provides,
+            &format!("Provides: rustshim-abi-1 (= {OLDER_ABI})\n"),
+        )
+        .replace(
+            &format!("Version: {version}\n"),
+            &format!("Version: {version}~abi{OLDER_ABI}\n"),
+        );
+    std::fs::write(&control, text).unwrap();
+    let older = dir.join(format!("{PACKAGE}_older_amd64.deb"));
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&unpacked)
+        .arg(&older))
+    .ok();
+    assert_eq!(
+        field(&older, "Provides").as_deref(),
+        Some(format!("rustshim-abi-1 (= {OLDER_ABI})").as_str())
+    );
+    older
+}
+
+#[test]
+fn on_debian_12_dpkg_refuses_a_plugin_built_for_a_newer_abi_than_the_installed_shim() {
+    plugin_needs_the_shims_abi("bookworm");
+}
+
+#[test]
+fn on_debian_13_dpkg_refuses_a_plugin_built_for_a_newer_abi_than_the_installed_shim() {
+    plugin_needs_the_shims_abi("trixie");
+}
+
+/// With a shim's package that speaks ABI 1.0.0 installed, dpkg refuses to set up a vendor's
+/// plugin built against this checkout's `rustshim-plugin-api` (1.1.0 or later) and says which
+/// ABI it needs and which the system has; once the shim that speaks it is installed, the plugin
+/// installs and serves.
+fn plugin_needs_the_shims_abi(suite: &str) {
+    let (plugin, _) = vendor_debs();
+    let name = field(plugin, "Package").unwrap();
+    let (scratch, root) = fresh_copy(suite);
+    let older = older_shim_package(scratch.path());
+    let root = root.as_path();
+
+    run(in_root(root, "dpkg").arg("-i").arg(&older)).ok();
+    assert_eq!(dpkg_status(root, PACKAGE), "install ok installed");
+
+    let out = run(in_root(root, "dpkg").arg("-i").arg(plugin)).failed();
+    // dpkg names the provider with its architecture (`nbdkit-rustshim-plugin:amd64`).
+    let provided = out.stderr.lines().map(str::trim).any(|line| {
+        line.starts_with(&format!(
+            "Version of rustshim-abi-1 on system, provided by {PACKAGE}"
+        )) && line.ends_with(&format!(", is {OLDER_ABI}."))
+    });
+    assert!(
+        out.stderr.contains(&format!(
+            "{name} depends on rustshim-abi-1 (>= {API_VERSION}); however:"
+        )) && provided,
+        "{}",
+        out.stderr
+    );
+    assert_ne!(dpkg_status(root, &name), "install ok installed");
+
+    // The shim that speaks the plugin's ABI: now both are set up and the plugin serves.
+    run(in_root(root, "dpkg").arg("-i").arg(deb()).arg(plugin)).ok();
+    for package in [PACKAGE, &name] {
+        assert_eq!(dpkg_status(root, package), "install ok installed");
+    }
+    assert_eq!(served_size(root, &[VENDOR_PLUGIN, "size=1M"]), "1048576");
+}

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustshim_tests::*;
 
@@ -14,18 +14,23 @@ use rustshim_tests::*;
 fn run_model(dir: &Path) -> Run {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
-    let out = run(Command::new(cargo)
-        .args([
-            "test",
-            "-p",
-            "rustshim-plugin-api",
-            "--release",
-            "--lib",
-            "loom",
-        ])
-        .env("RUSTFLAGS", "--cfg loom")
-        .env("CARGO_TARGET_DIR", workspace().join("target/loom"))
-        .current_dir(dir));
+    // A cargo build of its own (loom and a release plugin-api, cold on a new machine) before the
+    // model runs: far longer than one nbdkit's limit, and on a busy machine longer still.
+    let out = run_within(
+        Command::new(cargo)
+            .args([
+                "test",
+                "-p",
+                "rustshim-plugin-api",
+                "--release",
+                "--lib",
+                "loom",
+            ])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", workspace().join("target/loom"))
+            .current_dir(dir),
+        Duration::from_secs(900),
+    );
     eprintln!("loom model in {}: {:?}", dir.display(), started.elapsed());
     out
 }

@@ -150,31 +150,27 @@ fn a_changed_abi_without_a_version_bump() {
 
 #[test]
 fn an_unreadable_file() {
-    if nix::unistd::geteuid().is_root() {
-        // Root reads any file; run the check as a user who cannot.
-        let dir = temp_dir("unreadable");
-        let so = dir.join("libnull.so");
+    // Root reads any file: nbdkit runs as nobody, an ordinary user, who cannot read it (one of
+    // root's, mode 0600, and one of its own, mode 0000).
+    let dir = temp_dir("unreadable");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, owner, mode) in [("libroot.so", 0, 0o600), ("libnobody.so", NOBODY, 0o000)] {
+        let so = dir.join(name);
         std::fs::copy(plugin("null"), &so).unwrap();
-        std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o000)).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&so, std::fs::Permissions::from_mode(mode)).unwrap();
+        nix::unistd::chown(&so, Some(nix::unistd::Uid::from_raw(owner)), None).unwrap();
         let out = run_nbdkit(
-            shim_nbdkit()
-                .prefix([
-                    "setpriv",
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                ])
+            shim_nbdkit_as_nobody()
                 .arg(format!("plugin={}", so.display()))
                 .args(["--run", "true"]),
-        )
-        .failed();
-        assert!(
-            out.stderr.lines().any(|l| l.contains("libnull.so")
-                && l.contains("cannot be read")
-                && l.contains("ermission denied")),
-            "{}",
-            out.stderr
+        );
+        one_refusal(
+            &out,
+            &[
+                &format!("plugin file '{}'", so.display()),
+                "cannot be read",
+                "ermission denied",
+            ],
         );
     }
 }

@@ -126,19 +126,81 @@ fn a_directory_others_can_write_is_refused_but_a_sticky_one_is_not() {
     .ok();
 }
 
-#[test]
-fn a_plugin_owned_by_another_user_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        return; // only root can give a file away
-    }
-    let dir = temp_dir("perm-owner");
+/// A copy of the null plugin, mode 0644, in a fresh directory of mode 0755 (so `nobody` can
+/// reach it), owned by `uid`.
+fn plugin_owned_by(tag: &str, uid: u32) -> (TempDir, std::path::PathBuf) {
+    let dir = temp_dir(tag);
     chmod(dir.path(), 0o755);
     let so = dir.join("libnull.so");
     std::fs::copy(plugin("null"), &so).unwrap();
     chmod(&so, 0o644);
-    nix::unistd::chown(&so, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    nix::unistd::chown(&so, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+    (dir, so)
+}
+
+#[test]
+fn a_plugin_owned_by_another_user_is_refused() {
+    // nbdkit as root: a file of nobody's is someone else's.
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "giving a file away needs root (the suite runs as root)"
+    );
+    let (_dir, so) = plugin_owned_by("perm-owner", NOBODY);
     refused(
         &[format!("plugin={}", so.display())],
-        &["belongs to another user (uid 65534)"],
+        &[
+            "libnull.so",
+            &format!("belongs to another user (uid {NOBODY})"),
+            "allow-insecure-plugin=true",
+        ],
+    );
+}
+
+#[test]
+fn as_an_ordinary_user_a_plugin_owned_by_another_user_is_refused() {
+    // nbdkit as nobody: a file of daemon's (uid 1) is refused, nobody's own and root's are not.
+    let (dir, so) = plugin_owned_by("perm-owner-nobody", 1);
+    let out = run_nbdkit(
+        shim_nbdkit_as_nobody()
+            .arg(format!("plugin={}", so.display()))
+            .args(["--run", "true"]),
+    );
+    one_refusal(
+        &out,
+        &[
+            &format!("plugin file '{}' refused", so.display()),
+            &format!(
+                "its file '{}' belongs to another user (uid 1)",
+                so.display()
+            ),
+        ],
+    );
+    for owner in [NOBODY, 0] {
+        nix::unistd::chown(&so, Some(nix::unistd::Uid::from_raw(owner)), None).unwrap();
+        let out = run_nbdkit(
+            shim_nbdkit_as_nobody()
+                .arg(format!("plugin={}", so.display()))
+                .arg("--dump-plugin"),
+        )
+        .ok();
+        assert!(
+            out.stdout.contains("rustshim_plugin_name=null"),
+            "owned by uid {owner}:\n{}",
+            out.stdout
+        );
+    }
+    // A directory above it owned by another user is refused too.
+    nix::unistd::chown(dir.path(), Some(nix::unistd::Uid::from_raw(1)), None).unwrap();
+    let out = run_nbdkit(
+        shim_nbdkit_as_nobody()
+            .arg(format!("plugin={}", so.display()))
+            .args(["--run", "true"]),
+    );
+    one_refusal(
+        &out,
+        &[&format!(
+            "its directory '{}' belongs to another user (uid 1)",
+            dir.path().display()
+        )],
     );
 }

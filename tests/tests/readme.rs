@@ -1,35 +1,34 @@
-//! The README's plugin and filter author quick starts, each built out of tree exactly as written
-//! and served through the shim: the docs cannot drift from the API.
+//! The plugin and filter examples of README.md and of docs/writing-plugins.md and
+//! docs/writing-filters.md, each built out of tree exactly as written and served through the
+//! shim: the docs cannot drift from the API.
 
 use rustshim_tests::fixtures::{build_plugin, ApiCopy};
 use rustshim_tests::*;
 
-/// The first ```rust example after `section` in the README.
-fn readme_source(section: &str) -> String {
-    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
-    let from = readme.find(section).expect("README has the section");
+/// The first ```rust example after `section` in `doc` (relative to the workspace).
+fn example(doc: &str, section: &str) -> String {
+    let text = std::fs::read_to_string(workspace().join(doc)).unwrap();
+    let from = text
+        .find(section)
+        .unwrap_or_else(|| panic!("{doc} has the section {section:?}"));
     let start = from
-        + readme[from..]
+        + text[from..]
             .find("```rust\n")
-            .expect("the section has a rust example")
+            .unwrap_or_else(|| panic!("{doc}'s {section:?} has a rust example"))
         + "```rust\n".len();
-    let len = readme[start..].find("```").unwrap();
-    readme[start..start + len].to_string()
+    let len = text[start..].find("```").unwrap();
+    text[start..start + len].to_string()
 }
 
-fn readme_plugin_source() -> String {
-    readme_source("## Writing a plugin")
-}
-
-#[test]
-fn the_readme_example_builds_and_serves_its_pattern() {
+/// Builds the plugin example and reads its pattern through a real client.
+fn builds_and_serves_its_pattern(name: &str, source: &str) {
     let so = build_plugin(
-        "readme_example",
+        name,
         &ApiCopy {
             version: API_VERSION,
             edits: &[],
         },
-        &readme_plugin_source(),
+        source,
         &[],
     );
     let out = nbdsh(
@@ -49,15 +48,15 @@ fn the_readme_example_builds_and_serves_its_pattern() {
     );
 }
 
-#[test]
-fn the_readme_filter_example_builds_and_flips_the_data() {
+/// Builds the filter example and serves a memory disk through it with `invert-mask=15`.
+fn builds_and_flips_the_data(name: &str, source: &str) {
     let so = build_plugin(
-        "readme_filter_example",
+        name,
         &ApiCopy {
             version: "1.0.0",
             edits: &[],
         },
-        &readme_source("## Writing a filter"),
+        source,
         &[],
     );
     let args = rustshim_tests::filters::nbdkit_words(&[
@@ -73,4 +72,29 @@ fn the_readme_filter_example_builds_and_flips_the_data() {
         out.stdout.lines().collect::<Vec<_>>(),
         ["[15, 15]", "bytearray(b'ab')", "[0, 0]"]
     );
+}
+
+#[test]
+fn the_readme_example_builds_and_serves_its_pattern() {
+    builds_and_serves_its_pattern("readme_example", &example("README.md", "## A plugin"));
+}
+
+#[test]
+fn the_readme_filter_example_builds_and_flips_the_data() {
+    builds_and_flips_the_data(
+        "readme_filter_example",
+        &example("README.md", "## A filter"),
+    );
+}
+
+#[test]
+fn the_plugin_guide_example_builds_and_serves_its_pattern() {
+    let source = example("docs/writing-plugins.md", "By hand, a plugin");
+    builds_and_serves_its_pattern("guide_example", &source);
+}
+
+#[test]
+fn the_filter_guide_example_builds_and_flips_the_data() {
+    let source = example("docs/writing-filters.md", "# Writing a filter");
+    builds_and_flips_the_data("guide_filter_example", &source);
 }

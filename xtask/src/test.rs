@@ -119,11 +119,12 @@ fn summarise(legs: &[Leg]) -> Result {
     Ok(())
 }
 
-/// Writes the table of what the whole suite passed on into README.md, between its markers.
+/// Writes the table of what the whole suite passed on into docs/nbdkit-versions.md, between its
+/// markers.
 fn record_tested_with(table: &str) -> Result {
     const BEGIN: &str = "<!-- tested-with: written by `cargo xtask test --nbdkit all` -->\n";
     const END: &str = "<!-- end of tested-with -->";
-    let path = workspace().join("README.md");
+    let path = workspace().join("docs/nbdkit-versions.md");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
@@ -133,7 +134,7 @@ fn record_tested_with(table: &str) -> Result {
     if updated != text {
         std::fs::write(&path, updated)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        println!("README.md: the tested-with table is updated");
+        println!("docs/nbdkit-versions.md: the tested-with table is updated");
     }
     Ok(())
 }

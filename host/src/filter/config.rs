@@ -124,6 +124,7 @@ fn give(
     let Some(f) = generation.module.config() else {
         return pass(next, key, value);
     };
+    crate::services::take_logged();
     // SAFETY: configuration runs single-threaded before serving (the threading contract);
     // `next` is nbdkit's for this `.config` call.
     let r = unsafe {
@@ -136,10 +137,13 @@ fn give(
     };
     if r != 0 {
         let msg = take_error().msg;
-        return Err(Failure::invalid(if msg.is_empty() {
-            format!("filter '{}': {key}={value} was refused", generation.name())
-        } else {
+        return Err(Failure::invalid(if !msg.is_empty() {
             msg
+        } else if crate::services::take_logged() {
+            // A server function or the layer below failed and said why: one line.
+            String::new()
+        } else {
+            format!("filter '{}': {key}={value} was refused", generation.name())
         }));
     }
     Ok(())

@@ -115,7 +115,8 @@ extern "C" fn config(next: LayerNext, key: RStr<'_>, value: RStr<'_>) -> i32 {
     };
     // SAFETY: nbdkit's `next` with its `nxdata`; interned strings outlive every layer's use.
     match unsafe { f(next.data, k, v) } {
-        -1 => EINVAL,
+        // The layer below refused it, and said why.
+        -1 => crate::services::logged(EINVAL),
         _ => 0,
     }
 }

@@ -301,6 +301,8 @@ fn give(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> 
     configure_pair(generation, key, value).map_err(|refusal| match refusal {
         Refusal::ByPlugin(failure) => failure,
         Refusal::ByShim(failure) => failure.from_shim(),
+        // nbdkit's line says why; a second line would repeat it.
+        Refusal::Logged(_) => Failure::invalid(""),
     })
 }
 
@@ -310,13 +312,17 @@ enum Refusal {
     ByPlugin(Failure),
     /// The shim could not give it (the plugin takes no parameters, or said nothing).
     ByShim(Failure),
+    /// The plugin said nothing, but a server function it called (`parse_size`, say) failed and
+    /// its reason is on nbdkit's log already: the shim's message, for where one line must say
+    /// everything (a reload's).
+    Logged(Failure),
 }
 
 /// Calls `config` of one generation. Errors are one line (`EINVAL`), not yet reported, with no
 /// prefix (a reload quotes them in its own line).
 pub fn configure(generation: &Generation, key: &str, value: &str) -> Result<(), Failure> {
     configure_pair(generation, key, value).map_err(|refusal| match refusal {
-        Refusal::ByPlugin(failure) | Refusal::ByShim(failure) => failure,
+        Refusal::ByPlugin(failure) | Refusal::ByShim(failure) | Refusal::Logged(failure) => failure,
     })
 }
 
@@ -327,6 +333,7 @@ fn configure_pair(generation: &Generation, key: &str, value: &str) -> Result<(),
             generation.name()
         ))));
     };
+    services::take_logged();
     // SAFETY: configuration runs single-threaded before serving (the threading contract).
     if unsafe {
         f(
@@ -337,11 +344,17 @@ fn configure_pair(generation: &Generation, key: &str, value: &str) -> Result<(),
     } != 0
     {
         let msg = services::take_error().msg;
+        let logged = services::take_logged();
         return Err(if msg.is_empty() {
-            Refusal::ByShim(Failure::invalid(format!(
+            let failure = Failure::invalid(format!(
                 "plugin '{}': {key}={value} was refused",
                 generation.name()
-            )))
+            ));
+            if logged {
+                Refusal::Logged(failure.from_shim())
+            } else {
+                Refusal::ByShim(failure)
+            }
         } else {
             Refusal::ByPlugin(Failure::invalid(msg))
         });

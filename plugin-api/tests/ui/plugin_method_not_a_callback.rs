@@ -1,0 +1,27 @@
+// A method in the `#[plugin]` block that is no callback: rustc says it is not a member of the
+// trait (before the list the attribute records, which refuses it too, is evaluated).
+use rustshim_plugin_api::prelude::*;
+
+#[derive(Default)]
+struct Disk;
+
+#[plugin]
+impl Plugin for Disk {
+    type Handle = ();
+    const NAME: &'static str = "disk";
+    fn open(&self, _readonly: bool) -> Result<()> {
+        Ok(())
+    }
+    fn get_size(&self, _: &()) -> Result<u64> {
+        Ok(512)
+    }
+    fn pread(&self, _: &(), buf: &mut [u8], _offset: u64, _flags: Flags) -> Result<()> {
+        buf.fill(0);
+        Ok(())
+    }
+    fn helper(&self) -> u64 {
+        1
+    }
+}
+
+fn main() {}
