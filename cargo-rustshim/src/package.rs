@@ -88,26 +88,7 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
         ("@ABI_PACKAGE@", abi.as_str()),
         ("@ABI_VERSION@", api.as_str()),
     ];
-    let doc = format!("usr/share/doc/{package}");
-    let year = utc(epoch, "+%Y")?;
-    let licence = krate.license.clone().unwrap_or_else(|| {
-        eprintln!(
-            "package: warning: {} has no license field: copyright says the licence is unknown",
-            krate.manifest.display()
-        );
-        "unknown (the crate's Cargo.toml has no license field)".to_string()
-    });
-    let copyright = fill(
-        COPYRIGHT,
-        &[&values[..], &[("@YEAR@", &year), ("@LICENSE@", &licence)]].concat(),
-    );
-    deb.write(&format!("{doc}/copyright"), &copyright)?;
-    let changelog = fill(
-        CHANGELOG,
-        &[&values[..], &[("@DATE@", &utc(epoch, "-R")?)]].concat(),
-    );
-    deb.write(&format!("{doc}/changelog"), &changelog)?;
-    deb.gzip(&format!("{doc}/changelog"))?;
+    write_docs(&mut deb, &krate, &package, &values, epoch)?;
 
     let shlibs = deb.shlibdeps()?;
     let summary = krate
@@ -153,6 +134,37 @@ fn package_name(kind: Kind, name: &str) -> String {
         Kind::Plugin => format!("nbdkit-plugin-{name}"),
         Kind::Filter => format!("nbdkit-filter-{name}"),
     }
+}
+
+/// The package's `copyright` and `changelog` (gzipped), under `usr/share/doc/PACKAGE`.
+fn write_docs(
+    deb: &mut Deb,
+    krate: &PluginCrate,
+    package: &str,
+    values: &[(&str, &str)],
+    epoch: u64,
+) -> Result<()> {
+    let doc = format!("usr/share/doc/{package}");
+    let year = utc(epoch, "+%Y")?;
+    let licence = krate.license.clone().unwrap_or_else(|| {
+        eprintln!(
+            "package: warning: {} has no license field: copyright says the licence is unknown",
+            krate.manifest.display()
+        );
+        "unknown (the crate's Cargo.toml has no license field)".to_string()
+    });
+    let copyright = fill(
+        COPYRIGHT,
+        &[values, &[("@YEAR@", &year), ("@LICENSE@", &licence)]].concat(),
+    );
+    deb.write(&format!("{doc}/copyright"), &copyright)?;
+    let changelog = fill(
+        CHANGELOG,
+        &[values, &[("@DATE@", &utc(epoch, "-R")?)]].concat(),
+    );
+    deb.write(&format!("{doc}/changelog"), &changelog)?;
+    deb.gzip(&format!("{doc}/changelog"))?;
+    Ok(())
 }
 
 /// The name nbdkit will know it by: the crate's, which must also fit in a Debian package name

@@ -9,19 +9,13 @@ use std::time::{Duration, Instant};
 
 use crate::error::{HarnessError, Result};
 use crate::process::{self, Output};
-use crate::server::{self, Server};
+use crate::server::{self, Server, LOG, PIDFILE, SOCKET, TMPDIR};
 use crate::shim;
 use crate::temp_dir::TempDir;
 
 /// How long nbdkit may take to start, and each client to run, unless
 /// [`ServerBuilder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The files of a server's private directory.
-pub(crate) const SOCKET: &str = "nbd.sock";
-pub(crate) const PIDFILE: &str = "nbdkit.pid";
-pub(crate) const LOG: &str = "nbdkit.log";
-pub(crate) const TMPDIR: &str = "tmp";
 
 /// Which shim the command line uses (as the plugin, and for Rust filters).
 #[derive(Debug, Clone)]
@@ -46,6 +40,13 @@ enum Reload {
     Plugin,
     /// The Rust filter at this index of the layers.
     Filter(usize),
+}
+
+impl Server {
+    /// A [`ServerBuilder`] for `plugin` (given as `plugin=PLUGIN`), with no arguments yet.
+    pub fn builder(plugin: impl AsRef<Path>) -> ServerBuilder {
+        ServerBuilder::for_plugin(plugin.as_ref())
+    }
 }
 
 /// One nbdkit command line: made by [`Server::builder`] (the plugin under test as `plugin=`)

@@ -6,10 +6,15 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::builder::{self, ServerBuilder};
 use crate::error::{HarnessError, Result};
 use crate::process;
 use crate::temp_dir::TempDir;
+
+/// The files of a server's private directory.
+pub(crate) const SOCKET: &str = "nbd.sock";
+pub(crate) const PIDFILE: &str = "nbdkit.pid";
+pub(crate) const LOG: &str = "nbdkit.log";
+pub(crate) const TMPDIR: &str = "tmp";
 
 /// Spawns `cmd` from a thread that lives until the returned sender is dropped. nbdkit's
 /// `--exit-with-parent` (Linux's parent-death signal) fires when the *thread* that started it
@@ -31,7 +36,7 @@ pub(crate) fn spawn_kept(mut cmd: Command) -> std::io::Result<(Child, mpsc::Send
     Ok((child, keep_tx))
 }
 
-/// What [`ServerBuilder::spawn`] made a [`Server`] of.
+/// What [`ServerBuilder::spawn`](crate::ServerBuilder::spawn) made a [`Server`] of.
 pub(crate) struct Parts {
     pub child: Child,
     pub keeper: mpsc::Sender<()>,
@@ -63,7 +68,7 @@ pub struct Server {
     command: String,
     pub(crate) timeout: Duration,
     /// The plugin (or Rust filter) file served with `reload=watch` (`filter-reload=watch`):
-    /// [`ServerBuilder::reloadable`].
+    /// [`ServerBuilder::reloadable`](crate::ServerBuilder::reloadable).
     served: Option<PathBuf>,
     // Last: removed after nbdkit is killed (see `Drop`).
     pub(crate) dir: TempDir,
@@ -87,11 +92,6 @@ impl Server {
         Server::builder(plugin).args(args).start()
     }
 
-    /// A [`ServerBuilder`] for `plugin` (given as `plugin=PLUGIN`), with no arguments yet.
-    pub fn builder(plugin: impl AsRef<Path>) -> ServerBuilder {
-        ServerBuilder::for_plugin(plugin.as_ref())
-    }
-
     pub(crate) fn new(parts: Parts) -> Server {
         Server {
             pid: parts.child.id(),
@@ -99,7 +99,7 @@ impl Server {
             _keeper: parts.keeper,
             spawned: parts.spawned,
             socket: parts.socket,
-            log_path: parts.dir.join(builder::LOG),
+            log_path: parts.dir.join(LOG),
             shim: parts.shim,
             command: parts.command,
             timeout: parts.timeout,
@@ -115,11 +115,11 @@ impl Server {
     }
 
     /// Waits until nbdkit serves: it has written its pidfile (it does once it accepts
-    /// connections) and the socket exists. [`ServerBuilder::start`] does this; after
-    /// [`ServerBuilder::spawn`] it is up to the caller. Fails with nbdkit's log if it exits
+    /// connections) and the socket exists. [`ServerBuilder::start`](crate::ServerBuilder::start) does this; after
+    /// [`ServerBuilder::spawn`](crate::ServerBuilder::spawn) it is up to the caller. Fails with nbdkit's log if it exits
     /// first, and kills it if it is not serving within the time limit.
     pub fn wait_ready(&self) -> Result<()> {
-        let pidfile = self.dir.join(builder::PIDFILE);
+        let pidfile = self.dir.join(PIDFILE);
         let deadline = Instant::now() + self.timeout;
         let mut pause = Duration::from_millis(1);
         loop {
@@ -154,12 +154,13 @@ impl Server {
     }
 
     /// The shim on the command line, serving the plugin or the Rust filters (empty for a
-    /// server started [`without_shim`](ServerBuilder::without_shim) and with no Rust filter).
+    /// server started [`without_shim`](crate::ServerBuilder::without_shim) and with no Rust
+    /// filter).
     pub fn shim(&self) -> &Path {
         &self.shim
     }
 
-    /// nbdkit's process ID (that of the first word of the [`prefix`](ServerBuilder::prefix),
+    /// nbdkit's process ID (that of the first word of the [`prefix`](crate::ServerBuilder::prefix),
     /// if there is one).
     pub fn pid(&self) -> u32 {
         self.pid
@@ -178,7 +179,7 @@ impl Server {
     /// The `TMPDIR` nbdkit was given, a directory of the server's own (the shim makes no files
     /// there: its private copies of plugins and filters are in memory).
     pub fn tmpdir(&self) -> PathBuf {
-        self.dir.join(builder::TMPDIR)
+        self.dir.join(TMPDIR)
     }
 
     /// Whether nbdkit is still running.
@@ -200,7 +201,7 @@ impl Server {
     }
 
     /// Everything nbdkit has written to stdout and stderr so far: the plugin's errors and
-    /// `log::warn!`s (and, with [`verbose`](ServerBuilder::verbose), debug messages).
+    /// `log::warn!`s (and, with [`verbose`](crate::ServerBuilder::verbose), debug messages).
     pub fn log(&self) -> String {
         std::fs::read(self.log_path())
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
@@ -245,7 +246,7 @@ impl Server {
     }
 
     /// Puts `build` (a plugin `.so`, e.g. from a [`PluginCrate`](crate::PluginCrate) with other
-    /// features) where this server, started [`reloadable`](ServerBuilder::reloadable), watches
+    /// features) where this server, started [`reloadable`](crate::ServerBuilder::reloadable), watches
     /// its plugin (a copy and a rename, as cargo does), and waits for the shim's line about it.
     /// For a server whose Rust filter was made reloadable, `build` is a new build of that
     /// filter, and the same goes for it.
@@ -286,7 +287,7 @@ impl Server {
     }
 
     fn reload_bytes(&self, bytes: &[u8]) -> Result<String> {
-        // The shim's lines (host/src/reload.rs): one per build it loaded or refused.
+        // The shim's lines (host/src/reload/): one per build it loaded or refused.
         const LOADED: &str = "rustshim: reload: generation ";
         const REFUSED: &str = "rustshim: reload of '";
         let is_reload_line = |l: &&str| l.contains(LOADED) || l.contains(REFUSED);

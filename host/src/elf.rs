@@ -8,8 +8,6 @@
 //! relocations are checked here, with the string, symbol and hash tables they index: every
 //! offset within the loaded bytes, every index within its table.
 
-use crate::image::Image;
-
 const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 const DT_HASH: u64 = 4;
@@ -39,8 +37,11 @@ pub struct Segment {
     pub memsz: u64,
 }
 
+/// Reads bytes of the file at an offset, as `Image::read_at` (how many were read).
+pub type ReadAt<'a> = &'a dyn Fn(&mut [u8], u64) -> std::io::Result<usize>;
+
 struct Tables<'a> {
-    image: &'a Image,
+    read_at: ReadAt<'a>,
     segments: &'a [Segment],
 }
 
@@ -66,9 +67,7 @@ impl Tables<'_> {
     fn bytes(&self, vaddr: u64, len: u64) -> Result<Vec<u8>, String> {
         let at = self.offset(vaddr, len)?;
         let mut buf = vec![0u8; len as usize];
-        self.image
-            .read_at(&mut buf, at)
-            .map_err(|e| e.to_string())?;
+        (self.read_at)(&mut buf, at).map_err(|e| e.to_string())?;
         Ok(buf)
     }
 
@@ -86,18 +85,18 @@ impl Tables<'_> {
 /// Checks the dynamic section at `dynamic` (file offset, size) and the tables it names;
 /// `x86_64`: the relocations are x86-64 ones (their types are known).
 pub fn check_dynamic(
-    image: &Image,
+    read_at: ReadAt<'_>,
     segments: &[Segment],
     dynamic: (u64, u64),
     x86_64: bool,
 ) -> Result<(), String> {
-    let t = Tables { image, segments };
+    let t = Tables { read_at, segments };
     let (offset, size) = dynamic;
     if size > 1 << 20 {
         return Err("its dynamic section is implausibly large".into());
     }
     let mut raw = vec![0u8; size as usize];
-    if image.read_at(&mut raw, offset).map_err(|e| e.to_string())? < raw.len() {
+    if read_at(&mut raw, offset).map_err(|e| e.to_string())? < raw.len() {
         return Err("its dynamic section lies outside the file".into());
     }
     let mut entries = Vec::new();
@@ -157,6 +156,19 @@ pub fn check_dynamic(
     let Some(versym) = one(DT_VERSYM) else {
         return Ok(());
     };
+    check_versions(&t, versym, symbols, &one, &name_ok)
+}
+
+/// Checks the version definitions and requirements and that each symbol's version index
+/// (`DT_VERSYM` at `versym`, one per symbol) names one of them; `one` reads a dynamic entry,
+/// `name_ok` checks a string table offset.
+fn check_versions(
+    t: &Tables<'_>,
+    versym: u64,
+    symbols: u64,
+    one: &dyn Fn(u64) -> Option<u64>,
+    name_ok: &dyn Fn(u64, &str) -> Result<(), String>,
+) -> Result<(), String> {
     let mut highest = 1u16;
     if let (Some(mut at), Some(count)) = (one(DT_VERDEF), one(DT_VERDEFNUM)) {
         for _ in 0..count.min(1 << 16) {

@@ -11,17 +11,13 @@
 //! memory, and everything after (checks, comparison, trial load, `dlopen`) works on those bytes.
 //! Copies are never unloaded (see `abi::load`).
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::fs;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use rustshim_plugin_api::abi::{
-    load::load_checked, load::CheckedModule, load::LoadError, InstancePtr, PluginModuleRef,
-};
+use rustshim_plugin_api::abi::{InstancePtr, PluginModuleRef};
 use rustshim_plugin_api::ThreadModel;
 
 use crate::elf;
@@ -134,7 +130,7 @@ impl<M: Module> Build<M> {
         let copy = image
             .loader_path()
             .map_err(|e| format!("{kind} file '{shown}' cannot be loaded: {e}"))?;
-        let checked = open_checked::<M>(&copy, &source)?;
+        let checked = probe::open_checked::<M>(&copy, &source)?;
         let digest = image.digest();
         drop(image);
         let module = checked.module;
@@ -431,105 +427,13 @@ fn check_elf_segments(image: &Image, header: &[u8]) -> Result<Vec<(u64, u64)>, S
     if let Some(dynamic) = dynamic {
         const EM_X86_64: u16 = 62;
         let x86_64 = u16_at(header, 18) == EM_X86_64;
-        elf::check_dynamic(image, &segments, dynamic, x86_64)
-            .map_err(|why| format!("it is damaged: {why}"))?;
+        elf::check_dynamic(
+            &|buf, at| image.read_at(buf, at),
+            &segments,
+            dynamic,
+            x86_64,
+        )
+        .map_err(|why| format!("it is damaged: {why}"))?;
     }
     Ok(ranges)
-}
-
-/// Runs `f` with the shim's panic messages off, and turns a panic into its text: abi_stable's
-/// layout check panics on some inconsistent layout data instead of returning an error.
-fn without_panic_output<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.get() {
-                previous(info)
-            }
-        }));
-    });
-    QUIET.set(true);
-    let result = catch_unwind(AssertUnwindSafe(f));
-    QUIET.set(false);
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into())
-    })
-}
-
-/// Opens the private copy as nbdkit's process does, and checks it: every symbol bound at once
-/// (a symbol that cannot be bound would otherwise end the process at its first call), then
-/// abi_stable's checks, then, for an object without our root module, a look at what it is.
-/// The trial process runs exactly this too (see `probe`), so whatever of it could crash has
-/// been tried. Errors are one line naming `source`.
-pub fn open_checked<M: Module>(copy: &Path, source: &Path) -> Result<CheckedModule<M>, String> {
-    let kind = M::WHAT;
-    let shown = source.display();
-    let own_name = copy.display().to_string();
-    // SAFETY: opening runs the object's initialisers, which the trial process has run without
-    // dying. The handle is never closed: the shim never unloads a plugin.
-    let bound = unsafe {
-        libloading::os::unix::Library::open(Some(copy), libc::RTLD_NOW | libc::RTLD_LOCAL)
-    }
-    .map(std::mem::forget)
-    .map_err(|e| probe::readable(&e.to_string(), &own_name));
-    match without_panic_output(|| load_checked::<M>(copy)) {
-        Ok(Ok(checked)) => match bound {
-            Ok(()) => Ok(checked),
-            Err(why) => Err(format!(
-                "{kind} file '{shown}' cannot be loaded by the dynamic linker: {why}"
-            )),
-        },
-        Ok(Err(LoadError::NoRootModule)) => Err(explain_foreign_object(kind, source, copy)),
-        Ok(Err(e)) => {
-            if let Some(detail) = e.detail() {
-                probe::detail(&format!(
-                    "rustshim: full ABI report for '{shown}':\n{detail}"
-                ));
-            }
-            let why = probe::readable(&e.to_string(), &own_name);
-            Err(format!("{kind} file '{shown}' {why}"))
-        }
-        Err(panic) => Err(format!(
-            "{kind} file '{shown}' is damaged: its ABI layout data is inconsistent (the layout check failed: {})",
-            probe::readable(&panic, &own_name)
-        )),
-    }
-}
-
-/// Says what a shared object without our root module is, when it can tell.
-fn explain_foreign_object(kind: &str, source: &Path, copy: &Path) -> String {
-    let shown = source.display();
-    // abi_stable closed the copy again when our symbol was missing: open it once more to look
-    // (it is still open, so its name still leads to it).
-    // SAFETY: opening runs the object's initialisers, as nbdkit itself would for a C plugin;
-    // only symbol addresses are taken below, nothing is called.
-    let lib = unsafe {
-        libloading::os::unix::Library::open(Some(copy), libc::RTLD_LAZY | libc::RTLD_LOCAL)
-    };
-    let has = |symbol: &[u8]| {
-        lib.as_ref()
-            // SAFETY: only the symbol's address is taken; it is never called.
-            .map(|l| unsafe { l.get::<*const ()>(symbol) }.is_ok())
-            .unwrap_or(false)
-    };
-    let (plugin_init, filter_init) = (has(b"plugin_init\0"), has(b"filter_init\0"));
-    if plugin_init && filter_init {
-        format!("{kind} file '{shown}' is the rustshim shim itself, not a Rust {kind}: give the {kind} the shim should load")
-    } else if plugin_init {
-        format!(
-            "{kind} file '{shown}' is a C nbdkit plugin, not a Rust rustshim {kind}: run it directly with: nbdkit {shown}"
-        )
-    } else if filter_init {
-        format!("{kind} file '{shown}' is a C nbdkit filter, not a Rust rustshim {kind}: use it directly with: nbdkit --filter={shown}")
-    } else {
-        format!(
-            "{kind} file '{shown}' is a shared object but not a rustshim {kind} (no rustshim root module: build it with rustshim_plugin_api::export_{kind}!)"
-        )
-    }
 }

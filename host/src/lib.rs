@@ -8,10 +8,13 @@
 //! loaded as both. See ARCHITECTURE.md for the path of one request.
 //!
 //! * [`nbdkit_c`]: nbdkit's C ABI (the plugin struct, server functions looked up at run time).
-//! * [`callbacks`]: what nbdkit calls ([`callbacks::PLUGIN`]), with nbdkit's defaults for
-//!   callbacks the plugin omits.
+//! * [`plugin`]: the plugin half: what nbdkit calls ([`plugin::callbacks::PLUGIN`]), with
+//!   nbdkit's defaults for callbacks the plugin omits; the shim's keys and the routing of the
+//!   plugin's.
+//! * [`filter`]: the filter half.
+//! * [`ffi`]: what both halves share at nbdkit's C ABI (guards, statuses, UTF-8, printing);
+//!   [`options`]: the options both halves share.
 //! * [`containment`]: what the shim checks, clips or refuses before nbdkit sees a plugin's answer.
-//! * [`config`]: the shim's keys and the routing of the plugin's.
 //! * [`serving`]: the generation new connections go to, and the recorded configuration.
 //! * [`generation`]: loading one copy of a plugin file into an instance.
 //! * [`image`]: a plugin file's bytes, read once into sealed memory; [`probe`]: their trial load
@@ -21,24 +24,23 @@
 //! * [`reload`]: hot reload (`reload=watch`).
 //! * [`fallback`]: server functions done by the shim on old nbdkit.
 //! * [`failure`]: the one error type.
-//! * [`filter`]: the filter half.
 //! * [`module`], [`connection`]: what plugins and filters share.
 
-pub mod callbacks;
-pub mod config;
 pub mod connection;
 pub mod containment;
 pub mod elf;
 pub mod failure;
 pub mod fallback;
+pub mod ffi;
 pub mod filter;
 pub mod generation;
 pub mod image;
 pub mod locate;
 pub mod module;
 pub mod nbdkit_c;
+pub mod options;
+pub mod plugin;
 pub mod probe;
-pub mod registration;
 pub mod reload;
 pub mod services;
 pub mod serving;
@@ -47,16 +49,16 @@ pub mod serving;
 #[no_mangle]
 pub extern "C" fn plugin_init() -> *const nbdkit_c::NbdkitPlugin {
     let registration = match locate::fronted_plugin() {
-        None => &callbacks::PLUGIN,
-        Some(name) => registration::registration_as(name),
+        None => &plugin::callbacks::PLUGIN,
+        Some(name) => plugin::registration::registration_as(name),
     };
     // With `--help`, the plugin's own parameters are shown too.
-    &registration::with_plugin_help(registration).0
+    &plugin::registration::with_plugin_help(registration).0
 }
 
 /// nbdkit's entry point for filters: returns the filter struct of the next `--filter=rustshim`
 /// layer, in the running nbdkit's layout, which nbdkit copies once (see [`filter`]).
 #[no_mangle]
 pub extern "C" fn filter_init() -> *const std::ffi::c_void {
-    callbacks::guarded("filter_init", std::ptr::null(), filter::init)
+    ffi::guarded("filter_init", std::ptr::null(), filter::init)
 }

@@ -1,16 +1,12 @@
 //! What loading, serving and hot reload need to know about a root module, whether a plugin's
-//! ([`PluginModuleRef`]) or a filter's ([`FilterModuleRef`]): the one trait that lets
+//! ([`PluginModuleRef`](rustshim_plugin_api::abi::PluginModuleRef)) or a filter's
+//! ([`FilterModuleRef`](rustshim_plugin_api::abi::FilterModuleRef)): the one trait that lets
 //! `generation`, `serving` and `reload` serve both without a second copy.
 
 use std::ffi::c_void;
 
 use rustshim_plugin_api::abi::load::Loadable;
-use rustshim_plugin_api::abi::{
-    BackendPtr, DumpSink, FilterModuleRef, Handover, InstancePtr, PluginModuleRef, ROption, RSlice,
-    RStr, CALLBACK_NAMES, FILTER_CALLBACK_NAMES,
-};
-
-use crate::services::host_services;
+use rustshim_plugin_api::abi::{DumpSink, Handover, InstancePtr, ROption, RSlice, RStr};
 
 /// A root module the shim loads: its static facts and the callbacks every kind has.
 pub trait Module: Loadable + Copy + Send + Sync + 'static {
@@ -61,82 +57,78 @@ pub trait Module: Loadable + Copy + Send + Sync + 'static {
 /// The facts both module types have under the same names.
 macro_rules! common_facts {
     () => {
-        fn name(&self) -> RStr<'static> {
+        fn name(&self) -> ::rustshim_plugin_api::abi::RStr<'static> {
             Self::name(self)
         }
-        fn version(&self) -> ROption<RStr<'static>> {
+        fn version(
+            &self,
+        ) -> ::rustshim_plugin_api::abi::ROption<::rustshim_plugin_api::abi::RStr<'static>> {
             Self::version(self)
         }
-        fn longname(&self) -> ROption<RStr<'static>> {
+        fn longname(
+            &self,
+        ) -> ::rustshim_plugin_api::abi::ROption<::rustshim_plugin_api::abi::RStr<'static>> {
             Self::longname(self)
         }
-        fn description(&self) -> ROption<RStr<'static>> {
+        fn description(
+            &self,
+        ) -> ::rustshim_plugin_api::abi::ROption<::rustshim_plugin_api::abi::RStr<'static>> {
             Self::description(self)
         }
-        fn config_help(&self) -> ROption<RStr<'static>> {
+        fn config_help(
+            &self,
+        ) -> ::rustshim_plugin_api::abi::ROption<::rustshim_plugin_api::abi::RStr<'static>> {
             Self::config_help(self)
         }
-        fn dump_plugin(&self) -> Option<unsafe extern "C" fn(InstancePtr, DumpSink)> {
+        fn dump_plugin(
+            &self,
+        ) -> Option<
+            unsafe extern "C" fn(
+                ::rustshim_plugin_api::abi::InstancePtr,
+                ::rustshim_plugin_api::abi::DumpSink,
+            ),
+        > {
             Self::dump_plugin(self)
         }
         fn implemented(&self) -> u64 {
             Self::implemented(self)
         }
-        fn callback_names(&self) -> RSlice<'static, RStr<'static>> {
+        fn callback_names(
+            &self,
+        ) -> ::rustshim_plugin_api::abi::RSlice<'static, ::rustshim_plugin_api::abi::RStr<'static>>
+        {
             Self::callback_names(self)
         }
         fn panic_unwinds(&self) -> bool {
             Self::panic_unwinds(self)
         }
-        fn build_info(&self) -> RStr<'static> {
+        fn build_info(&self) -> ::rustshim_plugin_api::abi::RStr<'static> {
             Self::build_info(self)
         }
-        unsafe fn destroy(&self, instance: InstancePtr) {
+        unsafe fn destroy(&self, instance: ::rustshim_plugin_api::abi::InstancePtr) {
             // SAFETY: the caller's contract.
             unsafe { (Self::destroy(self))(instance) }
         }
         fn hand_over(
             &self,
-        ) -> Option<unsafe extern "C" fn(InstancePtr, &mut ROption<Handover>) -> i32> {
+        ) -> Option<
+            unsafe extern "C" fn(
+                ::rustshim_plugin_api::abi::InstancePtr,
+                &mut ::rustshim_plugin_api::abi::ROption<::rustshim_plugin_api::abi::Handover>,
+            ) -> i32,
+        > {
             Self::hand_over(self)
         }
-        fn take_over(&self) -> Option<unsafe extern "C" fn(InstancePtr, Handover) -> i32> {
+        fn take_over(
+            &self,
+        ) -> Option<
+            unsafe extern "C" fn(
+                ::rustshim_plugin_api::abi::InstancePtr,
+                ::rustshim_plugin_api::abi::Handover,
+            ) -> i32,
+        > {
             Self::take_over(self)
         }
     };
 }
-
-impl Module for PluginModuleRef {
-    const WHAT: &'static str = "plugin";
-    const CALLBACK_NAMES: &'static [&'static str] = &CALLBACK_NAMES;
-    common_facts!();
-
-    fn create(&self, out: &mut InstancePtr) -> i32 {
-        (Self::create(self))(host_services(), out)
-    }
-
-    unsafe fn cleanup(&self, instance: InstancePtr, _backend: *mut c_void) {
-        if let Some(f) = Self::cleanup(self) {
-            // SAFETY: the caller's contract.
-            unsafe { f(instance) }
-        }
-    }
-}
-
-impl Module for FilterModuleRef {
-    const WHAT: &'static str = "filter";
-    const CALLBACK_NAMES: &'static [&'static str] = &FILTER_CALLBACK_NAMES;
-    common_facts!();
-
-    fn create(&self, out: &mut InstancePtr) -> i32 {
-        (Self::create(self))(host_services(), crate::filter::services::table(), out)
-    }
-
-    unsafe fn cleanup(&self, instance: InstancePtr, backend: *mut c_void) {
-        if let Some(f) = Self::cleanup(self) {
-            // SAFETY: the caller's contract; `backend` is the layer below of this filter's
-            // layer, which nbdkit keeps valid until its `cleanup`.
-            unsafe { f(instance, BackendPtr(backend)) }
-        }
-    }
-}
+pub(crate) use common_facts;

@@ -1,10 +1,11 @@
-//! A trial load of a plugin (or filter) image in a throwaway process, before nbdkit's own process loads it.
+//! A trial load of a plugin (or filter) image in a throwaway process, before nbdkit's own process loads it,
+//! and the checked open ([`open_checked`]) that both processes run.
 //!
 //! The dynamic linker trusts the file it loads: a damaged `.so` (one wrong byte in a hash,
 //! version or relocation table) makes it crash or abort inside `dlopen`, which in nbdkit's
 //! process would take the server down. So the same bytes are loaded first in a separate
 //! process, which does exactly what nbdkit's process is about to do
-//! ([`crate::generation::open_checked`]: the `dlopen`, the root module, the ABI checks; none of
+//! ([`open_checked`]: the `dlopen`, the root module, the ABI checks; none of
 //! the plugin's callbacks), then exits through the dynamic linker's finaliser (the plugin's
 //! destructors run, as at nbdkit's exit), and reports back. If it dies, the file is refused with
 //! one line; if it refuses the file, its line is the refusal. Either way nbdkit's process never
@@ -17,16 +18,21 @@
 //! first trial, and that descriptor is what later trials run, whatever happens to the path. The
 //! plugin image is inherited as file descriptor [`IMAGE_FD`], the shim as [`SHIM_FD`].
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rustshim_plugin_api::abi::load::{load_checked, CheckedModule, LoadError};
 use rustshim_plugin_api::abi::{FilterModuleRef, PluginModuleRef};
+
+use crate::module::Module;
 
 /// The plugin image's descriptor in the trial process.
 const IMAGE_FD: i32 = 3;
@@ -270,7 +276,7 @@ extern "C" fn say_finished() {
 }
 
 /// The trial process: what runs when the dynamic linker runs the shim as a program. It opens
-/// the inherited image as nbdkit's process would ([`crate::generation::open_checked`]), then
+/// the inherited image as nbdkit's process would ([`open_checked`]), then
 /// exits through the dynamic linker's finaliser, which runs the plugin's destructors as
 /// nbdkit's exit will; it says how far it got, and a crash on the way is the answer.
 /// `linker_fini` is the finaliser the dynamic linker hands a program's entry point.
@@ -290,9 +296,9 @@ extern "C" fn probe_main(linker_fini: Option<extern "C" fn()>) -> ! {
     let filter = std::env::var_os(KIND_ENV).is_some_and(|k| k == "filter");
     let result = std::panic::catch_unwind(|| {
         if filter {
-            crate::generation::open_checked::<FilterModuleRef>(&path, &source).map(|_| ())
+            open_checked::<FilterModuleRef>(&path, &source).map(|_| ())
         } else {
-            crate::generation::open_checked::<PluginModuleRef>(&path, &source).map(|_| ())
+            open_checked::<PluginModuleRef>(&path, &source).map(|_| ())
         }
     });
     match result {
@@ -331,3 +337,100 @@ std::arch::global_asm!(
     "brk #1",
     main = sym probe_main,
 );
+
+/// Runs `f` with the shim's panic messages off, and turns a panic into its text: abi_stable's
+/// layout check panics on some inconsistent layout data instead of returning an error.
+fn without_panic_output<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.get() {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.set(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.set(false);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+/// Opens the private copy as nbdkit's process does, and checks it: every symbol bound at once
+/// (a symbol that cannot be bound would otherwise end the process at its first call), then
+/// abi_stable's checks, then, for an object without our root module, a look at what it is.
+/// The trial process runs exactly this too (see `probe`), so whatever of it could crash has
+/// been tried. Errors are one line naming `source`.
+pub fn open_checked<M: Module>(copy: &Path, source: &Path) -> Result<CheckedModule<M>, String> {
+    let kind = M::WHAT;
+    let shown = source.display();
+    let own_name = copy.display().to_string();
+    // SAFETY: opening runs the object's initialisers, which the trial process has run without
+    // dying. The handle is never closed: the shim never unloads a plugin.
+    let bound = unsafe {
+        libloading::os::unix::Library::open(Some(copy), libc::RTLD_NOW | libc::RTLD_LOCAL)
+    }
+    .map(std::mem::forget)
+    .map_err(|e| readable(&e.to_string(), &own_name));
+    match without_panic_output(|| load_checked::<M>(copy)) {
+        Ok(Ok(checked)) => match bound {
+            Ok(()) => Ok(checked),
+            Err(why) => Err(format!(
+                "{kind} file '{shown}' cannot be loaded by the dynamic linker: {why}"
+            )),
+        },
+        Ok(Err(LoadError::NoRootModule)) => Err(explain_foreign_object(kind, source, copy)),
+        Ok(Err(e)) => {
+            if let Some(report) = e.detail() {
+                detail(&format!(
+                    "rustshim: full ABI report for '{shown}':\n{report}"
+                ));
+            }
+            let why = readable(&e.to_string(), &own_name);
+            Err(format!("{kind} file '{shown}' {why}"))
+        }
+        Err(panic) => Err(format!(
+            "{kind} file '{shown}' is damaged: its ABI layout data is inconsistent (the layout check failed: {})",
+            readable(&panic, &own_name)
+        )),
+    }
+}
+
+/// Says what a shared object without our root module is, when it can tell.
+fn explain_foreign_object(kind: &str, source: &Path, copy: &Path) -> String {
+    let shown = source.display();
+    // abi_stable closed the copy again when our symbol was missing: open it once more to look
+    // (it is still open, so its name still leads to it).
+    // SAFETY: opening runs the object's initialisers, as nbdkit itself would for a C plugin;
+    // only symbol addresses are taken below, nothing is called.
+    let lib = unsafe {
+        libloading::os::unix::Library::open(Some(copy), libc::RTLD_LAZY | libc::RTLD_LOCAL)
+    };
+    let has = |symbol: &[u8]| {
+        lib.as_ref()
+            // SAFETY: only the symbol's address is taken; it is never called.
+            .map(|l| unsafe { l.get::<*const ()>(symbol) }.is_ok())
+            .unwrap_or(false)
+    };
+    let (plugin_init, filter_init) = (has(b"plugin_init\0"), has(b"filter_init\0"));
+    if plugin_init && filter_init {
+        format!("{kind} file '{shown}' is the rustshim shim itself, not a Rust {kind}: give the {kind} the shim should load")
+    } else if plugin_init {
+        format!(
+            "{kind} file '{shown}' is a C nbdkit plugin, not a Rust rustshim {kind}: run it directly with: nbdkit {shown}"
+        )
+    } else if filter_init {
+        format!("{kind} file '{shown}' is a C nbdkit filter, not a Rust rustshim {kind}: use it directly with: nbdkit --filter={shown}")
+    } else {
+        format!(
+            "{kind} file '{shown}' is a shared object but not a rustshim {kind} (no rustshim root module: build it with rustshim_plugin_api::export_{kind}!)"
+        )
+    }
+}

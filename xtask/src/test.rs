@@ -3,7 +3,7 @@
 //! nbdkit asked for, with the same shim and plugin files.
 
 use std::ffi::OsString;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::workspace::{cargo, run, workspace};
 use crate::{deps, roots, Result};
@@ -83,8 +83,16 @@ pub fn test(which: &str, args: &[OsString]) -> Result {
         legs.push((server.key, started.elapsed(), versions));
     }
     println!("==> all {steps} steps passed");
+    summarise(&legs)
+}
+
+/// One leg of the suite: its nbdkit, how long it took, and the packages it ran with.
+type Leg = (&'static str, Duration, Vec<(String, String)>);
+
+/// Each leg's time, and the table of what the suite passed on (recorded when every nbdkit ran).
+fn summarise(legs: &[Leg]) -> Result {
     let mut table = String::from("| nbdkit | libnbd | qemu-img |\n|---|---|---|\n");
-    for (key, took, versions) in &legs {
+    for (key, took, versions) in legs {
         let version = |package: &str| {
             versions
                 .iter()

@@ -11,24 +11,25 @@
 //! valid for the call), the filter's (`rustshim_plugin_api::abi::filter`: its own instance and
 //! handles, given back) and the `services` module's for `next`.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int};
 use std::ptr;
 
-use rustshim_plugin_api::abi::{BackendPtr, FilterModuleRef, LayerNext, RString, ABI_VERSION};
+use rustshim_plugin_api::abi::{BackendPtr, FilterModuleRef, RString, ABI_VERSION};
 
 use super::config::{self, CONFIG_HELP};
-use super::services;
-use super::{requests, Layer, LAYERS, MAX_LAYERS};
-use crate::callbacks::{dump_generation, forward, guarded, print_line, shim_status, status};
-use crate::config::ReloadMode;
+use super::layer::{self, Layer, LAYERS, MAX_LAYERS};
+use super::requests;
+use super::services::{self, layer_next};
 use crate::containment::{self, MAX_STRING};
 use crate::failure::Failure;
+use crate::ffi::{dump_generation, forward, guarded, print_line, shim_status, status, utf8};
 use crate::generation::Generation;
 use crate::nbdkit_c::{
     server, Backend, NbdkitExports, NbdkitFilter136, NextConfigCompleteFn, NextConfigFn,
     NextDefaultExportFn, NextListExportsFn, NextPreconnectFn, FILTER_API_VERSION,
     THREAD_MODEL_PARALLEL,
 };
+use crate::options::ReloadMode;
 use crate::reload;
 use crate::services::take_error;
 
@@ -91,35 +92,6 @@ fn registration<const I: usize>(version: *const c_char) -> NbdkitFilter136 {
     }
 }
 
-/// A C string from nbdkit as UTF-8, or a one-line error naming it.
-pub(super) fn utf8<'a>(what: &str, s: *const c_char) -> Result<&'a str, Failure> {
-    if s.is_null() {
-        return Err(Failure::invalid(format!("{what} is missing")));
-    }
-    // SAFETY: nbdkit's NUL-terminated string, which lives at least for the call (config keys
-    // for the process).
-    let s = unsafe { CStr::from_ptr(s) };
-    s.to_str().map_err(|_| {
-        Failure::invalid(format!(
-            "{what} '{}' is not valid UTF-8",
-            s.to_string_lossy()
-        ))
-    })
-}
-
-/// A `next` function and its argument as the filter gets them.
-pub(super) fn layer_next<F>(func: Option<F>, data: *mut c_void) -> LayerNext {
-    LayerNext {
-        func: match func {
-            // SAFETY: `F` is a function pointer type (Option<F> is NULL-niched), read as a
-            // plain pointer.
-            Some(f) => unsafe { std::mem::transmute_copy::<F, *const c_void>(&f) },
-            None => ptr::null(),
-        },
-        data,
-    }
-}
-
 // ---- Loading and configuration ----
 
 extern "C" fn load() {
@@ -142,8 +114,13 @@ unsafe extern "C" fn config<const I: usize>(
     value: *const c_char,
 ) -> c_int {
     guarded("config", -1, || {
-        let pair = utf8("parameter key", key)
-            .and_then(|k| Ok((k, utf8(&format!("value of parameter '{k}'"), value)?)));
+        // SAFETY: nbdkit's `config` arguments are NUL-terminated strings that live as long
+        // as the filter.
+        let pair = unsafe { utf8("parameter key", key) }.and_then(|k| {
+            // SAFETY: as above.
+            let v = unsafe { utf8(&format!("value of parameter '{k}'"), value) }?;
+            Ok((k, v))
+        });
         let next = layer_next(next, nxdata);
         shim_status(pair.and_then(|(k, v)| config::config(&LAYERS[I], next, k, v)))
     })
@@ -186,14 +163,14 @@ fn errno_status(errno: i32) -> Result<(), Failure> {
 unsafe extern "C" fn thread_model<const I: usize>(next_model: c_int) -> c_int {
     guarded("thread_model", -1, || {
         let layer = &LAYERS[I];
-        let given = super::abi().is_some_and(|abi| abi.thread_model_arg);
+        let given = layer::abi().is_some_and(|abi| abi.thread_model_arg);
         let next_model = if given { next_model } else { -1 };
         layer
             .next_model
             .store(next_model, std::sync::atomic::Ordering::Release);
         match layer.filter_if_given() {
             Err(failure) => shim_status(Err(failure)),
-            Ok(Some(g)) => match super::thread_model(&g, next_model) {
+            Ok(Some(g)) => match layer::thread_model(&g, next_model) {
                 Ok(model) => {
                     layer.slot.announce_thread_model(model as i32);
                     model as c_int
@@ -244,7 +221,7 @@ unsafe extern "C" fn after_fork<const I: usize>(backend: Backend) -> c_int {
         }
         g.set_serving();
         if layer.options().reload == ReloadMode::Watch {
-            return shim_status(reload::start_watcher(layer));
+            return shim_status(reload::watch::start_watcher(layer));
         }
         0
     })
@@ -370,6 +347,7 @@ unsafe extern "C" fn default_export<const I: usize>(
 mod tests {
     use super::*;
     use rustshim_plugin_api::abi::FILTER_CALLBACK_NAMES;
+    use std::ffi::c_void;
 
     #[test]
     fn every_nbdkit_filter_callback_of_the_abi_is_registered() {

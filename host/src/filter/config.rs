@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use rustshim_plugin_api::abi::{FilterModuleRef, LayerNext, RStr};
 
-use super::{services, Layer};
+use super::layer::Layer;
+use super::services;
 use crate::failure::Failure;
 use crate::generation::Generation;
 use crate::services::take_error;

@@ -1,17 +1,26 @@
 //! `next->…`: the layer below of one connection, as the filter calls it through
 //! `FilterServices` and as the shim passes a request on when the filter leaves a callback out,
 //! with [`check`], which refuses a request nbdkit would abort on. The contract behind the
-//! `unsafe` is `services`'.
+//! `unsafe` is `services`' (a `Next` is NULL or live: [`ops`]).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use rustshim_plugin_api::abi::{Extent, ExtentSink, NextPtr, RString, RVec};
 
-use super::services::ops;
-use crate::nbdkit_c::{server, NbdkitExtents, Next};
+use crate::nbdkit_c::{server, NbdkitExtents, NbdkitNextOps, Next};
 
 const EIO: i32 = libc::EIO;
 const EINVAL: i32 = libc::EINVAL;
+
+/// The function table behind `next`, or `None` for NULL.
+///
+/// # Safety
+/// The module's contract: `next` is NULL or a live `nbdkit_next *`.
+#[inline(always)]
+pub unsafe fn ops<'a>(next: Next) -> Option<&'a NbdkitNextOps> {
+    // SAFETY: the caller's contract; its first member is the function table.
+    unsafe { next.as_ref() }
+}
 
 // ---- The layer below of a connection (`next->…`) ----
 

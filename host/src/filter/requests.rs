@@ -11,14 +11,14 @@ use rustshim_plugin_api::abi::{
 };
 use rustshim_plugin_api::Callbacks;
 
-use super::callbacks::{layer_next, utf8};
+use super::layer::LAYERS;
 use super::next_ops::{
     self, extents_next, flush_next, pread_next, pwrite_next, query_next, range_next,
 };
-use super::LAYERS;
-use crate::callbacks::{forward, guarded, status};
+use super::services::layer_next;
 use crate::containment::{self, check_block_size};
 use crate::failure::Failure;
+use crate::ffi::{forward, guarded, status, utf8};
 use crate::nbdkit_c::{self, Context, Handle, NbdkitExtents, Next, NextOpenFn};
 use crate::services::{log_recorded_error, take_error};
 
@@ -39,7 +39,8 @@ pub(super) unsafe extern "C" fn open<const I: usize>(
             Failure::new(libc::EIO, "rustshim: open without a loaded filter").report();
             return ptr::null_mut();
         };
-        let name = match utf8("export name", export_name) {
+        // SAFETY: nbdkit's export name, a NUL-terminated string valid for the call.
+        let name = match unsafe { utf8("export name", export_name) } {
             Ok(name) => name,
             Err(failure) => {
                 failure.report();

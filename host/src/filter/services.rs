@@ -5,12 +5,13 @@
 //!
 //! # The contract behind the `unsafe` here
 //! A `Next` (`nbdkit_next *`) is NULL or a pointer nbdkit gave the running callback (or that
-//! `nbdkit_next_context_open` made and nothing closed yet): [`ops`] reads its function table, and
+//! `nbdkit_next_context_open` made and nothing closed yet): [`super::next_ops::ops`] reads its function table, and
 //! NULL fails the call with `EIO` instead. A `LayerNext` is the `next` function and its argument
 //! nbdkit gave the running callback of the matching kind, or NULL (nothing to call). Buffers and
 //! lists come from the filter's own slices or from nbdkit, valid for the call.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr;
 use std::sync::OnceLock;
 
 use rustshim_plugin_api::abi::{
@@ -21,8 +22,8 @@ use rustshim_plugin_api::abi::{
 use super::next_ops;
 use crate::containment;
 use crate::nbdkit_c::{
-    server, Backend, NbdkitExports, NbdkitNextOps, Next, NextConfigCompleteFn, NextConfigFn,
-    NextDefaultExportFn, NextListExportsFn, NextOpenFn, NextPreconnectFn,
+    server, Backend, NbdkitExports, NextConfigCompleteFn, NextConfigFn, NextDefaultExportFn,
+    NextListExportsFn, NextOpenFn, NextPreconnectFn,
 };
 
 const EIO: i32 = libc::EIO;
@@ -62,16 +63,6 @@ pub fn table() -> FilterServicesRef {
     })
 }
 
-/// The function table behind `next`, or `None` for NULL.
-///
-/// # Safety
-/// The module's contract: `next` is NULL or a live `nbdkit_next *`.
-#[inline(always)]
-pub unsafe fn ops<'a>(next: Next) -> Option<&'a NbdkitNextOps> {
-    // SAFETY: the caller's contract; its first member is the function table.
-    unsafe { next.as_ref() }
-}
-
 /// A string for nbdkit that lives as long as nbdkit may keep it: interned (for the process
 /// during configuration, for the connection within one). `None` if it has a NUL byte (logged).
 fn c_string(what: &str, s: RStr<'_>) -> Option<*const c_char> {
@@ -92,6 +83,19 @@ unsafe fn layer_fn<F: Copy>(next: LayerNext) -> Option<F> {
     // NULL was excluded.
     (!next.func.is_null())
         .then(|| unsafe { std::mem::transmute_copy::<*const c_void, F>(&next.func) })
+}
+
+/// A `next` function and its argument as the filter gets them.
+pub(super) fn layer_next<F>(func: Option<F>, data: *mut c_void) -> LayerNext {
+    LayerNext {
+        func: match func {
+            // SAFETY: `F` is a function pointer type (Option<F> is NULL-niched), read as a
+            // plain pointer.
+            Some(f) => unsafe { std::mem::transmute_copy::<F, *const c_void>(&f) },
+            None => ptr::null(),
+        },
+        data,
+    }
 }
 
 // ---- The `next` functions of the callbacks outside a connection ----

@@ -225,6 +225,125 @@ fn parse_u32(key: &str, value: &str) -> Result<u32> {
         .map_err(|_| Error::invalid(format!("test: {key}: '{value}' is not a number")))
 }
 
+/// `on_pread=`: what the plugin does at a read.
+fn parse_on_pread(value: &str) -> Result<OnPread> {
+    Ok(match value {
+        "shutdown" => OnPread::Shutdown,
+        "disconnect" => OnPread::Disconnect { force: false },
+        "disconnect_force" => OnPread::Disconnect { force: true },
+        _ => match value.strip_prefix("sleep:") {
+            Some(delay) => OnPread::Sleep(server::parse_delay("on_pread", delay)?),
+            None => {
+                return Err(Error::invalid(format!(
+                    "test: unknown on_pread action '{value}'"
+                )))
+            }
+        },
+    })
+}
+
+/// `extents_mode=`: how `extents` answers.
+fn parse_extents_mode(value: &str) -> Result<ExtentsMode> {
+    Ok(match value {
+        "store" => ExtentsMode::Store,
+        "whole" => ExtentsMode::Whole,
+        "gap" => ExtentsMode::Gap,
+        "overlap" => ExtentsMode::Overlap,
+        "zero_length" => ExtentsMode::ZeroLength,
+        "beyond" => ExtentsMode::Beyond,
+        "unsorted" => ExtentsMode::Unsorted,
+        _ => {
+            return Err(Error::invalid(format!(
+                "test: unknown extents_mode '{value}'"
+            )))
+        }
+    })
+}
+
+/// `block_size=MIN:PREF:MAX`.
+fn parse_block_size(key: &str, value: &str) -> Result<BlockSize> {
+    let parts: Vec<&str> = value.split(':').collect();
+    let [min, pref, max] = parts[..] else {
+        return Err(Error::invalid(format!(
+            "test: block_size must be MIN:PREF:MAX, not '{value}'"
+        )));
+    };
+    Ok(BlockSize {
+        minimum: parse_u32(key, min)?,
+        preferred: parse_u32(key, pref)?,
+        maximum: parse_u32(key, max)?,
+    })
+}
+
+impl Test {
+    /// The keys that call one server function with `value` and trace its answer
+    /// (`parse_size=1M`: `parse_size("1M") = Ok(1048576)`).
+    fn call_server_function(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "parse_size" => {
+                let r = server::parse_size(value);
+                self.trace
+                    .early_line(format!("parse_size({value:?}) = {}", show(&r)));
+            }
+            "parse_bool" => {
+                let r = server::parse_bool(value);
+                self.trace
+                    .early_line(format!("parse_bool({value:?}) = {}", show(&r)));
+            }
+            "parse_probability" => {
+                let r = server::parse_probability("parse_probability", value);
+                self.trace
+                    .early_line(format!("parse_probability({value:?}) = {}", show(&r)));
+            }
+            "parse_delay" => {
+                let r = server::parse_delay("parse_delay", value)
+                    .map(|d| format!("{}s+{}ns", d.as_secs(), d.subsec_nanos()));
+                self.trace
+                    .early_line(format!("parse_delay({value:?}) = {}", show(&r)));
+            }
+            "password" => {
+                let r = server::read_password(value);
+                self.trace
+                    .early_line(format!("read_password({value:?}) = {}", show(&r)));
+            }
+            "realpath" => {
+                let r = server::realpath(value).map(|p| p.display().to_string());
+                self.trace
+                    .early_line(format!("realpath({value:?}) = {}", show(&r)));
+            }
+            "hexdump" => {
+                let (start, text) = value.split_once(':').unwrap_or(("0", value));
+                let start = start
+                    .parse()
+                    .map_err(|_| Error::invalid("test: hexdump=START:TEXT"))?;
+                let r = server::debug_hexdump(text.as_bytes(), "hx: ", start);
+                self.trace
+                    .early_line(format!("debug_hexdump({value:?}) = {}", show(&r)));
+            }
+            "hexdiff" => {
+                let mut parts = value.splitn(3, ':');
+                let (Some(start), Some(a), Some(b)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(Error::invalid("test: hexdiff=START:A:B"));
+                };
+                let start = start
+                    .parse()
+                    .map_err(|_| Error::invalid("test: hexdiff=START:A:B"))?;
+                let r = server::debug_hexdiff(a.as_bytes(), b.as_bytes(), "hd: ", start);
+                self.trace
+                    .early_line(format!("debug_hexdiff({value:?}) = {}", show(&r)));
+            }
+            "nbdkit_has" => {
+                let r = server::nbdkit_has(value);
+                self.trace
+                    .early_line(format!("nbdkit_has({value:?}) = {}", show(&r)));
+            }
+            _ => unreachable!("config routes only these keys here"),
+        }
+        Ok(())
+    }
+}
+
 #[plugin]
 impl Plugin for Test {
     type Handle = ();
@@ -311,92 +430,12 @@ impl Plugin for Test {
             }
             "default_export" => self.default_export = Some(value.to_owned()),
             "description" => self.description = Some(value.to_owned()),
-            "block_size" => {
-                let parts: Vec<&str> = value.split(':').collect();
-                let [min, pref, max] = parts[..] else {
-                    return Err(Error::invalid(format!(
-                        "test: block_size must be MIN:PREF:MAX, not '{value}'"
-                    )));
-                };
-                self.block_size = Some(BlockSize {
-                    minimum: parse_u32(key, min)?,
-                    preferred: parse_u32(key, pref)?,
-                    maximum: parse_u32(key, max)?,
-                });
+            "block_size" => self.block_size = Some(parse_block_size(key, value)?),
+            "parse_size" | "parse_bool" | "parse_probability" | "parse_delay" | "password"
+            | "realpath" | "hexdump" | "hexdiff" | "nbdkit_has" => {
+                self.call_server_function(key, value)?
             }
-            "parse_size" => {
-                let r = server::parse_size(value);
-                self.trace
-                    .early_line(format!("parse_size({value:?}) = {}", show(&r)));
-            }
-            "parse_bool" => {
-                let r = server::parse_bool(value);
-                self.trace
-                    .early_line(format!("parse_bool({value:?}) = {}", show(&r)));
-            }
-            "parse_probability" => {
-                let r = server::parse_probability("parse_probability", value);
-                self.trace
-                    .early_line(format!("parse_probability({value:?}) = {}", show(&r)));
-            }
-            "parse_delay" => {
-                let r = server::parse_delay("parse_delay", value)
-                    .map(|d| format!("{}s+{}ns", d.as_secs(), d.subsec_nanos()));
-                self.trace
-                    .early_line(format!("parse_delay({value:?}) = {}", show(&r)));
-            }
-            "password" => {
-                let r = server::read_password(value);
-                self.trace
-                    .early_line(format!("read_password({value:?}) = {}", show(&r)));
-            }
-            "realpath" => {
-                let r = server::realpath(value).map(|p| p.display().to_string());
-                self.trace
-                    .early_line(format!("realpath({value:?}) = {}", show(&r)));
-            }
-            "hexdump" => {
-                let (start, text) = value.split_once(':').unwrap_or(("0", value));
-                let start = start
-                    .parse()
-                    .map_err(|_| Error::invalid("test: hexdump=START:TEXT"))?;
-                let r = server::debug_hexdump(text.as_bytes(), "hx: ", start);
-                self.trace
-                    .early_line(format!("debug_hexdump({value:?}) = {}", show(&r)));
-            }
-            "hexdiff" => {
-                let mut parts = value.splitn(3, ':');
-                let (Some(start), Some(a), Some(b)) = (parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(Error::invalid("test: hexdiff=START:A:B"));
-                };
-                let start = start
-                    .parse()
-                    .map_err(|_| Error::invalid("test: hexdiff=START:A:B"))?;
-                let r = server::debug_hexdiff(a.as_bytes(), b.as_bytes(), "hd: ", start);
-                self.trace
-                    .early_line(format!("debug_hexdiff({value:?}) = {}", show(&r)));
-            }
-            "nbdkit_has" => {
-                let r = server::nbdkit_has(value);
-                self.trace
-                    .early_line(format!("nbdkit_has({value:?}) = {}", show(&r)));
-            }
-            "on_pread" => {
-                self.on_pread = Some(match value {
-                    "shutdown" => OnPread::Shutdown,
-                    "disconnect" => OnPread::Disconnect { force: false },
-                    "disconnect_force" => OnPread::Disconnect { force: true },
-                    _ => match value.strip_prefix("sleep:") {
-                        Some(delay) => OnPread::Sleep(server::parse_delay("on_pread", delay)?),
-                        None => {
-                            return Err(Error::invalid(format!(
-                                "test: unknown on_pread action '{value}'"
-                            )))
-                        }
-                    },
-                })
-            }
+            "on_pread" => self.on_pread = Some(parse_on_pread(value)?),
             "trace_outside" => self.trace_outside = parse_bool_key(key, value)?,
             "faults_if" => self.faults_if = Some(value.into()),
             "dump_field" => {
@@ -415,22 +454,7 @@ impl Plugin for Test {
                     .parse()
                     .map_err(|_| Error::invalid(format!("test: unknown log level '{value}'")))?,
             ),
-            "extents_mode" => {
-                self.extents_mode = match value {
-                    "store" => ExtentsMode::Store,
-                    "whole" => ExtentsMode::Whole,
-                    "gap" => ExtentsMode::Gap,
-                    "overlap" => ExtentsMode::Overlap,
-                    "zero_length" => ExtentsMode::ZeroLength,
-                    "beyond" => ExtentsMode::Beyond,
-                    "unsorted" => ExtentsMode::Unsorted,
-                    _ => {
-                        return Err(Error::invalid(format!(
-                            "test: unknown extents_mode '{value}'"
-                        )))
-                    }
-                }
-            }
+            "extents_mode" => self.extents_mode = parse_extents_mode(value)?,
             _ => return Err(Error::invalid(format!("test: unknown parameter '{key}'"))),
         }
         Ok(())

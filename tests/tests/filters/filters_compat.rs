@@ -44,8 +44,8 @@ const SHIM_1_1_EDITS: &[(&str, &str, &str)] = &[
     ),
     (
         "src/filter/services.rs",
-        "/// The function table behind `next`",
-        "extern \"C\" fn filter_added_in_1_1() -> i32 {\n    11\n}\n\n/// The function table behind `next`",
+        "/// A string for nbdkit that lives as long",
+        "extern \"C\" fn filter_added_in_1_1() -> i32 {\n    11\n}\n\n/// A string for nbdkit that lives as long",
     ),
 ];
 

@@ -25,9 +25,24 @@ pub const INSTRUCTIONS_ALONE: &str = "cargo xtask bench --instructions";
 impl Report<'_> {
     /// The whole file but the reload section, with the load section if there is one.
     pub fn markdown(&self, load: Option<(&LoadTimes, &Machine)>) -> Result<String> {
+        let mut md = String::new();
+        self.heading(&mut md);
+        self.machine_and_targets(&mut md);
+        self.throughput_and_resources(&mut md);
+        if let Some(section) = self.instructions_section() {
+            let _ = write!(md, "\n{section}");
+        }
+        if let Some((load, machine)) = load {
+            let _ = write!(md, "\n{}", load.section(self.stamp, machine)?);
+        }
+        self.method(&mut md);
+        Ok(md)
+    }
+
+    /// The title, how the file was made, and how to read it.
+    fn heading(&self, md: &mut String) {
         let m = &self.machine;
         let s = self.settings;
-        let mut md = String::new();
         let _ = writeln!(md, "# Benchmarks: what the shim costs\n");
         let _ = writeln!(
             md,
@@ -78,6 +93,11 @@ impl Report<'_> {
                 None => "This machine has one CPU, so nothing is pinned.".to_string(),
             }
         );
+    }
+
+    /// The machine and versions, and the targets.
+    fn machine_and_targets(&self, md: &mut String) {
+        let m = &self.machine;
         let _ = writeln!(md, "## Machine and versions\n");
         let _ = writeln!(md, "{}\n", self.stamp.line(None));
         let _ = writeln!(
@@ -97,6 +117,11 @@ impl Report<'_> {
             self.stamp.line(None),
             self.targets()
         );
+    }
+
+    /// The throughput and CPU table, the memory and start-up table.
+    fn throughput_and_resources(&self, md: &mut String) {
+        let s = self.settings;
         let _ = writeln!(md, "## Throughput and server CPU\n");
         let _ = writeln!(md, "{}\n", self.stamp.line(None));
         let _ = writeln!(
@@ -122,12 +147,11 @@ impl Report<'_> {
             s.startup_reps
         );
         md.push_str(&self.resources_table());
-        if let Some(section) = self.instructions_section() {
-            let _ = write!(md, "\n{section}");
-        }
-        if let Some((load, machine)) = load {
-            let _ = write!(md, "\n{}", load.section(self.stamp, machine)?);
-        }
+    }
+
+    /// The exact commands.
+    fn method(&self, md: &mut String) {
+        let s = self.settings;
         let _ = writeln!(md, "\n## Method: the exact commands\n");
         let _ = writeln!(md, "{}\n", self.stamp.line(None));
         let _ = writeln!(
@@ -205,7 +229,6 @@ impl Report<'_> {
              plugin). The python RAM disk (`$BENCH/ramdisk.py`):\n"
         );
         let _ = writeln!(md, "```python\n{}```", PYTHON_RAMDISK);
-        Ok(md)
     }
 
     /// The instructions section: what was counted, the table, and the commands.

@@ -109,28 +109,7 @@ impl Report<'_> {
             .iter()
             .map(|(_, cells)| cells.iter().map(|c| c.ratio(|s| s.iops)).collect())
             .collect();
-        let all: Vec<f64> = stats
-            .iter()
-            .flatten()
-            .flat_map(|s| [s.min, s.max])
-            .filter(|x| x.is_finite())
-            .chain(marks.iter().map(|m| m.0))
-            .collect();
-        let lo_data = all.iter().copied().fold(1.0, f64::min);
-        let hi_data = all.iter().copied().fold(1.0, f64::max);
-        let step = if hi_data > 2.0 {
-            0.5
-        } else if hi_data - lo_data > 0.4 {
-            0.1
-        } else {
-            0.05
-        };
-        let lo = if hi_data > 2.0 {
-            0.0
-        } else {
-            ((lo_data.min(0.9) - 0.02) / step).floor() * step
-        };
-        let hi = ((hi_data.max(1.1) + 0.02) / step).ceil() * step;
+        let (lo, hi, step) = scale(&stats, marks);
         let (left, right) = (70.0, width - 90.0);
         let (plot_top, plot_bottom) = (top + 10.0, top + height - 40.0);
         let y =
@@ -171,30 +150,7 @@ impl Report<'_> {
                     .unwrap_or(0)
                     % COLOURS.len()];
                 let x = bars_x + 15.0 + b as f64 * bar_w;
-                let (y0, y1) = (y(1.0), y(s.median));
-                let _ = writeln!(
-                    svg,
-                    r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"/>"#,
-                    y0.min(y1),
-                    bar_w - 4.0,
-                    (y1 - y0).abs().max(1.0)
-                );
-                let mid = x + (bar_w - 4.0) / 2.0;
-                let (lo_y, hi_y, cap0, cap1) = (y(s.min), y(s.max), mid - 4.0, mid + 4.0);
-                let _ = writeln!(
-                    svg,
-                    r##"<line x1="{mid:.1}" x2="{mid:.1}" y1="{lo_y:.1}" y2="{hi_y:.1}" stroke="#333"/><line x1="{cap0:.1}" x2="{cap1:.1}" y1="{lo_y:.1}" y2="{lo_y:.1}" stroke="#333"/><line x1="{cap0:.1}" x2="{cap1:.1}" y1="{hi_y:.1}" y2="{hi_y:.1}" stroke="#333"/>"##
-                );
-                let label_y = if s.median >= 1.0 {
-                    y(s.max) - 5.0
-                } else {
-                    y(s.min) + 14.0
-                };
-                let _ = writeln!(
-                    svg,
-                    r#"<text x="{mid:.1}" y="{label_y:.1}" text-anchor="middle" font-size="10">{:.3}</text>"#,
-                    s.median
-                );
+                bar(svg, x, bar_w, s, colour, &y);
             }
             let _ = writeln!(
                 svg,
@@ -214,4 +170,60 @@ impl Report<'_> {
             y(1.0)
         );
     }
+}
+
+/// The axis of the ratios `stats` and the `marks`: lowest and highest value shown, grid step.
+fn scale(stats: &[Vec<Stats>], marks: &[(f64, &str)]) -> (f64, f64, f64) {
+    let all: Vec<f64> = stats
+        .iter()
+        .flatten()
+        .flat_map(|s| [s.min, s.max])
+        .filter(|x| x.is_finite())
+        .chain(marks.iter().map(|m| m.0))
+        .collect();
+    let lo_data = all.iter().copied().fold(1.0, f64::min);
+    let hi_data = all.iter().copied().fold(1.0, f64::max);
+    let step = if hi_data > 2.0 {
+        0.5
+    } else if hi_data - lo_data > 0.4 {
+        0.1
+    } else {
+        0.05
+    };
+    let lo = if hi_data > 2.0 {
+        0.0
+    } else {
+        ((lo_data.min(0.9) - 0.02) / step).floor() * step
+    };
+    let hi = ((hi_data.max(1.1) + 0.02) / step).ceil() * step;
+    (lo, hi, step)
+}
+
+/// One bar at `x`, `bar_w` wide: the median ratio from 1, its min–max whisker and its label;
+/// `y` maps a ratio to the picture.
+fn bar(svg: &mut String, x: f64, bar_w: f64, s: &Stats, colour: &str, y: &dyn Fn(f64) -> f64) {
+    let (y0, y1) = (y(1.0), y(s.median));
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"/>"#,
+        y0.min(y1),
+        bar_w - 4.0,
+        (y1 - y0).abs().max(1.0)
+    );
+    let mid = x + (bar_w - 4.0) / 2.0;
+    let (lo_y, hi_y, cap0, cap1) = (y(s.min), y(s.max), mid - 4.0, mid + 4.0);
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{mid:.1}" x2="{mid:.1}" y1="{lo_y:.1}" y2="{hi_y:.1}" stroke="#333"/><line x1="{cap0:.1}" x2="{cap1:.1}" y1="{lo_y:.1}" y2="{lo_y:.1}" stroke="#333"/><line x1="{cap0:.1}" x2="{cap1:.1}" y1="{hi_y:.1}" y2="{hi_y:.1}" stroke="#333"/>"##
+    );
+    let label_y = if s.median >= 1.0 {
+        y(s.max) - 5.0
+    } else {
+        y(s.min) + 14.0
+    };
+    let _ = writeln!(
+        svg,
+        r#"<text x="{mid:.1}" y="{label_y:.1}" text-anchor="middle" font-size="10">{:.3}</text>"#,
+        s.median
+    );
 }

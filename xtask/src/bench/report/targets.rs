@@ -11,50 +11,42 @@ use crate::bench::matrix::{
 use crate::bench::measure::{Cell, Sample};
 use crate::bench::stats::Stats;
 
+/// One target's line, met or missed.
+fn verdict(met: bool, text: String) -> String {
+    format!("- {} {text}", if met { "**met**:" } else { "**missed**:" })
+}
+
+/// The cell whose median ratio is lowest (or highest), with that ratio.
+fn worst(cells: &[&Cell], f: &dyn Fn(&Cell) -> Stats, lowest: bool) -> (Stats, String) {
+    let mut found: Option<(Stats, String)> = None;
+    for c in cells {
+        let r = f(c);
+        let better = |old: &Stats| {
+            if lowest {
+                r.median < old.median
+            } else {
+                r.median > old.median
+            }
+        };
+        if found.as_ref().is_none_or(|(old, _)| better(old)) {
+            found = Some((r, c.workload.name.to_string()));
+        }
+    }
+    found.unwrap_or((Stats::of(&[]), String::new()))
+}
+
+/// Whether a miss is within what this many pairs on this machine can tell apart.
+fn unresolved(r: Stats, bound: f64) -> &'static str {
+    if r.ci.0 <= bound && bound <= r.ci.1 {
+        "; the target lies inside that interval: the run cannot tell this ratio from the target"
+    } else {
+        ""
+    }
+}
+
 impl Report<'_> {
     /// The targets, one line each, then what has no target but explains the rest.
     pub fn targets(&self) -> String {
-        let mut lines = Vec::new();
-        let mut line = |met: bool, text: String| {
-            lines.push(format!(
-                "- {} {text}",
-                if met { "**met**:" } else { "**missed**:" }
-            ))
-        };
-        // The judged cells of one comparison.
-        let cells_of = |key: &str| -> Vec<&Cell> {
-            self.cells
-                .iter()
-                .filter(|c| c.comparison.key == key && self.judged(c.workload))
-                .collect()
-        };
-        // The cell whose median ratio is lowest (or highest), with that ratio.
-        let worst =
-            |cells: &[&Cell], f: &dyn Fn(&Cell) -> Stats, lowest: bool| -> (Stats, String) {
-                let mut found: Option<(Stats, String)> = None;
-                for c in cells {
-                    let r = f(c);
-                    let better = |old: &Stats| {
-                        if lowest {
-                            r.median < old.median
-                        } else {
-                            r.median > old.median
-                        }
-                    };
-                    if found.as_ref().is_none_or(|(old, _)| better(old)) {
-                        found = Some((r, c.workload.name.to_string()));
-                    }
-                }
-                found.unwrap_or((Stats::of(&[]), String::new()))
-            };
-        // Whether a miss is within what this many pairs on this machine can tell apart.
-        let unresolved = |r: Stats, bound: f64| {
-            if r.ci.0 <= bound && bound <= r.ci.1 {
-                "; the target lies inside that interval: the run cannot tell this ratio from the target"
-            } else {
-                ""
-            }
-        };
         let judged = self
             .settings
             .workloads
@@ -62,14 +54,35 @@ impl Report<'_> {
             .filter(|w| self.judged(w))
             .count();
         let every = format!("every pinned workload ({judged})");
+        let mut lines = self.twin_lines(&every);
+        lines.extend(self.crate_lines(&every));
+        lines.extend(self.python_lines());
+        lines.extend(self.rss_lines());
+        lines.extend(self.control_lines());
+        lines.extend(self.unpinned_lines());
+        lines.extend(self.instruction_lines());
+        lines.join("\n")
+    }
+
+    /// The judged cells of one comparison.
+    fn cells_of(&self, key: &str) -> Vec<&Cell> {
+        self.cells
+            .iter()
+            .filter(|c| c.comparison.key == key && self.judged(c.workload))
+            .collect()
+    }
+
+    /// rustshim null and memory against their C twins: throughput and CPU.
+    fn twin_lines(&self, every: &str) -> Vec<String> {
+        let mut lines = Vec::new();
         for key in ["null", "memory"] {
-            let cells = cells_of(key);
+            let cells = self.cells_of(key);
             if cells.is_empty() {
                 continue;
             }
             let iops = worst(&cells, &|c| c.ratio(|s| s.iops), true);
             let bw = worst(&cells, &|c| c.ratio(|s| s.bw), true);
-            line(
+            lines.push(verdict(
                 iops.0.median >= TWIN_MIN && bw.0.median >= TWIN_MIN,
                 format!(
                     "rustshim {key} ≥ 0.99× C {key} in IOPS and bandwidth (median of per-pair ratios), {every}: lowest IOPS ratio {} ({}{}), lowest bandwidth ratio {} ({})",
@@ -79,9 +92,9 @@ impl Report<'_> {
                     with_ci(bw.0),
                     bw.1
                 ),
-            );
+            ));
             let cpu = worst(&cells, &|c| c.ratio(Sample::cpu_per_mreq), false);
-            line(
+            lines.push(verdict(
                 cpu.0.median <= TWIN_CPU_MAX,
                 format!(
                     "server CPU per request, rustshim {key} ≤ 1.03× C {key}, {every}: highest ratio {} ({}{})",
@@ -89,13 +102,19 @@ impl Report<'_> {
                     cpu.1,
                     if cpu.0.median > TWIN_CPU_MAX { unresolved(cpu.0, TWIN_CPU_MAX) } else { "" },
                 ),
-            );
+            ));
         }
-        let crate_cells = cells_of("nbdkit crate");
+        lines
+    }
+
+    /// rustshim memory against the same RAM disk written with the `nbdkit` crate.
+    fn crate_lines(&self, every: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        let crate_cells = self.cells_of("nbdkit crate");
         if !crate_cells.is_empty() {
             let iops = worst(&crate_cells, &|c| c.ratio(|s| s.iops), true);
             let bw = worst(&crate_cells, &|c| c.ratio(|s| s.bw), true);
-            line(
+            lines.push(verdict(
                 iops.0.median >= 1.0 && bw.0.median >= 1.0,
                 format!(
                     "rustshim memory at least as fast as the same RAM disk written with the `nbdkit` crate, {every}: lowest IOPS ratio {} ({}{}), lowest bandwidth ratio {} ({})",
@@ -105,8 +124,14 @@ impl Report<'_> {
                     with_ci(bw.0),
                     bw.1
                 ),
-            );
+            ));
         }
+        lines
+    }
+
+    /// rustshim memory against the python RAM disk.
+    fn python_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         let python = |w: &str| {
             self.cells
                 .iter()
@@ -123,25 +148,37 @@ impl Report<'_> {
                     )
                 })
                 .unwrap_or_default();
-            line(
+            lines.push(verdict(
                 r.median >= PYTHON_MIN,
                 format!(
                     "rustshim memory ≥ 3.5× the python RAM disk's 4K random-read IOPS (QD32, client and server sharing the CPUs, as deployed): {:.2}× (95 % CI {:.2}–{:.2}){pinned}",
                     r.median, r.ci.0, r.ci.1
                 ),
-            );
+            ));
         }
+        lines
+    }
+
+    /// The shim's memory overhead.
+    fn rss_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         if let Some(r) = self.resources.iter().find(|r| r.comparison.key == "null") {
             let overhead = r.rss.0 as i64 - r.rss.1 as i64;
-            line(
+            lines.push(verdict(
                 overhead < RSS_OVERHEAD_MAX_KIB,
                 format!(
                     "shim RSS overhead under 4 MiB (peak RSS, rustshim null − C null, after all workloads): {}",
                     signed_kib(overhead)
                 ),
-            );
+            ));
         }
-        let control = cells_of("control");
+        lines
+    }
+
+    /// The A/A control: the noise floor.
+    fn control_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let control = self.cells_of("control");
         if !control.is_empty() {
             let medians: Vec<f64> = control.iter().map(|c| c.ratio(|s| s.iops).median).collect();
             let pairs: Vec<f64> = control
@@ -162,7 +199,12 @@ impl Report<'_> {
                 m.min, m.max, p.min, p.max, cpu.min, cpu.max
             ));
         }
-        // The unpinned workloads, comparison by comparison.
+        lines
+    }
+
+    /// The unpinned workloads, comparison by comparison.
+    fn unpinned_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         for &w in &self.settings.workloads {
             if self.judged(w) {
                 continue;
@@ -209,6 +251,12 @@ impl Report<'_> {
                 parts.join("; ")
             ));
         }
+        lines
+    }
+
+    /// Instructions per 4K read: the plugin path and the filter path.
+    fn instruction_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         if let Some(results) = &self.instructions {
             let of = |kind: Kind| results.iter().map(|r| &r.0).find(|r| r.kind == kind);
             if let (Some(shim), Some(c)) = (of(Kind::ShimNull), of(Kind::CNull)) {
@@ -239,6 +287,6 @@ impl Report<'_> {
                 ));
             }
         }
-        lines.join("\n")
+        lines
     }
 }

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use rustshim_plugin_api::abi::{PluginModuleRef, ROption};
 
-use crate::callbacks::PLUGIN;
-use crate::config::{self, FRONTED_CONFIG_HELP};
+use super::callbacks::PLUGIN;
+use super::config::{self, FRONTED_CONFIG_HELP};
 use crate::failure::Failure;
 use crate::generation::Generation;
 use crate::nbdkit_c::{self, NbdkitPlugin, Registration};
