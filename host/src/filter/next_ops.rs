@@ -163,6 +163,67 @@ pub unsafe fn pread_next(
     )
 }
 
+/// `next->pread` for a request the filter left to the layer below, as nbdkit's own
+/// pass-through does it (`return next->pread (…)`): nbdkit's answer and `*err` as they are, a
+/// tail call on the hot path.
+///
+/// # Safety
+/// `next` is the one nbdkit gave the running data callback (not NULL); nbdkit's `buf` of
+/// `count` bytes and `err` of this call.
+#[inline(always)]
+pub unsafe fn pread_through(
+    next: Next,
+    buf: *mut c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: *mut c_int,
+) -> c_int {
+    // SAFETY: the caller's contract: the `next` nbdkit gave a data callback, never NULL (it is
+    // the connection's context below this layer).
+    match unsafe { (*next).pread } {
+        // SAFETY: nbdkit's function for this `next`, with the caller's arguments.
+        Some(f) => unsafe { f(next, buf, count, offset, flags, err) },
+        // SAFETY: nbdkit's `err`, valid for the call.
+        None => unsafe { missing(err) },
+    }
+}
+
+/// `next->pwrite` for a request the filter left to the layer below (see [`pread_through`]).
+///
+/// # Safety
+/// As [`pread_through`].
+#[inline(always)]
+pub unsafe fn pwrite_through(
+    next: Next,
+    buf: *const c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    err: *mut c_int,
+) -> c_int {
+    // SAFETY: the caller's contract: the `next` nbdkit gave a data callback, never NULL (it is
+    // the connection's context below this layer).
+    match unsafe { (*next).pwrite } {
+        // SAFETY: nbdkit's function for this `next`, with the caller's arguments.
+        Some(f) => unsafe { f(next, buf, count, offset, flags, err) },
+        // SAFETY: nbdkit's `err`, valid for the call.
+        None => unsafe { missing(err) },
+    }
+}
+
+/// A `next` without the function: `EIO`. (Not `#[cold]`: a call in tail position, which
+/// keeps the pass-through that calls it free of a stack frame.)
+///
+/// # Safety
+/// `err` is nbdkit's, valid for the call.
+#[inline(never)]
+unsafe extern "C" fn missing(err: *mut c_int) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { *err = EIO };
+    -1
+}
+
 pub(super) extern "C" fn pread(
     next: NextPtr,
     buf: *mut u8,

@@ -12,9 +12,7 @@ use rustshim_plugin_api::abi::{
 use rustshim_plugin_api::Callbacks;
 
 use super::layer::LAYERS;
-use super::next_ops::{
-    self, extents_next, flush_next, pread_next, pwrite_next, query_next, range_next,
-};
+use super::next_ops::{self, extents_next, flush_next, query_next, range_next};
 use super::services::layer_next;
 use crate::containment::{self, check_block_size};
 use crate::failure::Failure;
@@ -64,7 +62,12 @@ pub(super) unsafe extern "C" fn open<const I: usize>(
             take_error().report();
             return ptr::null_mut();
         }
-        Connection::new(g, handle).into_handle()
+        let pass = passes(&g.module);
+        Connection {
+            pass,
+            ..Connection::new(g, handle)
+        }
+        .into_handle()
     })
 }
 
@@ -240,6 +243,33 @@ fn reshaped(c: &Connection) -> bool {
     c.module().implemented() & SHAPES_REQUESTS != 0
 }
 
+/// `count` and `flags` of a data request in one word ([`apart`] undoes it).
+#[inline(always)]
+fn both(count: u32, flags: u32) -> u64 {
+    u64::from(count) | u64::from(flags) << 32
+}
+
+/// `count` and `flags` from [`both`].
+#[inline(always)]
+fn apart(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
+/// [`Connection::pass`]'s bits: the data callbacks that go straight to the layer below.
+const PASS_PREAD: u32 = 1 << 0;
+const PASS_PWRITE: u32 = 1 << 1;
+
+/// Which data callbacks of a connection of `m` go straight to the layer below, as nbdkit's
+/// own pass-through does: those the filter leaves out, unless it reshapes the requests (then
+/// each is checked first). Decided at `open`: a connection keeps its generation's module.
+fn passes(m: &FilterModuleRef) -> u32 {
+    if m.implemented() & SHAPES_REQUESTS != 0 {
+        return 0;
+    }
+    let left_out = |present: bool, bit: u32| if present { 0 } else { bit };
+    left_out(m.pread().is_some(), PASS_PREAD) | left_out(m.pwrite().is_some(), PASS_PWRITE)
+}
+
 /// A data callback's status: on failure the filter's message to the log, and `*err` set
 /// (never 0: nbdkit aborts on that).
 #[inline(always)]
@@ -293,32 +323,58 @@ pub(super) unsafe extern "C" fn pread(
     err: *mut c_int,
 ) -> c_int {
     let c = unsafe { Connection::from_handle(h) };
-    match c.module().pread() {
-        Some(f) => data(
-            unsafe {
-                f(
-                    c.instance(),
-                    c.handle,
-                    NextPtr(next.cast()),
-                    buf.cast(),
-                    count,
-                    offset,
-                    flags,
-                )
-            },
-            err,
-        ),
-        None => pass_on!(
-            c,
-            next,
-            next_ops::Op::Pread,
-            count,
-            offset,
-            flags,
-            err,
-            |err| { pread_next(next, buf, count, offset, flags, err) }
-        ),
+    if c.pass & PASS_PREAD != 0 {
+        // SAFETY: nbdkit's `next`, buffer and `err` of this call.
+        return unsafe { next_ops::pread_through(next, buf, count, offset, flags, err) };
     }
+    // SAFETY: nbdkit's arguments of this call, passed on as they came (`count` and `flags` in
+    // one word, so that all go in registers and this is a tail call).
+    unsafe { pread_slow(next, h, buf, offset, both(count, flags), err) }
+}
+
+/// [`pread`] when it does not go straight to the layer below: the filter's own callback
+/// and its status as nbdkit expects it, or the layer below's after [`next_ops::check`] (the
+/// filter reshaped the requests). Kept apart, with the same arguments (a tail call), so that
+/// the pass-through stays lean.
+///
+/// # Safety
+/// nbdkit's arguments of a filter `pread` call.
+#[inline(never)]
+unsafe extern "C" fn pread_slow(
+    next: Next,
+    h: Handle,
+    buf: *mut c_void,
+    offset: u64,
+    count_flags: u64,
+    err: *mut c_int,
+) -> c_int {
+    let (count, flags) = apart(count_flags);
+    let c = unsafe { Connection::from_handle(h) };
+    let Some(f) = c.module().pread() else {
+        if reshaped(c) {
+            if let Err(errno) = next_ops::check(next, next_ops::Op::Pread, count, offset, flags) {
+                // SAFETY: nbdkit's `err`, valid for the call.
+                unsafe { *err = errno };
+                return -1;
+            }
+        }
+        // SAFETY: the caller's contract.
+        return unsafe { next_ops::pread_through(next, buf, count, offset, flags, err) };
+    };
+    data(
+        unsafe {
+            f(
+                c.instance(),
+                c.handle,
+                NextPtr(next.cast()),
+                buf.cast(),
+                count,
+                offset,
+                flags,
+            )
+        },
+        err,
+    )
 }
 
 pub(super) unsafe extern "C" fn pwrite(
@@ -331,32 +387,58 @@ pub(super) unsafe extern "C" fn pwrite(
     err: *mut c_int,
 ) -> c_int {
     let c = unsafe { Connection::from_handle(h) };
-    match c.module().pwrite() {
-        Some(f) => data(
-            unsafe {
-                f(
-                    c.instance(),
-                    c.handle,
-                    NextPtr(next.cast()),
-                    buf.cast(),
-                    count,
-                    offset,
-                    flags,
-                )
-            },
-            err,
-        ),
-        None => pass_on!(
-            c,
-            next,
-            next_ops::Op::Pwrite,
-            count,
-            offset,
-            flags,
-            err,
-            |err| { pwrite_next(next, buf, count, offset, flags, err) }
-        ),
+    if c.pass & PASS_PWRITE != 0 {
+        // SAFETY: nbdkit's `next`, buffer and `err` of this call.
+        return unsafe { next_ops::pwrite_through(next, buf, count, offset, flags, err) };
     }
+    // SAFETY: nbdkit's arguments of this call, passed on as they came (`count` and `flags` in
+    // one word, so that all go in registers and this is a tail call).
+    unsafe { pwrite_slow(next, h, buf, offset, both(count, flags), err) }
+}
+
+/// [`pwrite`] when it does not go straight to the layer below: the filter's own callback
+/// and its status as nbdkit expects it, or the layer below's after [`next_ops::check`] (the
+/// filter reshaped the requests). Kept apart, with the same arguments (a tail call), so that
+/// the pass-through stays lean.
+///
+/// # Safety
+/// nbdkit's arguments of a filter `pwrite` call.
+#[inline(never)]
+unsafe extern "C" fn pwrite_slow(
+    next: Next,
+    h: Handle,
+    buf: *const c_void,
+    offset: u64,
+    count_flags: u64,
+    err: *mut c_int,
+) -> c_int {
+    let (count, flags) = apart(count_flags);
+    let c = unsafe { Connection::from_handle(h) };
+    let Some(f) = c.module().pwrite() else {
+        if reshaped(c) {
+            if let Err(errno) = next_ops::check(next, next_ops::Op::Pwrite, count, offset, flags) {
+                // SAFETY: nbdkit's `err`, valid for the call.
+                unsafe { *err = errno };
+                return -1;
+            }
+        }
+        // SAFETY: the caller's contract.
+        return unsafe { next_ops::pwrite_through(next, buf, count, offset, flags, err) };
+    };
+    data(
+        unsafe {
+            f(
+                c.instance(),
+                c.handle,
+                NextPtr(next.cast()),
+                buf.cast(),
+                count,
+                offset,
+                flags,
+            )
+        },
+        err,
+    )
 }
 
 pub(super) unsafe extern "C" fn flush(next: Next, h: Handle, flags: u32, err: *mut c_int) -> c_int {

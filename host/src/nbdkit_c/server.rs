@@ -6,7 +6,9 @@
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::OnceLock;
 
-use super::types::{Backend, Context, NbdkitExport, NbdkitExports, NbdkitExtent, NbdkitExtents, Next};
+use super::types::{
+    Backend, Context, NbdkitExport, NbdkitExports, NbdkitExtent, NbdkitExtents, Next,
+};
 
 /// Declares [`ServerApi`] from one list: each field is the function `nbdkit_<field>` with its C
 /// signature (from `<nbdkit-common.h>` and `<nbdkit-filter.h>`), `[since]` marking those newer
