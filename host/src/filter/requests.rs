@@ -187,10 +187,10 @@ pub(super) unsafe extern "C" fn block_size(
     }
 }
 
-/// The `can_*` callbacks: the filter's answer, or the layer below's (number `$which` of
-/// `QUERY_NAMES`).
+/// The `can_*` callbacks, one per query of the one list: the filter's answer, or the layer
+/// below's.
 macro_rules! queries {
-    ($($name:ident = $which:literal;)*) => {$(
+    ($([$which:literal $name:ident])*) => {$(
         pub(super) unsafe extern "C" fn $name(next: Next, h: Handle) -> c_int {
             let c = unsafe { Connection::from_handle(h) };
             match c.module().$name() {
@@ -201,18 +201,7 @@ macro_rules! queries {
     )*};
 }
 
-queries! {
-    can_write = 0;
-    can_flush = 1;
-    is_rotational = 2;
-    can_trim = 3;
-    can_zero = 4;
-    can_fast_zero = 5;
-    can_extents = 6;
-    can_fua = 7;
-    can_multi_conn = 8;
-    can_cache = 9;
-}
+rustshim_plugin_api::__filter_queries!(queries);
 
 // ---- Serving data ----
 
@@ -352,7 +341,7 @@ unsafe extern "C" fn pread_slow(
     let c = unsafe { Connection::from_handle(h) };
     let Some(f) = c.module().pread() else {
         if reshaped(c) {
-            if let Err(errno) = next_ops::check(next, next_ops::Op::Pread, count, offset, flags) {
+            if let Err(errno) = next_ops::check(next, next_ops::Op::pread, count, offset, flags) {
                 // SAFETY: nbdkit's `err`, valid for the call.
                 unsafe { *err = errno };
                 return -1;
@@ -416,7 +405,7 @@ unsafe extern "C" fn pwrite_slow(
     let c = unsafe { Connection::from_handle(h) };
     let Some(f) = c.module().pwrite() else {
         if reshaped(c) {
-            if let Err(errno) = next_ops::check(next, next_ops::Op::Pwrite, count, offset, flags) {
+            if let Err(errno) = next_ops::check(next, next_ops::Op::pwrite, count, offset, flags) {
                 // SAFETY: nbdkit's `err`, valid for the call.
                 unsafe { *err = errno };
                 return -1;
@@ -448,16 +437,16 @@ pub(super) unsafe extern "C" fn flush(next: Next, h: Handle, flags: u32, err: *m
             unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), flags) },
             err,
         ),
-        None => pass_on!(c, next, next_ops::Op::Flush, 0, 0, flags, err, |err| {
+        None => pass_on!(c, next, next_ops::Op::flush, 0, 0, flags, err, |err| {
             flush_next(next, flags, err)
         }),
     }
 }
 
-/// `trim`, `zero`, `cache`: the filter's callback, or the layer below's (`$which` of
-/// `RANGE_NAMES`).
+/// `trim`, `zero`, `cache`, one per range request of the one list: the filter's callback, or
+/// the layer below's.
 macro_rules! ranges {
-    ($($name:ident = $which:literal, $op:ident;)*) => {$(
+    ($([$which:literal $name:ident])*) => {$(
         pub(super) unsafe extern "C" fn $name(
             next: Next,
             h: Handle,
@@ -472,7 +461,7 @@ macro_rules! ranges {
                     let r = unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), count, offset, flags) };
                     range_status(stringify!($name), c, r, flags, err)
                 }
-                None => pass_on!(c, next, next_ops::Op::$op, count, offset, flags, err, |err| {
+                None => pass_on!(c, next, next_ops::Op::$name, count, offset, flags, err, |err| {
                     range_next(next, $which, count, offset, flags, err)
                 }),
             }
@@ -480,11 +469,7 @@ macro_rules! ranges {
     )*};
 }
 
-ranges! {
-    trim = 0, Trim;
-    zero = 1, Zero;
-    cache = 2, Cache;
-}
+rustshim_plugin_api::__filter_ranges!(ranges);
 
 /// A range request's status. nbdkit aborts when `zero` fails with `ENOTSUP` without
 /// `FAST_ZERO`: that becomes `EIO`, with a line naming the filter.
@@ -553,7 +538,7 @@ pub(super) unsafe extern "C" fn extents(
         None => pass_on!(
             c,
             next,
-            next_ops::Op::Extents,
+            next_ops::Op::extents,
             count,
             offset,
             flags,
