@@ -143,115 +143,60 @@ pub(super) extern "C" fn query(next: NextPtr, which: u32) -> i32 {
     query_next(next.0.cast(), which)
 }
 
-/// `next->pread`.
-///
-/// # Safety
-/// The module's contract, and `buf` holds `count` bytes.
-pub unsafe fn pread_next(
-    next: Next,
-    buf: *mut c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut c_int,
-) -> c_int {
-    data(
-        call_next!(next, pread, -1, buf, count, offset, flags, err),
-        err,
-    )
+/// `next->pread` and `next->pwrite`, one shape: for a request the filter left to the layer
+/// below (`$through`), as nbdkit's own pass-through does it (`return next->pread (…)`):
+/// nbdkit's answer and `*err` as they are, a tail call on the hot path; and for the filter's
+/// own call through `FilterServices` (`$name`), checked first ([`check`]) and `*err` made
+/// non-zero on failure.
+macro_rules! buffer_next {
+    ($($name:ident, $through:ident, $buf:ty, $filter_buf:ty;)*) => {$(
+        /// See [`buffer_next!`].
+        ///
+        /// # Safety
+        /// `next` is the one nbdkit gave the running data callback (not NULL); nbdkit's `buf`
+        /// of `count` bytes and `err` of this call.
+        #[inline(always)]
+        pub unsafe fn $through(
+            next: Next,
+            buf: $buf,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            err: *mut c_int,
+        ) -> c_int {
+            // SAFETY: the caller's contract: the `next` nbdkit gave a data callback, never NULL
+            // (it is the connection's context below this layer), whose function nbdkit always
+            // sets (its `next_ops` are the backend's functions, every one present, on every
+            // nbdkit it runs on).
+            let f = unsafe { (*next).$name.unwrap_unchecked() };
+            // SAFETY: nbdkit's function for this `next`, with the caller's arguments.
+            unsafe { f(next, buf, count, offset, flags, err) }
+        }
+
+        pub(super) extern "C" fn $name(
+            next: NextPtr,
+            buf: $filter_buf,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            err: &mut i32,
+        ) -> i32 {
+            let next: Next = next.0.cast();
+            checked(next, Op::$name, count, offset, flags, err, |err| {
+                // SAFETY: the module's contract; the filter's own buffer of `count` bytes
+                // (`Next::pread`, `Next::pwrite`).
+                data(
+                    call_next!(next, $name, -1, buf.cast(), count, offset, flags, err),
+                    err,
+                )
+            })
+        }
+    )*};
 }
 
-/// `next->pread` for a request the filter left to the layer below, as nbdkit's own
-/// pass-through does it (`return next->pread (…)`): nbdkit's answer and `*err` as they are, a
-/// tail call on the hot path.
-///
-/// # Safety
-/// `next` is the one nbdkit gave the running data callback (not NULL); nbdkit's `buf` of
-/// `count` bytes and `err` of this call.
-#[inline(always)]
-pub unsafe fn pread_through(
-    next: Next,
-    buf: *mut c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: *mut c_int,
-) -> c_int {
-    // SAFETY: the caller's contract: the `next` nbdkit gave a data callback, never NULL (it is
-    // the connection's context below this layer), whose `pread` nbdkit always sets (its
-    // `next_ops` are the backend's functions, every one present, on every nbdkit it runs on).
-    let f = unsafe { (*next).pread.unwrap_unchecked() };
-    // SAFETY: nbdkit's function for this `next`, with the caller's arguments.
-    unsafe { f(next, buf, count, offset, flags, err) }
-}
-
-/// `next->pwrite` for a request the filter left to the layer below (see [`pread_through`]).
-///
-/// # Safety
-/// As [`pread_through`].
-#[inline(always)]
-pub unsafe fn pwrite_through(
-    next: Next,
-    buf: *const c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: *mut c_int,
-) -> c_int {
-    // SAFETY: the caller's contract: the `next` nbdkit gave a data callback, never NULL (it is
-    // the connection's context below this layer), whose `pwrite` nbdkit always sets (its
-    // `next_ops` are the backend's functions, every one present, on every nbdkit it runs on).
-    let f = unsafe { (*next).pwrite.unwrap_unchecked() };
-    // SAFETY: nbdkit's function for this `next`, with the caller's arguments.
-    unsafe { f(next, buf, count, offset, flags, err) }
-}
-
-pub(super) extern "C" fn pread(
-    next: NextPtr,
-    buf: *mut u8,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut i32,
-) -> i32 {
-    let next = next.0.cast();
-    checked(next, Op::pread, count, offset, flags, err, |err| {
-        // SAFETY: the filter's own buffer of `count` bytes (`Next::pread`).
-        unsafe { pread_next(next, buf.cast(), count, offset, flags, err) }
-    })
-}
-
-/// `next->pwrite`.
-///
-/// # Safety
-/// The module's contract, and `buf` holds `count` bytes.
-pub unsafe fn pwrite_next(
-    next: Next,
-    buf: *const c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut c_int,
-) -> c_int {
-    data(
-        call_next!(next, pwrite, -1, buf, count, offset, flags, err),
-        err,
-    )
-}
-
-pub(super) extern "C" fn pwrite(
-    next: NextPtr,
-    buf: *const u8,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut i32,
-) -> i32 {
-    let next = next.0.cast();
-    checked(next, Op::pwrite, count, offset, flags, err, |err| {
-        // SAFETY: the filter's own buffer of `count` bytes (`Next::pwrite`).
-        unsafe { pwrite_next(next, buf.cast(), count, offset, flags, err) }
-    })
+buffer_next! {
+    pread, pread_through, *mut c_void, *mut u8;
+    pwrite, pwrite_through, *const c_void, *const u8;
 }
 
 /// `next->flush`.

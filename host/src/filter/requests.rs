@@ -14,9 +14,9 @@ use rustshim_plugin_api::Callbacks;
 use super::layer::LAYERS;
 use super::next_ops::{self, extents_next, flush_next, query_next, range_next};
 use super::services::layer_next;
-use crate::containment::{self, check_block_size};
+use crate::containment;
 use crate::failure::Failure;
-use crate::ffi::{forward, guarded, status, utf8};
+use crate::ffi::{forward, guarded, utf8};
 use crate::nbdkit_c::{self, Context, Handle, NbdkitExtents, Next, NextOpenFn};
 use crate::services::{log_recorded_error, take_error};
 
@@ -175,16 +175,8 @@ pub(super) unsafe extern "C" fn block_size(
     {
         return -1;
     }
-    match check_block_size(*minimum, *preferred, *maximum) {
-        Ok(()) => 0,
-        Err(why) => status(Err(Failure::invalid(format!(
-            "filter '{}': block_size returned minimum {} preferred {} maximum {}: {why}",
-            c.generation.name(),
-            *minimum,
-            *preferred,
-            *maximum
-        )))),
-    }
+    let who = format!("filter '{}'", c.generation.name());
+    containment::block_size_answer(&who, *minimum, *preferred, *maximum)
 }
 
 /// The `can_*` callbacks, one per query of the one list: the filter's answer, or the layer
@@ -272,7 +264,12 @@ fn data(r: i32, err: *mut c_int) -> c_int {
 #[cold]
 #[inline(never)]
 fn data_failed(err: *mut c_int) -> c_int {
-    let failure = take_error();
+    report_data_failure(take_error(), err)
+}
+
+/// A data callback's failure as nbdkit expects it: its message to the log, `*err` set (never 0:
+/// nbdkit aborts on that), -1.
+fn report_data_failure(failure: Failure, err: *mut c_int) -> c_int {
     if !failure.msg.is_empty() {
         nbdkit_c::error(&failure.msg);
     }
@@ -302,132 +299,71 @@ macro_rules! pass_on {
     }};
 }
 
-pub(super) unsafe extern "C" fn pread(
-    next: Next,
-    h: Handle,
-    buf: *mut c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: *mut c_int,
-) -> c_int {
-    let c = unsafe { Connection::from_handle(h) };
-    if c.pass & PASS_PREAD != 0 {
-        // SAFETY: nbdkit's `next`, buffer and `err` of this call.
-        return unsafe { next_ops::pread_through(next, buf, count, offset, flags, err) };
-    }
-    // SAFETY: nbdkit's arguments of this call, passed on as they came (`count` and `flags` in
-    // one word, so that all go in registers and this is a tail call).
-    unsafe { pread_slow(next, h, buf, offset, both(count, flags), err) }
-}
-
-/// [`pread`] when it does not go straight to the layer below: the filter's own callback
-/// and its status as nbdkit expects it, or the layer below's after [`next_ops::check`] (the
-/// filter reshaped the requests). Kept apart, with the same arguments (a tail call), so that
-/// the pass-through stays lean.
-///
-/// # Safety
-/// nbdkit's arguments of a filter `pread` call.
-#[inline(never)]
-unsafe extern "C" fn pread_slow(
-    next: Next,
-    h: Handle,
-    buf: *mut c_void,
-    offset: u64,
-    count_flags: u64,
-    err: *mut c_int,
-) -> c_int {
-    let (count, flags) = apart(count_flags);
-    let c = unsafe { Connection::from_handle(h) };
-    let Some(f) = c.module().pread() else {
-        if reshaped(c) {
-            if let Err(errno) = next_ops::check(next, next_ops::Op::pread, count, offset, flags) {
-                // SAFETY: nbdkit's `err`, valid for the call.
-                unsafe { *err = errno };
-                return -1;
+/// `pread` and `pwrite`, one shape: a request the filter leaves out goes straight to the layer
+/// below when [`passes`] said so at `open` (`$pass`), a tail call to nbdkit's own `next`
+/// function; everything else is `$slow`, kept apart with the same arguments (also a tail
+/// call, `count` and `flags` in one word so that all go in registers) so that the
+/// pass-through stays lean: the filter's own callback and its status as nbdkit expects it,
+/// or the layer below's after [`next_ops::check`] (the filter reshaped the requests).
+macro_rules! buffer_requests {
+    ($($name:ident, $slow:ident, $through:ident, $buf:ty, $pass:ident;)*) => {$(
+        pub(super) unsafe extern "C" fn $name(
+            next: Next,
+            h: Handle,
+            buf: $buf,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            err: *mut c_int,
+        ) -> c_int {
+            let c = unsafe { Connection::from_handle(h) };
+            if c.pass & $pass != 0 {
+                // SAFETY: nbdkit's `next`, buffer and `err` of this call.
+                return unsafe { next_ops::$through(next, buf, count, offset, flags, err) };
             }
+            // SAFETY: nbdkit's arguments of this call, passed on as they came.
+            unsafe { $slow(next, h, buf, offset, both(count, flags), err) }
         }
-        // SAFETY: the caller's contract.
-        return unsafe { next_ops::pread_through(next, buf, count, offset, flags, err) };
-    };
-    data(
-        unsafe {
-            f(
-                c.instance(),
-                c.handle,
-                NextPtr(next.cast()),
-                buf.cast(),
-                count,
-                offset,
-                flags,
-            )
-        },
-        err,
-    )
+
+        /// The request when it does not go straight to the layer below (see above).
+        ///
+        /// # Safety
+        /// nbdkit's arguments of the filter callback.
+        #[inline(never)]
+        unsafe extern "C" fn $slow(
+            next: Next,
+            h: Handle,
+            buf: $buf,
+            offset: u64,
+            count_flags: u64,
+            err: *mut c_int,
+        ) -> c_int {
+            let (count, flags) = apart(count_flags);
+            let c = unsafe { Connection::from_handle(h) };
+            let Some(f) = c.module().$name() else {
+                if reshaped(c) {
+                    if let Err(errno) =
+                        next_ops::check(next, next_ops::Op::$name, count, offset, flags)
+                    {
+                        // SAFETY: nbdkit's `err`, valid for the call.
+                        unsafe { *err = errno };
+                        return -1;
+                    }
+                }
+                // SAFETY: the caller's contract.
+                return unsafe { next_ops::$through(next, buf, count, offset, flags, err) };
+            };
+            let r = unsafe {
+                f(c.instance(), c.handle, NextPtr(next.cast()), buf.cast(), count, offset, flags)
+            };
+            data(r, err)
+        }
+    )*};
 }
 
-pub(super) unsafe extern "C" fn pwrite(
-    next: Next,
-    h: Handle,
-    buf: *const c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: *mut c_int,
-) -> c_int {
-    let c = unsafe { Connection::from_handle(h) };
-    if c.pass & PASS_PWRITE != 0 {
-        // SAFETY: nbdkit's `next`, buffer and `err` of this call.
-        return unsafe { next_ops::pwrite_through(next, buf, count, offset, flags, err) };
-    }
-    // SAFETY: nbdkit's arguments of this call, passed on as they came (`count` and `flags` in
-    // one word, so that all go in registers and this is a tail call).
-    unsafe { pwrite_slow(next, h, buf, offset, both(count, flags), err) }
-}
-
-/// [`pwrite`] when it does not go straight to the layer below: the filter's own callback
-/// and its status as nbdkit expects it, or the layer below's after [`next_ops::check`] (the
-/// filter reshaped the requests). Kept apart, with the same arguments (a tail call), so that
-/// the pass-through stays lean.
-///
-/// # Safety
-/// nbdkit's arguments of a filter `pwrite` call.
-#[inline(never)]
-unsafe extern "C" fn pwrite_slow(
-    next: Next,
-    h: Handle,
-    buf: *const c_void,
-    offset: u64,
-    count_flags: u64,
-    err: *mut c_int,
-) -> c_int {
-    let (count, flags) = apart(count_flags);
-    let c = unsafe { Connection::from_handle(h) };
-    let Some(f) = c.module().pwrite() else {
-        if reshaped(c) {
-            if let Err(errno) = next_ops::check(next, next_ops::Op::pwrite, count, offset, flags) {
-                // SAFETY: nbdkit's `err`, valid for the call.
-                unsafe { *err = errno };
-                return -1;
-            }
-        }
-        // SAFETY: the caller's contract.
-        return unsafe { next_ops::pwrite_through(next, buf, count, offset, flags, err) };
-    };
-    data(
-        unsafe {
-            f(
-                c.instance(),
-                c.handle,
-                NextPtr(next.cast()),
-                buf.cast(),
-                count,
-                offset,
-                flags,
-            )
-        },
-        err,
-    )
+buffer_requests! {
+    pread, pread_slow, pread_through, *mut c_void, PASS_PREAD;
+    pwrite, pwrite_slow, pwrite_through, *const c_void, PASS_PWRITE;
 }
 
 pub(super) unsafe extern "C" fn flush(next: Next, h: Handle, flags: u32, err: *mut c_int) -> c_int {
@@ -493,18 +429,7 @@ fn range_status(name: &str, c: &Connection, r: i32, flags: u32, err: *mut c_int)
     } else {
         failure
     };
-    if !failure.msg.is_empty() {
-        nbdkit_c::error(&failure.msg);
-    }
-    // SAFETY: nbdkit's `err`, valid for the call.
-    unsafe {
-        *err = if failure.errno > 0 {
-            failure.errno
-        } else {
-            libc::EIO
-        }
-    };
-    -1
+    report_data_failure(failure, err)
 }
 
 pub(super) unsafe extern "C" fn extents(
