@@ -19,6 +19,10 @@ pub struct Connection<M: Module = PluginModuleRef> {
     pub handle: HandlePtr,
     /// A plugin's `can_zero` answer ([`UNKNOWN`] until asked), which `can_fast_zero` needs.
     pub can_zero: AtomicI32,
+    /// A filter layer's data callbacks that go straight to the layer below, one bit each
+    /// (the filter leaves them out and reshapes nothing: `filter::requests::passes`); 0 for
+    /// the plugin.
+    pub pass: u32,
 }
 
 /// [`Connection::can_zero`] before it is asked.
@@ -31,6 +35,7 @@ impl<M: Module> Connection<M> {
             generation,
             handle,
             can_zero: AtomicI32::new(UNKNOWN),
+            pass: 0,
         }
     }
 

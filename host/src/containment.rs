@@ -50,6 +50,35 @@ pub fn cut_description<'a>(plugin: &str, text: &'a str) -> &'a str {
     &text[..end]
 }
 
+/// A `block_size` answer for nbdkit: 0, or -1 after one line naming `who` (`filter 'x'`,
+/// `rustshim: plugin 'x'`) when nbdkit would refuse it ([`check_block_size`]).
+pub fn block_size_answer(who: &str, minimum: u32, preferred: u32, maximum: u32) -> i32 {
+    match check_block_size(minimum, preferred, maximum) {
+        Ok(()) => 0,
+        Err(why) => {
+            Failure::invalid(format!(
+                "{who}: block_size returned minimum {minimum} preferred {preferred} maximum {maximum}: {why}"
+            ))
+            .report();
+            -1
+        }
+    }
+}
+
+/// A `default_export` answer for nbdkit: the name interned, or NULL after one line naming
+/// `who` when NBD cannot carry it.
+pub fn default_export_answer(who: &str, name: &str) -> *const c_char {
+    if name.len() > MAX_STRING {
+        Failure::invalid(format!(
+            "{who}: default_export returned a name of {} bytes, longer than NBD allows ({MAX_STRING})",
+            name.len()
+        ))
+        .report();
+        return ptr::null();
+    }
+    intern("default_export", name)
+}
+
 /// nbdkit's rules for block size constraints (all zero: none), checked before nbdkit sees them
 /// so the message can name the plugin and the values. `tests/tests/plugins/block_size_vs_nbdkit.rs`
 /// holds them to what each nbdkit's own check accepts and refuses.

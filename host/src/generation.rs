@@ -175,6 +175,21 @@ impl<M: Module> Build<M> {
 }
 
 impl<M: Module> Generation<M> {
+    /// What a `thread_model` callback answered (`raw`), as a model: its recorded error when it
+    /// failed (not yet reported), one line naming it when the value is none of nbdkit's.
+    pub fn thread_model_answer(&self, raw: i32) -> Result<ThreadModel, Failure> {
+        if raw < 0 {
+            return Err(services::take_error());
+        }
+        ThreadModel::from_raw(raw).ok_or_else(|| {
+            Failure::invalid(format!(
+                "{} '{}': thread_model returned invalid value {raw}",
+                M::WHAT,
+                self.name()
+            ))
+        })
+    }
+
     /// The author's name for it.
     pub fn name(&self) -> &'static str {
         self.module.name().as_str()
@@ -233,16 +248,7 @@ impl Generation<PluginModuleRef> {
             return Ok(ThreadModel::Parallel);
         };
         // SAFETY: the instance belongs to this module; `&self` callback.
-        let raw = unsafe { f(self.instance) };
-        if raw < 0 {
-            return Err(services::take_error());
-        }
-        ThreadModel::from_raw(raw).ok_or_else(|| {
-            Failure::invalid(format!(
-                "plugin '{}': thread_model returned invalid value {raw}",
-                self.name()
-            ))
-        })
+        self.thread_model_answer(unsafe { f(self.instance) })
     }
 
     /// Runs one of the plugin's single-threaded lifecycle callbacks (`config_complete`,

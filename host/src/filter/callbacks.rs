@@ -20,7 +20,7 @@ use super::config::{self, CONFIG_HELP};
 use super::layer::{self, Layer, LAYERS, MAX_LAYERS};
 use super::requests;
 use super::services::{self, layer_next};
-use crate::containment::{self, MAX_STRING};
+use crate::containment;
 use crate::failure::Failure;
 use crate::ffi::{dump_generation, forward, guarded, print_line, shim_status, status, utf8};
 use crate::generation::Generation;
@@ -269,11 +269,7 @@ unsafe extern "C" fn preconnect<const I: usize>(
 ) -> c_int {
     guarded("preconnect", -1, || {
         let next = layer_next(next, nxdata);
-        match LAYERS[I]
-            .slot
-            .current()
-            .and_then(|g| g.module.preconnect().map(|f| (g, f)))
-        {
+        match LAYERS[I].callback(|m| m.preconnect()) {
             // SAFETY: the generation's own instance; nbdkit's `next` for this call.
             Some((g, f)) => forward(unsafe { f(g.instance, next, readonly != 0) }),
             None => match services::preconnect_next(next, readonly != 0) {
@@ -293,11 +289,7 @@ unsafe extern "C" fn list_exports<const I: usize>(
 ) -> c_int {
     guarded("list_exports", -1, || {
         let next = layer_next(next, nxdata);
-        match LAYERS[I]
-            .slot
-            .current()
-            .and_then(|g| g.module.list_exports().map(|f| (g, f)))
-        {
+        match LAYERS[I].callback(|m| m.list_exports()) {
             Some((g, f)) => {
                 let sink = containment::export_sink(exports);
                 // SAFETY: the generation's own instance; the sink adds to nbdkit's list.
@@ -317,11 +309,7 @@ unsafe extern "C" fn default_export<const I: usize>(
 ) -> *const c_char {
     guarded("default_export", ptr::null(), || {
         let next = layer_next(next, nxdata);
-        let Some((g, f)) = LAYERS[I]
-            .slot
-            .current()
-            .and_then(|g| g.module.default_export().map(|f| (g, f)))
-        else {
+        let Some((g, f)) = LAYERS[I].callback(|m| m.default_export()) else {
             return services::pass_default_export(next, readonly != 0);
         };
         let mut name = RString::new();
@@ -330,16 +318,8 @@ unsafe extern "C" fn default_export<const I: usize>(
             take_error().report();
             return ptr::null();
         }
-        if name.len() > MAX_STRING {
-            Failure::invalid(format!(
-                "filter '{}': default_export returned a name of {} bytes, longer than NBD allows ({MAX_STRING})",
-                g.name(),
-                name.len()
-            ))
-            .report();
-            return ptr::null();
-        }
-        containment::intern("default_export", name.as_str())
+        let who = format!("filter '{}'", g.name());
+        containment::default_export_answer(&who, name.as_str())
     })
 }
 

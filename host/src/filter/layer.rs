@@ -83,6 +83,16 @@ impl Layer {
         Ok(Some(generation))
     }
 
+    /// The serving generation and its callback `pick`ed from its module, if it has one.
+    pub fn callback<F>(
+        &self,
+        pick: impl FnOnce(&FilterModuleRef) -> Option<F>,
+    ) -> Option<(Arc<Generation<FilterModuleRef>>, F)> {
+        let g = self.slot.current()?;
+        let f = pick(&g.module)?;
+        Some((g, f))
+    }
+
     /// The Rust filter, loaded now if needed; one line if no `filter=` was given.
     pub fn filter(&self) -> Result<Arc<Generation<FilterModuleRef>>, Failure> {
         self.filter_if_given()?.ok_or_else(|| {
@@ -124,16 +134,7 @@ pub(super) fn thread_model(
         return Ok(ThreadModel::Parallel);
     };
     // SAFETY: the generation's own instance; a `&self` callback.
-    let raw = unsafe { f(g.instance, next_model) };
-    if raw < 0 {
-        return Err(host_services::take_error());
-    }
-    ThreadModel::from_raw(raw).ok_or_else(|| {
-        Failure::invalid(format!(
-            "filter '{}': thread_model returned invalid value {raw}",
-            g.name()
-        ))
-    })
+    g.thread_model_answer(unsafe { f(g.instance, next_model) })
 }
 
 /// Runs a single-threaded lifecycle callback of a generation: `Some(status)` if it has it.

@@ -124,91 +124,79 @@ pub(super) extern "C" fn block_size(
     }
 }
 
-/// `next->can_*` by [`QUERY_NAMES`](rustshim_plugin_api::abi::filter::QUERY_NAMES) number.
-pub fn query_next(next: Next, which: u32) -> c_int {
-    match which {
-        0 => call_next!(next, can_write, -1),
-        1 => call_next!(next, can_flush, -1),
-        2 => call_next!(next, is_rotational, -1),
-        3 => call_next!(next, can_trim, -1),
-        4 => call_next!(next, can_zero, -1),
-        5 => call_next!(next, can_fast_zero, -1),
-        6 => call_next!(next, can_extents, -1),
-        7 => call_next!(next, can_fua, -1),
-        8 => call_next!(next, can_multi_conn, -1),
-        9 => call_next!(next, can_cache, -1),
-        _ => -1,
-    }
+/// `query_next`, made from the one list of queries.
+macro_rules! query_next {
+    ($([$n:literal $name:ident])*) => {
+        /// `next->can_*` by [`QUERY_NAMES`](rustshim_plugin_api::abi::filter::QUERY_NAMES)
+        /// number.
+        pub fn query_next(next: Next, which: u32) -> c_int {
+            match which {
+                $($n => call_next!(next, $name, -1),)*
+                _ => -1,
+            }
+        }
+    };
 }
+rustshim_plugin_api::__filter_queries!(query_next);
 
 pub(super) extern "C" fn query(next: NextPtr, which: u32) -> i32 {
     query_next(next.0.cast(), which)
 }
 
-/// `next->pread`.
-///
-/// # Safety
-/// The module's contract, and `buf` holds `count` bytes.
-pub unsafe fn pread_next(
-    next: Next,
-    buf: *mut c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut c_int,
-) -> c_int {
-    data(
-        call_next!(next, pread, -1, buf, count, offset, flags, err),
-        err,
-    )
+/// `next->pread` and `next->pwrite`, one shape: for a request the filter left to the layer
+/// below (`$through`), as nbdkit's own pass-through does it (`return next->pread (…)`):
+/// nbdkit's answer and `*err` as they are, a tail call on the hot path; and for the filter's
+/// own call through `FilterServices` (`$name`), checked first ([`check`]) and `*err` made
+/// non-zero on failure.
+macro_rules! buffer_next {
+    ($($name:ident, $through:ident, $buf:ty, $filter_buf:ty;)*) => {$(
+        /// See [`buffer_next!`].
+        ///
+        /// # Safety
+        /// `next` is the one nbdkit gave the running data callback (not NULL); nbdkit's `buf`
+        /// of `count` bytes and `err` of this call.
+        #[inline(always)]
+        pub unsafe fn $through(
+            next: Next,
+            buf: $buf,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            err: *mut c_int,
+        ) -> c_int {
+            // SAFETY: the caller's contract: the `next` nbdkit gave a data callback, never NULL
+            // (it is the connection's context below this layer), whose function nbdkit always
+            // sets (its `next_ops` are the backend's functions, every one present, on every
+            // nbdkit it runs on).
+            let f = unsafe { (*next).$name.unwrap_unchecked() };
+            // SAFETY: nbdkit's function for this `next`, with the caller's arguments.
+            unsafe { f(next, buf, count, offset, flags, err) }
+        }
+
+        pub(super) extern "C" fn $name(
+            next: NextPtr,
+            buf: $filter_buf,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            err: &mut i32,
+        ) -> i32 {
+            let next: Next = next.0.cast();
+            checked(next, Op::$name, count, offset, flags, err, |err| {
+                // SAFETY: the module's contract; the filter's own buffer of `count` bytes
+                // (`Next::pread`, `Next::pwrite`).
+                data(
+                    call_next!(next, $name, -1, buf.cast(), count, offset, flags, err),
+                    err,
+                )
+            })
+        }
+    )*};
 }
 
-pub(super) extern "C" fn pread(
-    next: NextPtr,
-    buf: *mut u8,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut i32,
-) -> i32 {
-    let next = next.0.cast();
-    checked(next, Op::Pread, count, offset, flags, err, |err| {
-        // SAFETY: the filter's own buffer of `count` bytes (`Next::pread`).
-        unsafe { pread_next(next, buf.cast(), count, offset, flags, err) }
-    })
-}
-
-/// `next->pwrite`.
-///
-/// # Safety
-/// The module's contract, and `buf` holds `count` bytes.
-pub unsafe fn pwrite_next(
-    next: Next,
-    buf: *const c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut c_int,
-) -> c_int {
-    data(
-        call_next!(next, pwrite, -1, buf, count, offset, flags, err),
-        err,
-    )
-}
-
-pub(super) extern "C" fn pwrite(
-    next: NextPtr,
-    buf: *const u8,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: &mut i32,
-) -> i32 {
-    let next = next.0.cast();
-    checked(next, Op::Pwrite, count, offset, flags, err, |err| {
-        // SAFETY: the filter's own buffer of `count` bytes (`Next::pwrite`).
-        unsafe { pwrite_next(next, buf.cast(), count, offset, flags, err) }
-    })
+buffer_next! {
+    pread, pread_through, *mut c_void, *mut u8;
+    pwrite, pwrite_through, *const c_void, *const u8;
 }
 
 /// `next->flush`.
@@ -218,7 +206,7 @@ pub fn flush_next(next: Next, flags: u32, err: &mut c_int) -> c_int {
 
 pub(super) extern "C" fn flush(next: NextPtr, flags: u32, err: &mut i32) -> i32 {
     let next = next.0.cast();
-    checked(next, Op::Flush, 0, 0, flags, err, |err| {
+    checked(next, Op::flush, 0, 0, flags, err, |err| {
         flush_next(next, flags, err)
     })
 }
@@ -233,12 +221,15 @@ pub fn range_next(
     flags: u32,
     err: &mut c_int,
 ) -> c_int {
-    let r = match which {
-        0 => call_next!(next, trim, -1, count, offset, flags, err),
-        1 => call_next!(next, zero, -1, count, offset, flags, err),
-        2 => call_next!(next, cache, -1, count, offset, flags, err),
-        _ => -1,
-    };
+    macro_rules! by_number {
+        ($([$n:literal $name:ident])*) => {
+            match which {
+                $($n => call_next!(next, $name, -1, count, offset, flags, err),)*
+                _ => -1,
+            }
+        };
+    }
+    let r = rustshim_plugin_api::__filter_ranges!(by_number);
     data(r, err)
 }
 
@@ -251,15 +242,18 @@ pub(super) extern "C" fn range(
     err: &mut i32,
 ) -> i32 {
     let next = next.0.cast();
-    let op = match which {
-        0 => Op::Trim,
-        1 => Op::Zero,
-        2 => Op::Cache,
-        _ => {
-            *err = EINVAL;
-            return -1;
-        }
-    };
+    macro_rules! by_number {
+        ($([$n:literal $name:ident])*) => {
+            match which {
+                $($n => Op::$name,)*
+                _ => {
+                    *err = EINVAL;
+                    return -1;
+                }
+            }
+        };
+    }
+    let op = rustshim_plugin_api::__filter_ranges!(by_number);
     checked(next, op, count, offset, flags, err, |err| {
         range_next(next, which, count, offset, flags, err)
     })
@@ -267,16 +261,18 @@ pub(super) extern "C" fn range(
 
 // ---- What nbdkit asserts before a data request ----
 
-/// A data request, for [`check`].
+/// A data request, for [`check`], named as its callback (so that the lists of callbacks name
+/// them too).
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
+#[allow(non_camel_case_types)]
 pub enum Op {
-    Pread,
-    Pwrite,
-    Flush,
-    Trim,
-    Zero,
-    Extents,
-    Cache,
+    pread,
+    pwrite,
+    flush,
+    trim,
+    zero,
+    extents,
+    cache,
 }
 
 const FLAG_MAY_TRIM: u32 = 1;
@@ -295,31 +291,32 @@ pub fn check(next: Next, op: Op, count: u32, offset: u64, flags: u32) -> Result<
         return Err(EIO);
     }
     let yes = |which: u32, min: c_int| query_next(next, which) >= min;
+    use rustshim_plugin_api::abi::filter::query::*;
     let allowed = match op {
-        Op::Pread | Op::Flush | Op::Cache => 0,
-        Op::Pwrite | Op::Trim => FLAG_FUA,
-        Op::Zero => FLAG_MAY_TRIM | FLAG_FUA | FLAG_FAST_ZERO,
-        Op::Extents => FLAG_REQ_ONE,
+        Op::pread | Op::flush | Op::cache => 0,
+        Op::pwrite | Op::trim => FLAG_FUA,
+        Op::zero => FLAG_MAY_TRIM | FLAG_FUA | FLAG_FAST_ZERO,
+        Op::extents => FLAG_REQ_ONE,
     };
     if flags & !allowed != 0 {
         return Err(EINVAL);
     }
-    let writes = matches!(op, Op::Pwrite | Op::Trim | Op::Zero);
-    if writes && !yes(0, 1) {
+    let writes = matches!(op, Op::pwrite | Op::trim | Op::zero);
+    if writes && !yes(can_write, 1) {
         return Err(libc::EROFS);
     }
     let capable = match op {
-        Op::Flush => yes(1, 1),
-        Op::Trim => yes(3, 1),
-        Op::Zero => yes(4, 1) && (flags & FLAG_FAST_ZERO == 0 || yes(5, 1)),
-        Op::Extents => yes(6, 0),
-        Op::Cache => yes(9, 1),
-        Op::Pread | Op::Pwrite => true,
+        Op::flush => yes(can_flush, 1),
+        Op::trim => yes(can_trim, 1),
+        Op::zero => yes(can_zero, 1) && (flags & FLAG_FAST_ZERO == 0 || yes(can_fast_zero, 1)),
+        Op::extents => yes(can_extents, 0),
+        Op::cache => yes(can_cache, 1),
+        Op::pread | Op::pwrite => true,
     };
-    if !capable || (flags & FLAG_FUA != 0 && !yes(7, 1)) {
+    if !capable || (flags & FLAG_FUA != 0 && !yes(can_fua, 1)) {
         return Err(EINVAL);
     }
-    if op == Op::Flush {
+    if op == Op::flush {
         return Ok(());
     }
     let size = get_size_next(next);
@@ -328,7 +325,7 @@ pub fn check(next: Next, op: Op, count: u32, offset: u64, flags: u32) -> Result<
     }
     let size = size as u64;
     if count == 0 || offset > size || u64::from(count) > size - offset {
-        let grows = matches!(op, Op::Pwrite | Op::Zero);
+        let grows = matches!(op, Op::pwrite | Op::zero);
         return Err(if grows { libc::ENOSPC } else { EINVAL });
     }
     Ok(())
@@ -410,7 +407,7 @@ pub(super) extern "C" fn extents(
         return -1;
     };
     let next = next.0.cast();
-    checked(next, Op::Extents, count, offset, flags, err, |err| {
+    checked(next, Op::extents, count, offset, flags, err, |err| {
         // SAFETY: `list` is behind one of our sinks: nbdkit's list of this `extents` call.
         unsafe { extents_next(next, count, offset, flags, list, err) }
     })
@@ -434,7 +431,7 @@ pub(super) extern "C" fn extents_full(
         *err = libc::ENOTSUP;
         return -1;
     };
-    if let Err(errno) = check(next.0.cast(), Op::Extents, count, offset, flags) {
+    if let Err(errno) = check(next.0.cast(), Op::extents, count, offset, flags) {
         *err = errno;
         return -1;
     }
@@ -471,7 +468,7 @@ pub(super) extern "C" fn extents_aligned(
         *err = EINVAL;
         return -1;
     };
-    if let Err(errno) = check(next.0.cast(), Op::Extents, count, offset, flags) {
+    if let Err(errno) = check(next.0.cast(), Op::extents, count, offset, flags) {
         *err = errno;
         return -1;
     }

@@ -12,13 +12,11 @@ use rustshim_plugin_api::abi::{
 use rustshim_plugin_api::Callbacks;
 
 use super::layer::LAYERS;
-use super::next_ops::{
-    self, extents_next, flush_next, pread_next, pwrite_next, query_next, range_next,
-};
+use super::next_ops::{self, extents_next, flush_next, query_next, range_next};
 use super::services::layer_next;
-use crate::containment::{self, check_block_size};
+use crate::containment;
 use crate::failure::Failure;
-use crate::ffi::{forward, guarded, status, utf8};
+use crate::ffi::{forward, guarded, utf8};
 use crate::nbdkit_c::{self, Context, Handle, NbdkitExtents, Next, NextOpenFn};
 use crate::services::{log_recorded_error, take_error};
 
@@ -64,7 +62,12 @@ pub(super) unsafe extern "C" fn open<const I: usize>(
             take_error().report();
             return ptr::null_mut();
         }
-        Connection::new(g, handle).into_handle()
+        let pass = passes(&g.module);
+        Connection {
+            pass,
+            ..Connection::new(g, handle)
+        }
+        .into_handle()
     })
 }
 
@@ -172,22 +175,14 @@ pub(super) unsafe extern "C" fn block_size(
     {
         return -1;
     }
-    match check_block_size(*minimum, *preferred, *maximum) {
-        Ok(()) => 0,
-        Err(why) => status(Err(Failure::invalid(format!(
-            "filter '{}': block_size returned minimum {} preferred {} maximum {}: {why}",
-            c.generation.name(),
-            *minimum,
-            *preferred,
-            *maximum
-        )))),
-    }
+    let who = format!("filter '{}'", c.generation.name());
+    containment::block_size_answer(&who, *minimum, *preferred, *maximum)
 }
 
-/// The `can_*` callbacks: the filter's answer, or the layer below's (number `$which` of
-/// `QUERY_NAMES`).
+/// The `can_*` callbacks, one per query of the one list: the filter's answer, or the layer
+/// below's.
 macro_rules! queries {
-    ($($name:ident = $which:literal;)*) => {$(
+    ($([$which:literal $name:ident])*) => {$(
         pub(super) unsafe extern "C" fn $name(next: Next, h: Handle) -> c_int {
             let c = unsafe { Connection::from_handle(h) };
             match c.module().$name() {
@@ -198,18 +193,7 @@ macro_rules! queries {
     )*};
 }
 
-queries! {
-    can_write = 0;
-    can_flush = 1;
-    is_rotational = 2;
-    can_trim = 3;
-    can_zero = 4;
-    can_fast_zero = 5;
-    can_extents = 6;
-    can_fua = 7;
-    can_multi_conn = 8;
-    can_cache = 9;
-}
+rustshim_plugin_api::__filter_queries!(queries);
 
 // ---- Serving data ----
 
@@ -240,6 +224,33 @@ fn reshaped(c: &Connection) -> bool {
     c.module().implemented() & SHAPES_REQUESTS != 0
 }
 
+/// `count` and `flags` of a data request in one word ([`apart`] undoes it).
+#[inline(always)]
+fn both(count: u32, flags: u32) -> u64 {
+    u64::from(count) | u64::from(flags) << 32
+}
+
+/// `count` and `flags` from [`both`].
+#[inline(always)]
+fn apart(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
+/// [`Connection::pass`]'s bits: the data callbacks that go straight to the layer below.
+const PASS_PREAD: u32 = 1 << 0;
+const PASS_PWRITE: u32 = 1 << 1;
+
+/// Which data callbacks of a connection of `m` go straight to the layer below, as nbdkit's
+/// own pass-through does: those the filter leaves out, unless it reshapes the requests (then
+/// each is checked first). Decided at `open`: a connection keeps its generation's module.
+fn passes(m: &FilterModuleRef) -> u32 {
+    if m.implemented() & SHAPES_REQUESTS != 0 {
+        return 0;
+    }
+    let left_out = |present: bool, bit: u32| if present { 0 } else { bit };
+    left_out(m.pread().is_some(), PASS_PREAD) | left_out(m.pwrite().is_some(), PASS_PWRITE)
+}
+
 /// A data callback's status: on failure the filter's message to the log, and `*err` set
 /// (never 0: nbdkit aborts on that).
 #[inline(always)]
@@ -253,7 +264,12 @@ fn data(r: i32, err: *mut c_int) -> c_int {
 #[cold]
 #[inline(never)]
 fn data_failed(err: *mut c_int) -> c_int {
-    let failure = take_error();
+    report_data_failure(take_error(), err)
+}
+
+/// A data callback's failure as nbdkit expects it: its message to the log, `*err` set (never 0:
+/// nbdkit aborts on that), -1.
+fn report_data_failure(failure: Failure, err: *mut c_int) -> c_int {
     if !failure.msg.is_empty() {
         nbdkit_c::error(&failure.msg);
     }
@@ -283,80 +299,71 @@ macro_rules! pass_on {
     }};
 }
 
-pub(super) unsafe extern "C" fn pread(
-    next: Next,
-    h: Handle,
-    buf: *mut c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: *mut c_int,
-) -> c_int {
-    let c = unsafe { Connection::from_handle(h) };
-    match c.module().pread() {
-        Some(f) => data(
-            unsafe {
-                f(
-                    c.instance(),
-                    c.handle,
-                    NextPtr(next.cast()),
-                    buf.cast(),
-                    count,
-                    offset,
-                    flags,
-                )
-            },
-            err,
-        ),
-        None => pass_on!(
-            c,
-            next,
-            next_ops::Op::Pread,
-            count,
-            offset,
-            flags,
-            err,
-            |err| { pread_next(next, buf, count, offset, flags, err) }
-        ),
-    }
+/// `pread` and `pwrite`, one shape: a request the filter leaves out goes straight to the layer
+/// below when [`passes`] said so at `open` (`$pass`), a tail call to nbdkit's own `next`
+/// function; everything else is `$slow`, kept apart with the same arguments (also a tail
+/// call, `count` and `flags` in one word so that all go in registers) so that the
+/// pass-through stays lean: the filter's own callback and its status as nbdkit expects it,
+/// or the layer below's after [`next_ops::check`] (the filter reshaped the requests).
+macro_rules! buffer_requests {
+    ($($name:ident, $slow:ident, $through:ident, $buf:ty, $pass:ident;)*) => {$(
+        pub(super) unsafe extern "C" fn $name(
+            next: Next,
+            h: Handle,
+            buf: $buf,
+            count: u32,
+            offset: u64,
+            flags: u32,
+            err: *mut c_int,
+        ) -> c_int {
+            let c = unsafe { Connection::from_handle(h) };
+            if c.pass & $pass != 0 {
+                // SAFETY: nbdkit's `next`, buffer and `err` of this call.
+                return unsafe { next_ops::$through(next, buf, count, offset, flags, err) };
+            }
+            // SAFETY: nbdkit's arguments of this call, passed on as they came.
+            unsafe { $slow(next, h, buf, offset, both(count, flags), err) }
+        }
+
+        /// The request when it does not go straight to the layer below (see above).
+        ///
+        /// # Safety
+        /// nbdkit's arguments of the filter callback.
+        #[inline(never)]
+        unsafe extern "C" fn $slow(
+            next: Next,
+            h: Handle,
+            buf: $buf,
+            offset: u64,
+            count_flags: u64,
+            err: *mut c_int,
+        ) -> c_int {
+            let (count, flags) = apart(count_flags);
+            let c = unsafe { Connection::from_handle(h) };
+            let Some(f) = c.module().$name() else {
+                if reshaped(c) {
+                    if let Err(errno) =
+                        next_ops::check(next, next_ops::Op::$name, count, offset, flags)
+                    {
+                        // SAFETY: nbdkit's `err`, valid for the call.
+                        unsafe { *err = errno };
+                        return -1;
+                    }
+                }
+                // SAFETY: the caller's contract.
+                return unsafe { next_ops::$through(next, buf, count, offset, flags, err) };
+            };
+            let r = unsafe {
+                f(c.instance(), c.handle, NextPtr(next.cast()), buf.cast(), count, offset, flags)
+            };
+            data(r, err)
+        }
+    )*};
 }
 
-pub(super) unsafe extern "C" fn pwrite(
-    next: Next,
-    h: Handle,
-    buf: *const c_void,
-    count: u32,
-    offset: u64,
-    flags: u32,
-    err: *mut c_int,
-) -> c_int {
-    let c = unsafe { Connection::from_handle(h) };
-    match c.module().pwrite() {
-        Some(f) => data(
-            unsafe {
-                f(
-                    c.instance(),
-                    c.handle,
-                    NextPtr(next.cast()),
-                    buf.cast(),
-                    count,
-                    offset,
-                    flags,
-                )
-            },
-            err,
-        ),
-        None => pass_on!(
-            c,
-            next,
-            next_ops::Op::Pwrite,
-            count,
-            offset,
-            flags,
-            err,
-            |err| { pwrite_next(next, buf, count, offset, flags, err) }
-        ),
-    }
+buffer_requests! {
+    pread, pread_slow, pread_through, *mut c_void, PASS_PREAD;
+    pwrite, pwrite_slow, pwrite_through, *const c_void, PASS_PWRITE;
 }
 
 pub(super) unsafe extern "C" fn flush(next: Next, h: Handle, flags: u32, err: *mut c_int) -> c_int {
@@ -366,16 +373,16 @@ pub(super) unsafe extern "C" fn flush(next: Next, h: Handle, flags: u32, err: *m
             unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), flags) },
             err,
         ),
-        None => pass_on!(c, next, next_ops::Op::Flush, 0, 0, flags, err, |err| {
+        None => pass_on!(c, next, next_ops::Op::flush, 0, 0, flags, err, |err| {
             flush_next(next, flags, err)
         }),
     }
 }
 
-/// `trim`, `zero`, `cache`: the filter's callback, or the layer below's (`$which` of
-/// `RANGE_NAMES`).
+/// `trim`, `zero`, `cache`, one per range request of the one list: the filter's callback, or
+/// the layer below's.
 macro_rules! ranges {
-    ($($name:ident = $which:literal, $op:ident;)*) => {$(
+    ($([$which:literal $name:ident])*) => {$(
         pub(super) unsafe extern "C" fn $name(
             next: Next,
             h: Handle,
@@ -390,7 +397,7 @@ macro_rules! ranges {
                     let r = unsafe { f(c.instance(), c.handle, NextPtr(next.cast()), count, offset, flags) };
                     range_status(stringify!($name), c, r, flags, err)
                 }
-                None => pass_on!(c, next, next_ops::Op::$op, count, offset, flags, err, |err| {
+                None => pass_on!(c, next, next_ops::Op::$name, count, offset, flags, err, |err| {
                     range_next(next, $which, count, offset, flags, err)
                 }),
             }
@@ -398,11 +405,7 @@ macro_rules! ranges {
     )*};
 }
 
-ranges! {
-    trim = 0, Trim;
-    zero = 1, Zero;
-    cache = 2, Cache;
-}
+rustshim_plugin_api::__filter_ranges!(ranges);
 
 /// A range request's status. nbdkit aborts when `zero` fails with `ENOTSUP` without
 /// `FAST_ZERO`: that becomes `EIO`, with a line naming the filter.
@@ -426,18 +429,7 @@ fn range_status(name: &str, c: &Connection, r: i32, flags: u32, err: *mut c_int)
     } else {
         failure
     };
-    if !failure.msg.is_empty() {
-        nbdkit_c::error(&failure.msg);
-    }
-    // SAFETY: nbdkit's `err`, valid for the call.
-    unsafe {
-        *err = if failure.errno > 0 {
-            failure.errno
-        } else {
-            libc::EIO
-        }
-    };
-    -1
+    report_data_failure(failure, err)
 }
 
 pub(super) unsafe extern "C" fn extents(
@@ -471,7 +463,7 @@ pub(super) unsafe extern "C" fn extents(
         None => pass_on!(
             c,
             next,
-            next_ops::Op::Extents,
+            next_ops::Op::extents,
             count,
             offset,
             flags,

@@ -25,7 +25,7 @@ use rustshim_plugin_api::abi::{HandlePtr, InstancePtr, PluginModuleRef, RString,
 use super::config::{self, CONFIG_HELP, MAGIC_CONFIG_KEY};
 use super::Plugin;
 use crate::connection::UNKNOWN;
-use crate::containment::{self, check_block_size, ExtentClip, MAX_STRING};
+use crate::containment::{self, ExtentClip};
 use crate::failure::Failure;
 use crate::ffi::{dump_generation, fail, forward, guarded, print_line, shim_status, status, utf8};
 use crate::generation::Lifecycle;
@@ -282,16 +282,8 @@ extern "C" fn default_export(readonly: c_int, is_tls: c_int) -> *const c_char {
             report_failure();
             return ptr::null();
         }
-        if name.len() > MAX_STRING {
-            Failure::invalid(format!(
-                "rustshim: plugin '{}': default_export returned a name of {} bytes, longer than NBD allows ({MAX_STRING})",
-                g.name(),
-                name.len()
-            ))
-            .report();
-            return ptr::null();
-        }
-        containment::intern("default_export", name.as_str())
+        let who = format!("rustshim: plugin '{}'", g.name());
+        containment::default_export_answer(&who, name.as_str())
     })
 }
 
@@ -383,16 +375,8 @@ unsafe extern "C" fn block_size(
     if forward(unsafe { f(c.instance(), c.handle, minimum, preferred, maximum) }) < 0 {
         return -1;
     }
-    match check_block_size(*minimum, *preferred, *maximum) {
-        Ok(()) => 0,
-        Err(why) => status(Err(Failure::invalid(format!(
-            "rustshim: plugin '{}': block_size returned minimum {} preferred {} maximum {}: {why}",
-            c.generation.name(),
-            *minimum,
-            *preferred,
-            *maximum
-        )))),
-    }
+    let who = format!("rustshim: plugin '{}'", c.generation.name());
+    containment::block_size_answer(&who, *minimum, *preferred, *maximum)
 }
 
 /// Calls an optional `can_*` callback, or answers `default` as nbdkit would without it.

@@ -189,22 +189,70 @@ pub struct FilterServices {
     // Services added in later minor versions go here.
 }
 
-/// The queries of [`FilterServices::query`], by number (append-only).
-pub const QUERY_NAMES: [&str; 10] = [
-    "can_write",
-    "can_flush",
-    "is_rotational",
-    "can_trim",
-    "can_zero",
-    "can_fast_zero",
-    "can_extents",
-    "can_fua",
-    "can_multi_conn",
-    "can_cache",
-];
+/// The queries of [`FilterServices::query`]: the one list, `[number name]`, append-only.
+/// Everything numbered by it is made from it: [`QUERY_NAMES`], [`query`]'s numbers, the
+/// methods of the filter's `Next`, and the shim's forwarding (`__filter_queries!(m ARGS)`
+/// calls `m!(ARGS [0 can_write] [1 can_flush] …)`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __filter_queries {
+    ($then:ident $($args:tt)*) => {
+        $then! { $($args)*
+            [0 can_write]
+            [1 can_flush]
+            [2 is_rotational]
+            [3 can_trim]
+            [4 can_zero]
+            [5 can_fast_zero]
+            [6 can_extents]
+            [7 can_fua]
+            [8 can_multi_conn]
+            [9 can_cache]
+        }
+    };
+}
 
-/// The range requests of [`FilterServices::range`], by number (append-only).
-pub const RANGE_NAMES: [&str; 3] = ["trim", "zero", "cache"];
+/// The range requests of [`FilterServices::range`]: the one list, as [`__filter_queries!`]
+/// is the queries'.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __filter_ranges {
+    ($then:ident $($args:tt)*) => {
+        $then! { $($args)*
+            [0 trim]
+            [1 zero]
+            [2 cache]
+        }
+    };
+}
+
+/// Declares the names of a numbered list by number, and a module of its numbers by name.
+macro_rules! numbered {
+    ($(#[$meta:meta])* $names:ident, $module:ident; $([$n:literal $name:ident])*) => {
+        $(#[$meta])*
+        pub const $names: [&str; [$($n),*].len()] =
+            super::table::by_bit([$(($n, stringify!($name))),*]);
+
+        /// The numbers of the list, by name.
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        pub mod $module {
+            $(
+                #[doc = concat!("`", stringify!($name), "`.")]
+                pub const $name: u32 = $n;
+            )*
+        }
+    };
+}
+
+crate::__filter_queries!(numbered
+    /// The queries of [`FilterServices::query`], by number (append-only).
+    QUERY_NAMES, query;
+);
+crate::__filter_ranges!(numbered
+    /// The range requests of [`FilterServices::range`], by number (append-only).
+    RANGE_NAMES, range;
+);
 
 /// The table of [`FilterModule`], as `plugin_module!` is [`PluginModule`](super::PluginModule)'s:
 /// its static facts, then one entry per callback with its bit number. The order of entries is

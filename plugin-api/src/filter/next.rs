@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 
+use crate::abi::filter::{query, range};
 use crate::abi::{
     BackendPtr, ExportSink, Extent, FilterServicesRef, LayerNext, NextPtr, RStr, RString, RVec,
 };
@@ -153,43 +154,43 @@ impl Next<'_> {
 
     /// Whether the export is writable (`next->can_write`).
     pub fn can_write(&self) -> Result<bool> {
-        self.query(0).map(|a| a != 0)
+        self.query(query::can_write).map(|a| a != 0)
     }
     /// Whether `flush` works (`next->can_flush`).
     pub fn can_flush(&self) -> Result<bool> {
-        self.query(1).map(|a| a != 0)
+        self.query(query::can_flush).map(|a| a != 0)
     }
     /// Whether the storage is rotational (`next->is_rotational`).
     pub fn is_rotational(&self) -> Result<bool> {
-        self.query(2).map(|a| a != 0)
+        self.query(query::is_rotational).map(|a| a != 0)
     }
     /// Whether `trim` works (`next->can_trim`).
     pub fn can_trim(&self) -> Result<bool> {
-        self.query(3).map(|a| a != 0)
+        self.query(query::can_trim).map(|a| a != 0)
     }
     /// How zero requests are handled (`next->can_zero`).
     pub fn can_zero(&self) -> Result<ZeroMode> {
-        self.mode(4, ZeroMode::from_raw)
+        self.mode(query::can_zero, ZeroMode::from_raw)
     }
     /// Whether fast zero is supported (`next->can_fast_zero`).
     pub fn can_fast_zero(&self) -> Result<bool> {
-        self.query(5).map(|a| a != 0)
+        self.query(query::can_fast_zero).map(|a| a != 0)
     }
     /// Whether `extents` works (`next->can_extents`).
     pub fn can_extents(&self) -> Result<bool> {
-        self.query(6).map(|a| a != 0)
+        self.query(query::can_extents).map(|a| a != 0)
     }
     /// How FUA is handled (`next->can_fua`).
     pub fn can_fua(&self) -> Result<FuaMode> {
-        self.mode(7, FuaMode::from_raw)
+        self.mode(query::can_fua, FuaMode::from_raw)
     }
     /// Whether several connections see consistent data (`next->can_multi_conn`).
     pub fn can_multi_conn(&self) -> Result<bool> {
-        self.query(8).map(|a| a != 0)
+        self.query(query::can_multi_conn).map(|a| a != 0)
     }
     /// How cache requests are handled (`next->can_cache`).
     pub fn can_cache(&self) -> Result<CacheMode> {
-        self.mode(9, CacheMode::from_raw)
+        self.mode(query::can_cache, CacheMode::from_raw)
     }
 
     /// Reads `buf.len()` bytes at `offset` (`next->pread`).
@@ -239,15 +240,15 @@ impl Next<'_> {
 
     /// Discards a range (`next->trim`).
     pub fn trim(&self, count: u32, offset: u64, flags: Flags) -> Result<()> {
-        self.range(0, count, offset, flags)
+        self.range(range::trim, count, offset, flags)
     }
     /// Writes zeroes (`next->zero`).
     pub fn zero(&self, count: u32, offset: u64, flags: Flags) -> Result<()> {
-        self.range(1, count, offset, flags)
+        self.range(range::zero, count, offset, flags)
     }
     /// Prefetches a range (`next->cache`).
     pub fn cache(&self, count: u32, offset: u64, flags: Flags) -> Result<()> {
-        self.range(2, count, offset, flags)
+        self.range(range::cache, count, offset, flags)
     }
 
     /// Adds the layer below's extents from `offset` to `extents`, the list of this filter's own

@@ -436,3 +436,60 @@ fn the_layer_belows_errno_reaches_the_filter_and_the_client_unchanged() {
         ],
     );
 }
+
+/// A filter that says the layer below can write and leaves every data callback to the shim.
+const CLAIMS_WRITE: &str = r#"
+use rustshim_plugin_api::prelude::*;
+#[derive(Default)]
+struct ClaimsWrite;
+#[filter]
+impl Filter for ClaimsWrite {
+    type Handle = ();
+    const NAME: &'static str = "claims_write";
+    fn can_write(&self, _next: &Next<'_>, _handle: &()) -> Result<bool> {
+        Ok(true)
+    }
+}
+export_filter!(ClaimsWrite);
+"#;
+
+/// The shim passes a request the filter leaves out straight to the layer below, as nbdkit's
+/// own pass-through does, but not when the filter reshaped what nbdkit lets through (here
+/// `can_write`): then the request is checked first, as the filter's own `next` calls are, and
+/// nbdkit does not abort on a write to a layer that cannot write.
+#[test]
+fn a_left_out_request_of_a_filter_that_reshapes_is_checked_before_the_layer_below() {
+    let filter = rustshim_tests::fixtures::build_plugin(
+        "filter_claims_write",
+        &rustshim_tests::fixtures::SAME_API,
+        CLAIMS_WRITE,
+        &[],
+    );
+    // A plugin that cannot write (`nbdkit -r` would refuse the write above every filter).
+    let mut args: Vec<String> = vec![rust_filter()];
+    args.extend(test_plugin_with(&["can_write=false"]));
+    args.push(format!("filter={}", filter.display()));
+    let (seen, later, stopped) = serve_and_request(
+        &args,
+        &[
+            ("pwrite", "h.pwrite(b'x' * 512, 0)"),
+            ("pread", "h.pread(512, 0)"),
+        ],
+        "h.pread(512, 4096)",
+    );
+    let seen: Vec<(&str, &str)> = seen.iter().map(|(n, r)| (n.as_str(), r.as_str())).collect();
+    // nbdkit sends EROFS as NBD's EPERM.
+    assert_eq!(
+        seen,
+        [("pwrite", "EPERM"), ("pread", "ok")],
+        "what the client saw\n{}",
+        stopped.log
+    );
+    assert_eq!(later, "later ok", "a new connection\n{}", stopped.log);
+    assert!(
+        stopped.status.success() && !stopped.log.contains("Assertion"),
+        "nbdkit exited with {}:\n{}",
+        stopped.status,
+        stopped.log
+    );
+}
