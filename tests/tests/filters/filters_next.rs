@@ -466,11 +466,9 @@ fn a_left_out_request_of_a_filter_that_reshapes_is_checked_before_the_layer_belo
         &[],
     );
     // A plugin that cannot write (`nbdkit -r` would refuse the write above every filter).
-    let mut args: Vec<String> = vec![rust_filter()];
-    args.extend(test_plugin_with(&["can_write=false"]));
-    args.push(format!("filter={}", filter.display()));
+    let builder = test_plugin_with(&["can_write=false"]).rust_filter(&filter);
     let (seen, later, stopped) = serve_and_request(
-        &args,
+        builder,
         &[
             ("pwrite", "h.pwrite(b'x' * 512, 0)"),
             ("pread", "h.pread(512, 0)"),
