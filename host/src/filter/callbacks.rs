@@ -190,6 +190,12 @@ extern "C" fn get_ready<const I: usize>(model: c_int) -> c_int {
             .final_model
             .store(model, std::sync::atomic::Ordering::Release);
         match layer.slot.current() {
+            Some(_)
+                if layer.options().reload == ReloadMode::Watch
+                    && shim_status(reload::watch::check_settings()) < 0 =>
+            {
+                -1
+            }
             Some(g) => status(lifecycle_status(match g.module.get_ready() {
                 // SAFETY: single-threaded, before serving.
                 Some(f) => unsafe { f(g.instance, model) },

@@ -166,6 +166,12 @@ extern "C" fn thread_model() -> c_int {
 
 extern "C" fn get_ready() -> c_int {
     guarded("get_ready", -1, || match serving::current() {
+        Some(_)
+            if config::state().reload == ReloadMode::Watch
+                && shim_status(reload::watch::check_settings()) < 0 =>
+        {
+            -1
+        }
         Some(generation) => status(generation.lifecycle(Lifecycle::GetReady)),
         None => 0,
     })

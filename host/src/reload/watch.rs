@@ -66,6 +66,14 @@ use crate::nbdkit_c;
 /// been quiet before the file is read anyway.
 pub const NO_END_SEEN: Duration = Duration::from_secs(1);
 
+/// Checks the settings a watch will need, from `get_ready`: before nbdkit forks, so that a bad
+/// one fails the start in one line on every nbdkit (after the fork, nbdkit 1.42's `--run` ends
+/// with its command's status, hiding the failure), not at the first reload that waits.
+pub fn check_settings() -> Result<(), Failure> {
+    retire_limit()?;
+    Ok(())
+}
+
 /// Starts watching the file of what `served` serves (from `.after_fork`: threads do not survive
 /// nbdkit's fork).
 pub fn start_watcher<S: Served>(served: &'static S) -> Result<(), Failure> {
@@ -74,8 +82,6 @@ pub fn start_watcher<S: Served>(served: &'static S) -> Result<(), Failure> {
         .current()
         .map(|g| g.source.clone())
         .ok_or_else(|| Failure::invalid("reload=watch needs something loaded to watch"))?;
-    // A bad limit is said at start, not at the first reload that waits.
-    retire_limit()?;
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(|e| format!("reload=watch: inotify: {e}"))?;
     let mut watched = Watched {
