@@ -61,6 +61,14 @@ enum Cmd {
         /// size=1G unless ARGS give size=)
         #[arg(long, value_name = "NAME|PATH")]
         plugin: Option<String>,
+        /// How long a reload of a plugin with HAND_OVER_AT_RETIRE waits for the old build's
+        /// connections to close before it is refused (RUSTSHIM_RETIRE_LIMIT; default 30)
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=86400))]
+        retire_limit: Option<u32>,
+        /// At each good build, stop nbdkit and start it again on the same URI instead of
+        /// reloading it: open connections are closed, and a memory disk starts empty
+        #[arg(long)]
+        restart: bool,
         /// The plugin's (or filter's) own KEY=VALUE arguments, e.g. size=1G
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -77,7 +85,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Build target/debian/NAME_VERSION_ARCH.deb: the plugin installed beside the shim so that
+    /// Build target/debian/nbdkit-plugin-NAME_VERSION_ARCH.deb (a filter: nbdkit-filter-NAME):
+    /// the plugin installed beside the shim so that
     /// `nbdkit NAME` serves it (a filter: `filter=NAME` finds it)
     Package {
         #[command(flatten)]
@@ -108,12 +117,18 @@ fn main() -> ExitCode {
             manifest,
             shim,
             plugin,
+            retire_limit,
+            restart,
             args,
-        } => cargo_rustshim::run::run(
+        } => cargo_rustshim::run::run_with(
             manifest.manifest_path.as_deref(),
             &args,
             shim,
             plugin.as_deref(),
+            &cargo_rustshim::run::RunOptions {
+                retire_limit,
+                restart,
+            },
         ),
         Cmd::Test {
             manifest,

@@ -1,6 +1,7 @@
 //! `cargo rustshim package`: a Debian package of the crate's plugin (or filter) alone,
-//! `target/debian/NAME_VERSION_ARCH.deb`, that depends on the shim's package
-//! (`nbdkit-rustshim-plugin`, from `cargo xtask package`) and installs beside it:
+//! `nbdkit-plugin-NAME` (`nbdkit-filter-NAME`), as Debian names nbdkit's plugins
+//! (`nbdkit-plugin-python`), in `target/debian/PACKAGE_VERSION_ARCH.deb`, that depends on the
+//! shim's package (`nbdkit-rustshim-plugin`, from `cargo xtask package`) and installs beside it:
 //!
 //! * a plugin as `rustshim/libNAME.so` in nbdkit's plugindir, and `nbdkit-NAME-plugin.so`
 //!   there, a link to the installed shim: `nbdkit NAME [args]` then serves it as if it were a C
@@ -8,7 +9,10 @@
 //!   a copy, so an upgrade of the shim's package upgrades every plugin's shim;
 //! * a filter as `rustshim/libNAME.so` in nbdkit's filterdir, where `--filter=rustshim
 //!   filter=NAME` finds it;
-//! * `copyright` and `changelog.gz` in `/usr/share/doc/NAME`.
+//! * `copyright` and `changelog.gz` in `/usr/share/doc/PACKAGE`.
+//!
+//! Its `Description:` is the first line of the crate's `description`, else `nbdkit plugin
+//! NAME, written in Rust` (`filter`).
 //!
 //! The release build is stripped; files are dated `SOURCE_DATE_EPOCH` (default: now). Written by
 //! [`deb`](crate::deb), the code that writes the shim's own package.
@@ -36,8 +40,9 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
         .ok_or("the release build failed (cargo's messages are above)")?;
     let arch = Arch::of_this_machine()?;
     let epoch = source_date_epoch()?;
+    let package = package_name(krate.kind, &name);
     let out = krate.target_dir.join("debian");
-    let mut deb = Deb::new(&out.join(format!("build-{name}")), &name)?;
+    let mut deb = Deb::new(&out.join(format!("build-{package}")), &package)?;
 
     let (installed, usage, what, kind) = match krate.kind {
         Kind::Plugin => {
@@ -72,7 +77,8 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
     }
     let maintainer = maintainer.line;
     let values = [
-        ("@PACKAGE@", name.as_str()),
+        ("@PACKAGE@", package.as_str()),
+        ("@NAME@", name.as_str()),
         ("@VERSION@", krate.version.as_str()),
         ("@ARCH@", arch.arch.as_str()),
         ("@MAINTAINER@", maintainer.as_str()),
@@ -82,7 +88,7 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
         ("@ABI_PACKAGE@", abi.as_str()),
         ("@ABI_VERSION@", api.as_str()),
     ];
-    write_docs(&mut deb, &krate, &name, &values, epoch)?;
+    write_docs(&mut deb, &krate, &package, &values, epoch)?;
 
     let shlibs = deb.shlibdeps()?;
     let summary = krate
@@ -103,7 +109,7 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
     if left.iter().any(|p| *p != "INSTALLED_SIZE") {
         return Err(format!("control template left unfilled: {left:?}"));
     }
-    let file = out.join(format!("{name}_{}_{}.deb", krate.version, arch.arch));
+    let file = out.join(format!("{package}_{}_{}.deb", krate.version, arch.arch));
     deb.build(&control, epoch, &file)?;
     println!("package: wrote {}", file.display());
     match krate.kind {
@@ -120,15 +126,25 @@ pub fn package(manifest: Option<&Path>) -> Result<std::path::PathBuf> {
     Ok(file)
 }
 
-/// The package's `copyright` and `changelog` (gzipped), under `usr/share/doc/NAME`.
+/// The package of the plugin or filter `name`: `nbdkit-plugin-NAME` or `nbdkit-filter-NAME`, in
+/// the style of Debian's own (`nbdkit-plugin-python`), so that no vendor's package takes a
+/// name another Debian package may have.
+fn package_name(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::Plugin => format!("nbdkit-plugin-{name}"),
+        Kind::Filter => format!("nbdkit-filter-{name}"),
+    }
+}
+
+/// The package's `copyright` and `changelog` (gzipped), under `usr/share/doc/PACKAGE`.
 fn write_docs(
     deb: &mut Deb,
     krate: &PluginCrate,
-    name: &str,
+    package: &str,
     values: &[(&str, &str)],
     epoch: u64,
 ) -> Result<()> {
-    let doc = format!("usr/share/doc/{name}");
+    let doc = format!("usr/share/doc/{package}");
     let year = utc(epoch, "+%Y")?;
     let licence = krate.license.clone().unwrap_or_else(|| {
         eprintln!(
@@ -151,8 +167,8 @@ fn write_docs(
     Ok(())
 }
 
-/// The name nbdkit will know it by, and the package's: the crate's, which must also be a Debian
-/// package name (lowercase letters, digits, `-`; `_` becomes `-`) and an nbdkit short name.
+/// The name nbdkit will know it by: the crate's, which must also fit in a Debian package name
+/// (lowercase letters, digits, `-`; `_` becomes `-`) and be an nbdkit short name.
 fn plugin_name(crate_name: &str) -> Result<String> {
     let name = crate_name.replace('_', "-");
     let valid = name.len() >= 2
@@ -212,5 +228,10 @@ mod tests {
         for bad in ["MyDisk", "rustshim", "a", "disk.x"] {
             assert!(plugin_name(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            package_name(Kind::Plugin, "my-disk"),
+            "nbdkit-plugin-my-disk"
+        );
+        assert_eq!(package_name(Kind::Filter, "invert"), "nbdkit-filter-invert");
     }
 }

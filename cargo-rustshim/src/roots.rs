@@ -94,7 +94,7 @@ pub const SERVERS: &[Server] = &[
 const FRESH_PACKAGES: &[&str] = &["nbdkit", "libnbd-bin", "man-db"];
 
 /// Fresh Debian 12 and 13 systems to install the Debian package into (`cargo xtask package`,
-/// tests/tests/package.rs): nothing but what it depends on, a client and `man`.
+/// tests/tests/authors/package.rs): nothing but what it depends on, a client and `man`.
 pub const PACKAGE_ROOTS: &[Root] = &[
     Root {
         name: "bookworm-package",

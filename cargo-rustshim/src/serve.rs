@@ -38,11 +38,28 @@ pub fn serve_with(
     deadline: Option<Instant>,
     mut tick: impl FnMut() -> Result,
 ) -> Result {
+    serve_until(server, deadline, || tick().map(|()| false))
+}
+
+/// Like [`serve_with`] with no deadline, but `tick` may also end the serving (`Ok(true)`), and
+/// that is no stop signal: nbdkit is stopped all the same, quietly (`cargo rustshim run
+/// --restart` starts it again).
+pub fn serve_with_end(server: Server, tick: impl FnMut() -> Result<bool>) -> Result {
+    serve_until(server, None, tick)
+}
+
+fn serve_until(
+    server: Server,
+    deadline: Option<Instant>,
+    mut tick: impl FnMut() -> Result<bool>,
+) -> Result {
     let mut shown = 0;
     let served = loop {
         show_log(&server, &mut shown);
-        if let Err(e) = tick() {
-            break Err(e);
+        match tick() {
+            Err(e) => break Err(e),
+            Ok(true) if !stopped() => break Ok(()),
+            Ok(_) => {}
         }
         if stopped() {
             println!("\nStopping.");

@@ -17,14 +17,29 @@ use crate::temp_dir::TempDir;
 /// [`ServerBuilder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Which shim goes on the command line.
+/// Which shim the command line uses (as the plugin, and for Rust filters).
 #[derive(Debug, Clone)]
 enum Shim {
     /// `$RUSTSHIM_SHIM` or the installed one: [`find_shim`](crate::find_shim).
     Find,
     Path(PathBuf),
-    /// None: nbdkit serves a plugin of its own named in the arguments.
-    Without,
+}
+
+/// One filter of the stack, in the order added: the first is the outermost.
+#[derive(Debug, Clone)]
+enum Layer {
+    /// `--filter=NAME`: a filter of nbdkit's own, or a path to a C filter.
+    C(OsString),
+    /// `--filter=SHIM`, and `filter=FILTER` after the plugin.
+    Rust(OsString),
+}
+
+/// What [`ServerBuilder::reloadable`] serves from a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reload {
+    Plugin,
+    /// The Rust filter at this index of the layers.
+    Filter(usize),
 }
 
 impl Server {
@@ -40,22 +55,43 @@ impl Server {
 /// [`run`](Self::run).
 ///
 /// In the background the command line is
-/// `[prefix] nbdkit -f --exit-with-parent -U SOCKET -P PIDFILE [nbdkit args] SHIM [plugin=PLUGIN] [args]`,
-/// with the socket, the pidfile, the log and `TMPDIR` in a private directory; in the
-/// foreground it is the same without the options up to the pidfile.
+/// `[prefix] nbdkit -f --exit-with-parent -U SOCKET -P PIDFILE [nbdkit args] [filters] SHIM
+/// [plugin=PLUGIN] [filter=FILTER ...] [args]`, with the socket, the pidfile, the log and
+/// `TMPDIR` in a private directory; in the foreground it is the same without the options up to
+/// the pidfile. The filters are those added with [`filter`](Self::filter) (`--filter=NAME`) and
+/// [`rust_filter`](Self::rust_filter) (`--filter=SHIM`), in the order they were added, the first
+/// the outermost, as nbdkit reads its command line; each Rust filter's `filter=FILTER` follows
+/// the plugin, in the same order.
+///
+/// ```no_run
+/// # fn main() -> Result<(), rustshim_harness::HarnessError> {
+/// use rustshim_harness::{plugin_path, Server};
+/// // nbdkit --filter=SHIM --filter=error SHIM plugin=memory filter=FILTER error-rate=10% size=1M:
+/// // the Rust filter under test sees the errors the C filter below it injects.
+/// let server = Server::builder("memory")
+///     .rust_filter(plugin_path!())
+///     .filter("error")
+///     .args(["error-rate=10%", "size=1M"])
+///     .start()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerBuilder {
     plugin: Option<OsString>,
     args: Vec<OsString>,
     nbdkit_args: Vec<OsString>,
-    rust_filters: Vec<OsString>,
+    layers: Vec<Layer>,
     prefix: Vec<OsString>,
     shim: Shim,
+    /// Whether the plugin is served through the shim (not [`without_shim`](Self::without_shim)).
+    through_shim: bool,
     nbdkit: Option<PathBuf>,
     envs: Vec<(OsString, OsString)>,
     current_dir: Option<PathBuf>,
     timeout: Duration,
-    reloadable: bool,
+    reloadable: Option<Reload>,
+    /// The Unix socket, if not the one in the private directory.
+    socket: Option<PathBuf>,
 }
 
 impl Default for ServerBuilder {
@@ -75,14 +111,16 @@ impl ServerBuilder {
             plugin: None,
             args: Vec::new(),
             nbdkit_args: Vec::new(),
-            rust_filters: Vec::new(),
+            layers: Vec::new(),
             prefix: Vec::new(),
             shim: Shim::Find,
+            through_shim: true,
             nbdkit: None,
             envs: Vec::new(),
             current_dir: None,
             timeout: DEFAULT_TIMEOUT,
-            reloadable: false,
+            reloadable: None,
+            socket: None,
         }
     }
 
@@ -112,8 +150,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Adds an option for nbdkit itself, placed before the shim: `-r`, `-v`,
-    /// `--filter=cow`, `-D rustshim.foo=1`, `--threads=4`, ...
+    /// Adds an option for nbdkit itself, placed before the filters and the shim: `-r`, `-v`,
+    /// `-D rustshim.foo=1`, `--threads=4`, ... (A `--filter=NAME` given here lands above every
+    /// filter added with [`filter`](Self::filter) or [`rust_filter`](Self::rust_filter).)
     pub fn nbdkit_arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.nbdkit_args.push(arg.as_ref().to_owned());
         self
@@ -141,21 +180,25 @@ impl ServerBuilder {
         self.nbdkit_arg("-v")
     }
 
-    /// Puts an nbdkit filter in front of the plugin (`--filter=NAME`); its parameters go with
-    /// [`arg`](Self::arg).
-    pub fn filter(self, name: &str) -> Self {
-        self.nbdkit_arg(format!("--filter={name}"))
+    /// Adds an nbdkit filter (`--filter=NAME`, a filter of nbdkit's own or a path to a C
+    /// filter) to the stack in front of the plugin, below the filters added before it and above
+    /// those added after it, whether C or Rust ([`rust_filter`](Self::rust_filter)): the first
+    /// added is the outermost. Its parameters go with [`arg`](Self::arg).
+    pub fn filter(mut self, name: &str) -> Self {
+        self.layers.push(Layer::C(name.into()));
+        self
     }
 
-    /// Puts a Rust filter (a path to its `.so`, e.g. [`plugin_path!`](crate::plugin_path) in a
-    /// filter crate, or a name the shim looks up) in front of the plugin: the shim is loaded as
-    /// the filter `rustshim` too (`--filter=SHIM ... filter=FILTER`). The filter sees the
-    /// arguments first and passes on what it does not own; with several, the first given is
-    /// the outermost.
+    /// Adds a Rust filter (a path to its `.so`, e.g. [`plugin_path!`](crate::plugin_path) in a
+    /// filter crate, or a name the shim looks up) to the stack in front of the plugin, in the
+    /// order filters are added, C ([`filter`](Self::filter)) or Rust: the first added is the
+    /// outermost. The shim is loaded as the filter `rustshim` for it (`--filter=SHIM`, even
+    /// [`without_shim`](Self::without_shim)), and `filter=FILTER` follows the plugin. The
+    /// arguments ([`arg`](Self::arg)) come after every `filter=`, so the innermost Rust filter
+    /// sees them first and passes on what it does not own.
     pub fn rust_filter(mut self, filter: impl AsRef<Path>) -> Self {
-        let mut arg = OsString::from("filter=");
-        arg.push(filter.as_ref());
-        self.rust_filters.push(arg);
+        self.layers
+            .push(Layer::Rust(filter.as_ref().as_os_str().to_owned()));
         self
     }
 
@@ -173,17 +216,22 @@ impl ServerBuilder {
         self
     }
 
-    /// Uses this shim instead of finding one (see [`find_shim`](crate::find_shim)).
+    /// Uses this shim instead of finding one (see [`find_shim`](crate::find_shim)), for the
+    /// plugin and for the Rust filters.
     pub fn shim(mut self, shim: impl Into<PathBuf>) -> Self {
         self.shim = Shim::Path(shim.into());
         self
     }
 
-    /// Puts no shim on the command line: the arguments name a plugin of nbdkit's own (`null`,
-    /// `memory`, a path to a C plugin), e.g. to compare the shim with it. Use with
-    /// [`ServerBuilder::new`].
+    /// Serves the plugin without the shim: the plugin is one of nbdkit's own (`null`, `memory`,
+    /// a path to a C plugin), e.g. to compare the shim with it, or to put a Rust filter in front
+    /// of a C plugin. With [`ServerBuilder::new`] the first argument names the plugin
+    /// (`.args(["memory", "1M"])`); with [`Server::builder`]`("memory")` the plugin is that
+    /// name. Rust filters ([`rust_filter`](Self::rust_filter)) still load through the shim
+    /// (found as usual, or given with [`shim`](Self::shim)), and their `filter=` keys follow
+    /// the plugin.
     pub fn without_shim(mut self) -> Self {
-        self.shim = Shim::Without;
+        self.through_shim = false;
         self
     }
 
@@ -213,6 +261,11 @@ impl ServerBuilder {
     /// `target/`, without touching the crate's own build. Needs the plugin as a path
     /// ([`Server::builder`]).
     ///
+    /// After a [`rust_filter`](Self::rust_filter), it is that Rust filter (the last one added
+    /// before this call) that is served from a copy, with `filter-reload=watch`, and that
+    /// [`Server::reload`] and [`Server::reload_rebuilt`] replace; the filter must be given as a
+    /// path. One thing per server is reloadable: a later call replaces an earlier one.
+    ///
     /// ```no_run
     /// # fn main() -> Result<(), rustshim_harness::HarnessError> {
     /// use rustshim_harness::{plugin_path, Server};
@@ -222,10 +275,32 @@ impl ServerBuilder {
     /// let line = server.reload_rebuilt()?;
     /// assert!(line.contains("generation 2"), "{line}");
     /// assert_eq!(server.read(0, 4)?, b"kept");
+    ///
+    /// // A filter crate's own filter, in front of the Rust memory plugin:
+    /// let server = Server::builder("memory")
+    ///     .rust_filter(plugin_path!())
+    ///     .reloadable()
+    ///     .arg("size=1M")
+    ///     .start()?;
+    /// let line = server.reload_rebuilt()?;
+    /// assert!(line.contains("generation 2"), "{line}");
     /// # Ok(()) }
     /// ```
     pub fn reloadable(mut self) -> Self {
-        self.reloadable = true;
+        let last_rust = self
+            .layers
+            .iter()
+            .rposition(|layer| matches!(layer, Layer::Rust(_)));
+        self.reloadable = Some(last_rust.map_or(Reload::Plugin, Reload::Filter));
+        self
+    }
+
+    /// Makes a background server listen on this Unix socket instead of one in its private
+    /// directory: for a server stopped and started again on the same URI (`cargo rustshim run
+    /// --restart`). The socket's directory is the caller's; nbdkit removes the socket when it
+    /// stops, and a file left there by one that was killed is in the way of the next.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
         self
     }
 
@@ -237,8 +312,9 @@ impl ServerBuilder {
         self
     }
 
-    /// The command line [`run`](Self::run) runs: `[prefix] nbdkit [nbdkit args] [--filter=SHIM
-    /// ...] SHIM [plugin=PLUGIN] [filter=FILTER ...] [args]`. Also for a client that starts nbdkit itself, e.g. libnbd's
+    /// The command line [`run`](Self::run) runs: `[prefix] nbdkit [nbdkit args] [filters] SHIM
+    /// [plugin=PLUGIN] [filter=FILTER ...] [args]` (see [`ServerBuilder`]). Also for a client
+    /// that starts nbdkit itself, e.g. libnbd's
     /// `connect_command` (add `-s` and `--exit-with-parent` with
     /// [`nbdkit_arg`](Self::nbdkit_arg)) or `nbdinfo -- [ ... ]`. Finding the shim may fail.
     pub fn argv(&self) -> Result<Vec<OsString>> {
@@ -298,43 +374,62 @@ impl ServerBuilder {
             command,
             timeout: self.timeout,
             served,
+            socket: self.socket.clone().unwrap_or_else(|| dir.join(SOCKET)),
             dir,
         }))
     }
 
-    /// For [`reloadable`](Self::reloadable): the plugin copied into the server's directory
-    /// (`dir/plugin/FILE`), and this command line serving that copy with `reload=watch`.
+    /// For [`reloadable`](Self::reloadable): the plugin (or the Rust filter) copied into the
+    /// server's directory (`dir/plugin/FILE`, `dir/filter/FILE`), and this command line serving
+    /// that copy with `reload=watch` (`filter-reload=watch`).
     fn serve_a_copy(&self, dir: &TempDir) -> Result<(Option<PathBuf>, ServerBuilder)> {
-        if !self.reloadable {
+        let Some(reload) = self.reloadable else {
             return Ok((None, self.clone()));
-        }
-        let plugin = self.plugin.as_deref().map(Path::new).ok_or_else(|| {
-            HarnessError::Unexpected(
-                "reloadable() needs the plugin as a path: use Server::builder(plugin)".into(),
-            )
-        })?;
-        let file = plugin
+        };
+        let (what, given) = match reload {
+            Reload::Plugin => (
+                "plugin",
+                self.plugin.as_deref().map(Path::new).ok_or_else(|| {
+                    HarnessError::Unexpected(
+                        "reloadable() needs the plugin as a path: use Server::builder(plugin), \
+                         or call it after rust_filter(filter) for the filter"
+                            .into(),
+                    )
+                })?,
+            ),
+            Reload::Filter(i) => match &self.layers[i] {
+                Layer::Rust(filter) => ("filter", Path::new(filter)),
+                Layer::C(_) => unreachable!("Reload::Filter is the index of a Rust filter"),
+            },
+        };
+        let file = given
             .file_name()
-            .filter(|_| plugin.is_file())
+            .filter(|_| given.is_file())
             .ok_or_else(|| {
                 HarnessError::Unexpected(format!(
-                    "reloadable() needs the plugin as a file, not {}",
-                    plugin.display()
+                    "reloadable() needs the {what} as a file, not {}",
+                    given.display()
                 ))
             })?;
-        let plugin_dir = dir.join("plugin");
-        std::fs::create_dir(&plugin_dir)
-            .map_err(|e| HarnessError::io(format!("cannot create {}", plugin_dir.display()), e))?;
-        let copy = plugin_dir.join(file);
-        std::fs::copy(plugin, &copy).map_err(|e| {
+        let copy_dir = dir.join(what);
+        std::fs::create_dir(&copy_dir)
+            .map_err(|e| HarnessError::io(format!("cannot create {}", copy_dir.display()), e))?;
+        let copy = copy_dir.join(file);
+        std::fs::copy(given, &copy).map_err(|e| {
             HarnessError::io(
-                format!("cannot copy {} to {}", plugin.display(), copy.display()),
+                format!("cannot copy {} to {}", given.display(), copy.display()),
                 e,
             )
         })?;
         let mut this = self.clone();
-        this.plugin = Some(copy.clone().into_os_string());
-        this.args.insert(0, "reload=watch".into());
+        match reload {
+            Reload::Plugin => {
+                this.plugin = Some(copy.clone().into_os_string());
+                this.args.insert(0, "reload=watch".into());
+            }
+            // `filter-reload=watch` follows the copy's `filter=`: see `words`.
+            Reload::Filter(i) => this.layers[i] = Layer::Rust(copy.clone().into_os_string()),
+        }
         Ok((Some(copy), this))
     }
 
@@ -361,43 +456,80 @@ impl ServerBuilder {
         })
     }
 
-    /// nbdkit, and the shim unless there is none.
+    /// nbdkit, and the shim unless the command line has none (no plugin served through it, no
+    /// Rust filter).
     fn programs(&self) -> Result<(PathBuf, Option<PathBuf>)> {
         let nbdkit = self.nbdkit.clone().unwrap_or_else(shim::nbdkit_program);
+        let needed = self.through_shim
+            || self
+                .layers
+                .iter()
+                .any(|layer| matches!(layer, Layer::Rust(_)));
         let shim = match &self.shim {
+            _ if !needed => None,
             Shim::Find => Some(shim::find_shim_for(&nbdkit)?),
             Shim::Path(shim) => Some(shim.clone()),
-            Shim::Without => None,
         };
         Ok((nbdkit, shim))
     }
 
     /// The command line, with the background server's options for the directory `server`.
+    /// `shim` is there if [`programs`](Self::programs) says it is needed.
     fn words(&self, nbdkit: &Path, shim: Option<&Path>, server: Option<&Path>) -> Vec<OsString> {
+        let joined = |key: &str, value: &OsStr| {
+            let mut word = OsString::from(key);
+            word.push(value);
+            word
+        };
         let mut words = self.prefix.clone();
         words.push(nbdkit.into());
         if let Some(dir) = server {
             words.extend(["-f".into(), "--exit-with-parent".into(), "-U".into()]);
-            words.push(dir.join(SOCKET).into());
+            words.push(
+                self.socket
+                    .clone()
+                    .unwrap_or_else(|| dir.join(SOCKET))
+                    .into(),
+            );
             words.push("-P".into());
             words.push(dir.join(PIDFILE).into());
         }
         words.extend(self.nbdkit_args.iter().cloned());
-        if let Some(shim) = shim {
-            words.extend(self.rust_filters.iter().map(|_| {
-                let mut filter = OsString::from("--filter=");
-                filter.push(shim);
-                filter
-            }));
+        let shim_word = shim.map_or_else(OsString::new, |shim| shim.as_os_str().to_owned());
+        for layer in &self.layers {
+            words.push(match layer {
+                Layer::C(name) => joined("--filter=", name),
+                Layer::Rust(_) => joined("--filter=", &shim_word),
+            });
         }
-        words.extend(shim.map(OsString::from));
-        if let Some(plugin) = &self.plugin {
-            let mut plugin_arg = OsString::from("plugin=");
-            plugin_arg.push(plugin);
-            words.push(plugin_arg);
+        // The Rust filters' keys, in order; each one's `filter-reload=watch` right after its
+        // `filter=` (the keys after a `filter=` are that filter's).
+        let filter_keys = self
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, layer)| match layer {
+                Layer::Rust(filter) => {
+                    let mut keys = vec![joined("filter=", filter)];
+                    if self.reloadable == Some(Reload::Filter(i)) {
+                        keys.push("filter-reload=watch".into());
+                    }
+                    keys
+                }
+                Layer::C(_) => Vec::new(),
+            });
+        let mut args = self.args.iter().cloned();
+        if self.through_shim {
+            words.extend(shim.map(OsString::from));
+            if let Some(plugin) = &self.plugin {
+                words.push(joined("plugin=", plugin));
+            }
+        } else {
+            // nbdkit's own plugin: the plugin given, else the first argument.
+            words.extend(self.plugin.clone().or_else(|| args.next()));
         }
-        words.extend(self.rust_filters.iter().cloned());
-        words.extend(self.args.iter().cloned());
+        words.extend(filter_keys);
+        words.extend(args);
         words
     }
 
@@ -474,5 +606,82 @@ mod tests {
         );
         let own = ServerBuilder::new().without_shim().args(["null", "1M"]);
         assert_eq!(own.argv().unwrap()[1..], ["null", "1M"]);
+    }
+
+    #[test]
+    fn filters_c_and_rust_stack_in_the_order_added() {
+        let rust_above_c = Server::builder("memory")
+            .rust_filter("/f/a.so")
+            .filter("error")
+            .rust_filter("/f/b.so")
+            .arg("size=1M");
+        assert_eq!(
+            words(&rust_above_c, None),
+            [
+                "nbdkit",
+                "--filter=/s/shim.so",
+                "--filter=error",
+                "--filter=/s/shim.so",
+                "/s/shim.so",
+                "plugin=memory",
+                "filter=/f/a.so",
+                "filter=/f/b.so",
+                "size=1M"
+            ]
+        );
+        let c_above_rust = Server::builder("memory")
+            .filter("cow")
+            .rust_filter("/f/a.so");
+        assert_eq!(
+            words(&c_above_rust, None)[1..3],
+            ["--filter=cow", "--filter=/s/shim.so"]
+        );
+        // A C plugin: the shim only for the filter, whose key follows the plugin.
+        let c_plugin = ServerBuilder::new()
+            .without_shim()
+            .rust_filter("/f/a.so")
+            .args(["memory", "1M", "k=v"]);
+        assert_eq!(
+            words(&c_plugin, None),
+            [
+                "nbdkit",
+                "--filter=/s/shim.so",
+                "memory",
+                "filter=/f/a.so",
+                "1M",
+                "k=v"
+            ]
+        );
+        let named = Server::builder("memory")
+            .without_shim()
+            .filter("error")
+            .arg("1M");
+        assert_eq!(
+            words(&named, None),
+            ["nbdkit", "--filter=error", "memory", "1M"]
+        );
+    }
+
+    #[test]
+    fn reloadable_applies_to_the_last_rust_filter_added_before_it() {
+        let filter = ServerBuilder::new()
+            .rust_filter("/f/a.so")
+            .rust_filter("/f/b.so")
+            .reloadable()
+            .rust_filter("/f/c.so");
+        assert_eq!(filter.reloadable, Some(Reload::Filter(1)));
+        assert_eq!(
+            words(&filter, None)[5..],
+            [
+                "filter=/f/a.so",
+                "filter=/f/b.so",
+                "filter-reload=watch",
+                "filter=/f/c.so"
+            ]
+        );
+        let plugin = Server::builder("/p/x.so")
+            .reloadable()
+            .rust_filter("/f/a.so");
+        assert_eq!(plugin.reloadable, Some(Reload::Plugin));
     }
 }

@@ -55,7 +55,10 @@
 //!   `reload=watch`; [`Server::reload`]`(new_build)` puts a new build in its place and returns
 //!   the shim's line once the new build serves (an error with the shim's reason if it refused
 //!   it), and [`Server::reload_rebuilt`] does the same with the same code, to test a plugin's
-//!   `hand_over` and `take_over`.
+//!   `hand_over` and `take_over`. Called right after [`rust_filter`](ServerBuilder::rust_filter),
+//!   `reloadable()` does the same for that Rust filter (`filter-reload=watch`).
+//! * [`nbdkit_version`] is the version of the nbdkit the harness runs, `(1, 32, 5)`, for what
+//!   depends on it (nbdkit gives filters `--dump-plugin` from 1.36).
 //!
 //! ```no_run
 //! # use rustshim_harness::{plugin_path, HarnessError, Server};
@@ -64,6 +67,31 @@
 //! server.export("scratch").write(0, b"data")?;
 //! server.reload_rebuilt()?; // new connections get generation 2, with what it took over
 //! assert_eq!(server.export("scratch").read(0, 4)?, b"data");
+//! # Ok(()) }
+//! ```
+//!
+//! # Filters
+//!
+//! A filter crate's tests serve its filter in front of a plugin:
+//! [`rust_filter`](ServerBuilder::rust_filter) adds a Rust filter (through the shim loaded as the
+//! filter `rustshim`), [`filter`](ServerBuilder::filter) one of nbdkit's own (`error`, `cow`,
+//! ...). They stack in the order they are added, C and Rust alike, the first the outermost, as
+//! nbdkit's command line reads: `.rust_filter(mine).filter("error")` puts nbdkit's error filter
+//! below the filter under test, so the test sees what it does with the errors from below. With
+//! [`without_shim`](ServerBuilder::without_shim) the plugin is one of nbdkit's own (a C plugin),
+//! while the Rust filters still go through the shim.
+//!
+//! ```no_run
+//! # use rustshim_harness::{plugin_path, HarnessError, ServerBuilder};
+//! # fn main() -> Result<(), HarnessError> {
+//! // nbdkit --filter=SHIM --filter=error memory filter=FILTER 1M error-rate=100%
+//! let server = ServerBuilder::new()
+//!     .without_shim()
+//!     .rust_filter(plugin_path!())
+//!     .filter("error")
+//!     .args(["memory", "1M", "error-rate=100%"])
+//!     .start()?;
+//! assert!(server.read(0, 512).is_err());
 //! # Ok(()) }
 //! ```
 //!
@@ -121,6 +149,7 @@ mod process;
 mod server;
 mod shim;
 mod temp_dir;
+mod version;
 
 pub use builder::{ServerBuilder, DEFAULT_TIMEOUT};
 pub use clients::Export;
@@ -133,3 +162,4 @@ pub use shim::{
     find_shim, nbdkit_program, FILTER_SHIM_INSTALLED, NBDKIT_ENV, SHIM_ENV, SHIM_INSTALLED,
 };
 pub use temp_dir::TempDir;
+pub use version::nbdkit_version;

@@ -45,6 +45,7 @@ pub(crate) struct Parts {
     pub command: String,
     pub timeout: Duration,
     pub served: Option<PathBuf>,
+    pub socket: PathBuf,
     pub dir: TempDir,
 }
 
@@ -66,7 +67,8 @@ pub struct Server {
     shim: PathBuf,
     command: String,
     pub(crate) timeout: Duration,
-    /// The plugin file served with `reload=watch` ([`ServerBuilder::reloadable`](crate::ServerBuilder::reloadable)).
+    /// The plugin (or Rust filter) file served with `reload=watch` (`filter-reload=watch`):
+    /// [`ServerBuilder::reloadable`](crate::ServerBuilder::reloadable).
     served: Option<PathBuf>,
     // Last: removed after nbdkit is killed (see `Drop`).
     pub(crate) dir: TempDir,
@@ -96,7 +98,7 @@ impl Server {
             child: Mutex::new(parts.child),
             _keeper: parts.keeper,
             spawned: parts.spawned,
-            socket: parts.dir.join(SOCKET),
+            socket: parts.socket,
             log_path: parts.dir.join(LOG),
             shim: parts.shim,
             command: parts.command,
@@ -151,8 +153,9 @@ impl Server {
         &self.socket
     }
 
-    /// The shim serving the plugin (empty for a server started
-    /// [`without_shim`](crate::ServerBuilder::without_shim)).
+    /// The shim on the command line, serving the plugin or the Rust filters (empty for a
+    /// server started [`without_shim`](crate::ServerBuilder::without_shim) and with no Rust
+    /// filter).
     pub fn shim(&self) -> &Path {
         &self.shim
     }
@@ -245,6 +248,8 @@ impl Server {
     /// Puts `build` (a plugin `.so`, e.g. from a [`PluginCrate`](crate::PluginCrate) with other
     /// features) where this server, started [`reloadable`](crate::ServerBuilder::reloadable), watches
     /// its plugin (a copy and a rename, as cargo does), and waits for the shim's line about it.
+    /// For a server whose Rust filter was made reloadable, `build` is a new build of that
+    /// filter, and the same goes for it.
     /// Returns the line saying that the new build serves new connections (open ones keep the
     /// build that opened them); a build the shim refuses is [`HarnessError::Unexpected`] with
     /// the shim's line saying why, and the previous build keeps serving. `build` must differ
@@ -259,8 +264,8 @@ impl Server {
 
     /// Reloads the build that serves as if it had been rebuilt: the same code in a new file (a
     /// few bytes appended, which the loader ignores), so the shim loads it as a new generation.
-    /// For testing a plugin's `hand_over`/`take_over` (and `cleanup` of the old generation)
-    /// without a second build. See [`reload`](Self::reload).
+    /// For testing a plugin's (or a Rust filter's) `hand_over`/`take_over` (and `cleanup` of
+    /// the old generation) without a second build. See [`reload`](Self::reload).
     pub fn reload_rebuilt(&self) -> Result<String> {
         static REBUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let served = self.served_plugin()?;
@@ -274,7 +279,9 @@ impl Server {
     fn served_plugin(&self) -> Result<&Path> {
         self.served.as_deref().ok_or_else(|| {
             HarnessError::Unexpected(
-                "reload needs a server started with Server::builder(plugin).reloadable()".into(),
+                "reload needs a server started with Server::builder(plugin).reloadable(), or \
+                 reloadable() right after rust_filter(filter)"
+                    .into(),
             )
         })
     }

@@ -80,7 +80,7 @@ pub fn default_export_answer(who: &str, name: &str) -> *const c_char {
 }
 
 /// nbdkit's rules for block size constraints (all zero: none), checked before nbdkit sees them
-/// so the message can name the plugin and the values. `tests/tests/block_size_vs_nbdkit.rs`
+/// so the message can name the plugin and the values. `tests/tests/plugins/block_size_vs_nbdkit.rs`
 /// holds them to what each nbdkit's own check accepts and refuses.
 pub fn check_block_size(minimum: u32, preferred: u32, maximum: u32) -> Result<(), &'static str> {
     if (minimum, preferred, maximum) == (0, 0, 0) {

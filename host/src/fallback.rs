@@ -4,7 +4,7 @@
 //! The parsers (`nbdkit_parse_probability(3)`, nbdkit ≥ 1.36; `nbdkit_parse_delay(3)`, nbdkit ≥
 //! 1.40) are `rustshim_plugin_api::parse`'s, the one copy plugins also use outside nbdkit:
 //! nbdkit's own algorithm (server/public.c) down to the C library calls. The differential test
-//! `tests/tests/parsers.rs` holds them to nbdkit's answers on 10,000 inputs.
+//! `tests/tests/plugins/parsers.rs` holds them to nbdkit's answers on 10,000 inputs.
 
 pub use rustshim_plugin_api::parse::{parse_delay, parse_probability};
 

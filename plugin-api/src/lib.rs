@@ -112,7 +112,7 @@
 //! ```
 //!
 //! `plugins/test/examples/locks.rs` in the repository serves both ways
-//! (`tests/tests/author_locks.rs`).
+//! (`tests/tests/authors/author_locks.rs`).
 //!
 //! # Messages
 //! What the plugin writes, in an [`Error`] or a log record, is shown as it wrote it: the shim

@@ -23,7 +23,7 @@
 //!   `round`, which differs only on an exact half nanosecond).
 //!
 //! The suite holds them to the running nbdkit's answers on generated inputs
-//! (`tests/tests/parsers.rs`, `tests/tests/author_parsers.rs`). A string with a NUL byte, which
+//! (`tests/tests/plugins/parsers.rs`, `tests/tests/authors/author_parsers.rs`). A string with a NUL byte, which
 //! no C string can carry, is refused as the shim refuses it inside nbdkit.
 
 use std::ffi::{c_char, c_int, CString};

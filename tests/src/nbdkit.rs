@@ -256,31 +256,21 @@ pub fn nbdinfo<S: AsRef<OsStr>>(options: &[&str], args: &[S]) -> Run {
         .arg("]"))
 }
 
-/// The version of the nbdkit the suite runs against (`1.32.5`), from `nbdkit --version`, asked
-/// once per test binary.
+/// The version of the nbdkit the suite runs against (`1.32.5`), from the harness's
+/// [`rustshim_harness::nbdkit_version`] (`nbdkit --version`, asked once per test binary).
 pub fn nbdkit_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
-        let out = run_nbdkit(
-            ServerBuilder::new()
-                .without_shim()
-                .arg("--version")
-                .timeout(TIMEOUT),
-        )
-        .ok();
-        out.stdout
-            .split_whitespace()
-            .nth(1)
-            .expect("nbdkit --version prints `nbdkit VERSION`")
-            .to_owned()
+        let (major, minor, patch) =
+            rustshim_harness::nbdkit_version().unwrap_or_else(|e| panic!("{e}"));
+        format!("{major}.{minor}.{patch}")
     })
 }
 
 /// Whether that nbdkit is at least `min` (`[1, 42]`, `[1, 42, 6]`).
 pub fn nbdkit_at_least(min: &[u32]) -> bool {
-    let version: Vec<u32> = nbdkit_version()
-        .split('.')
-        .map(|n| n.parse().unwrap_or(0))
-        .collect();
-    version[..min.len().min(version.len())] >= *min
+    let (major, minor, patch) =
+        rustshim_harness::nbdkit_version().unwrap_or_else(|e| panic!("{e}"));
+    let version = [major, minor, patch];
+    version[..min.len().min(3)] >= *min
 }

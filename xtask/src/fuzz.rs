@@ -1,6 +1,6 @@
 //! `cargo xtask fuzz [--cases N] [--seed S] [--race N]`: the suite's mutation test of plugin
-//! files (`tests/tests/corrupt_files.rs`) with many more cases than a CI run, and optionally the
-//! reload race (`tests/tests/reload_race.rs`) with more tries. Same code, same assertions: no
+//! files (`tests/tests/loading/corrupt_files.rs`) with many more cases than a CI run, and optionally the
+//! reload race (`tests/tests/reload/reload_race.rs`) with more tries. Same code, same assertions: no
 //! signal, no hang, exit status 1 and one readable line naming the file.
 
 use crate::workspace::{cargo, run};
@@ -13,8 +13,8 @@ pub fn fuzz(cases: u32, seed: u64, race: Option<u32>) -> Result {
         "-p",
         "rustshim-tests",
         "--test",
-        "corrupt_files",
-        "one_byte_mutations",
+        "loading",
+        "corrupt_files::one_byte_mutations",
         "--",
         "--nocapture",
     ])
@@ -29,7 +29,8 @@ pub fn fuzz(cases: u32, seed: u64, race: Option<u32>) -> Result {
             "-p",
             "rustshim-tests",
             "--test",
-            "reload_race",
+            "reload",
+            "reload_race::",
             "--",
             "--nocapture",
         ])

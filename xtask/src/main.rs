@@ -67,7 +67,7 @@ enum Cmd {
         /// `1.48` (Debian forky's) or `all`; newer ones run in Debian roots made on first use
         #[arg(long, value_name = "WHICH", default_value = "system")]
         nbdkit: String,
-        /// Passed on to `cargo test`, e.g. `cargo xtask test -- --test memory`
+        /// Passed on to `cargo test`, e.g. `cargo xtask test -- --test plugins memory::`
         #[arg(last = true)]
         args: Vec<OsString>,
     },

@@ -13,7 +13,7 @@ pub fn test(which: &str, args: &[OsString]) -> Result {
     deps::ensure()?;
     // Every Debian root the suite reads is made before anything is built or run, whichever
     // nbdkit the legs run: the unit tests measure the headers of 1.42 and 1.48 in them,
-    // tests/tests/package.rs installs the package into the fresh Debian 12 and 13 ones, and the
+    // tests/tests/authors/package.rs installs the package into the fresh Debian 12 and 13 ones, and the
     // author tests run `cargo rustshim test --nbdkit all`.
     roots::make_roots("all")?;
     let checks: [(&str, &[&str]); 3] = [

@@ -4,7 +4,7 @@
 //! asleep), a broken exclusion as a failed assertion.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test -p rustshim-plugin-api --release --lib loom`
-//! (`tests/tests/page_lock_model.rs` runs it, and shows it catches an injected lost wake-up).
+//! (`tests/tests/project/page_lock_model.rs` runs it, and shows it catches an injected lost wake-up).
 
 use super::*;
 use loom::sync::atomic::{AtomicU32, AtomicUsize};

@@ -39,6 +39,9 @@ const AUTHOR_COMMANDS: &[&str] = &["new", "run", "test", "package", "doctor"];
 const VENDOR_PLUGIN: &str = "acme-disk";
 const VENDOR_FILTER: &str = "acme-invert";
 const VENDOR_VERSION: &str = "0.1.0";
+/// Their packages, named as Debian names nbdkit's (`nbdkit-plugin-python`).
+const VENDOR_PLUGIN_PACKAGE: &str = "nbdkit-plugin-acme-disk";
+const VENDOR_FILTER_PACKAGE: &str = "nbdkit-filter-acme-invert";
 /// The man page, as installed.
 const MAN_PAGE: &str = "/usr/share/man/man1/nbdkit-rustshim-plugin.1.gz";
 /// cargo-rustshim's man page, as installed.
@@ -468,15 +471,24 @@ fn vendor_debs() -> &'static (PathBuf, PathBuf) {
 #[test]
 fn a_vendors_packages_hold_the_plugin_with_its_link_and_the_filter() {
     let (plugin, filter) = vendor_debs();
-    for (deb, name) in [(plugin, VENDOR_PLUGIN), (filter, VENDOR_FILTER)] {
+    for (deb, name, package, kind) in [
+        (plugin, VENDOR_PLUGIN, VENDOR_PLUGIN_PACKAGE, "plugin"),
+        (filter, VENDOR_FILTER, VENDOR_FILTER_PACKAGE, "filter"),
+    ] {
         // Under the crate's target directory, named as Debian names packages.
         assert_eq!(
             *deb,
             authors_target()
                 .join("debian")
-                .join(format!("{name}_{VENDOR_VERSION}_amd64.deb"))
+                .join(format!("{package}_{VENDOR_VERSION}_amd64.deb"))
         );
-        assert_eq!(field(deb, "Package").as_deref(), Some(name));
+        assert_eq!(field(deb, "Package").as_deref(), Some(package));
+        // The crates have no Cargo.toml `description`: the summary names the plugin (the
+        // crate's name, which nbdkit knows it by) as README.md says.
+        assert_eq!(
+            field(deb, "Description"),
+            Some(format!("nbdkit {kind} {name}, written in Rust"))
+        );
         assert_eq!(field(deb, "Version").as_deref(), Some(VENDOR_VERSION));
         assert_eq!(field(deb, "Architecture").as_deref(), Some("amd64"));
         let depends = field(deb, "Depends").unwrap();
@@ -508,8 +520,8 @@ fn a_vendors_packages_hold_the_plugin_with_its_link_and_the_filter() {
         files_and_links(plugin),
         [
             format!("-rw-r--r-- {PLUGINDIR}/rustshim/lib{VENDOR_PLUGIN}.so"),
-            format!("-rw-r--r-- /usr/share/doc/{VENDOR_PLUGIN}/changelog.gz"),
-            format!("-rw-r--r-- /usr/share/doc/{VENDOR_PLUGIN}/copyright"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_PLUGIN_PACKAGE}/changelog.gz"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_PLUGIN_PACKAGE}/copyright"),
             format!(
                 "lrwxrwxrwx {PLUGINDIR}/nbdkit-{VENDOR_PLUGIN}-plugin.so -> \
                  nbdkit-rustshim-plugin.so"
@@ -521,8 +533,8 @@ fn a_vendors_packages_hold_the_plugin_with_its_link_and_the_filter() {
         files_and_links(filter),
         [
             format!("-rw-r--r-- {FILTERDIR}/rustshim/lib{VENDOR_FILTER}.so"),
-            format!("-rw-r--r-- /usr/share/doc/{VENDOR_FILTER}/changelog.gz"),
-            format!("-rw-r--r-- /usr/share/doc/{VENDOR_FILTER}/copyright"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_FILTER_PACKAGE}/changelog.gz"),
+            format!("-rw-r--r-- /usr/share/doc/{VENDOR_FILTER_PACKAGE}/copyright"),
         ]
     );
 }
@@ -549,19 +561,34 @@ fn try_vendor_packages(suite: &str) {
     let out = run(in_root(root, "dpkg").arg("-i").arg(plugin)).failed();
     assert!(
         out.stderr.contains(&format!(
-            "{VENDOR_PLUGIN} depends on nbdkit-rustshim-plugin; however:"
+            "{VENDOR_PLUGIN_PACKAGE} depends on nbdkit-rustshim-plugin; however:"
         )) && out
             .stderr
             .contains("Package nbdkit-rustshim-plugin is not installed."),
         "{}",
         out.stderr
     );
-    assert_ne!(dpkg_status(root, VENDOR_PLUGIN), "install ok installed");
+    assert_ne!(
+        dpkg_status(root, VENDOR_PLUGIN_PACKAGE),
+        "install ok installed"
+    );
 
     // With it, both are installed, and nbdkit serves the plugin by its own name.
     run(in_root(root, "dpkg").arg("-i").arg(shim).arg(plugin)).ok();
-    for package in [PACKAGE, VENDOR_PLUGIN] {
+    for package in [PACKAGE, VENDOR_PLUGIN_PACKAGE] {
         assert_eq!(dpkg_status(root, package), "install ok installed");
+    }
+    // As an admin asks dpkg about it, by the package's name.
+    let status = run(in_root(root, "dpkg").args(["-s", VENDOR_PLUGIN_PACKAGE])).ok();
+    for line in [
+        format!("Package: {VENDOR_PLUGIN_PACKAGE}"),
+        "Status: install ok installed".to_string(),
+    ] {
+        assert!(
+            status.stdout.lines().any(|l| l == line),
+            "{line}: {}",
+            status.stdout
+        );
     }
     assert_eq!(served_size(root, &[VENDOR_PLUGIN, "size=1M"]), "1048576");
     let dump = run(in_root(root, "nbdkit").args([VENDOR_PLUGIN, "--dump-plugin"]))
@@ -576,7 +603,10 @@ fn try_vendor_packages(suite: &str) {
     // The filter, found by name in front of nbdkit's memory plugin: the template's inverts
     // the data, so the untouched (zero) disk reads as 0xff through it.
     run(in_root(root, "dpkg").arg("-i").arg(filter)).ok();
-    assert_eq!(dpkg_status(root, VENDOR_FILTER), "install ok installed");
+    assert_eq!(
+        dpkg_status(root, VENDOR_FILTER_PACKAGE),
+        "install ok installed"
+    );
     let bytes = run(in_root(root, "nbdkit").args([
         "-U",
         "-",
@@ -597,9 +627,9 @@ fn try_vendor_packages(suite: &str) {
 
     // Removed, they leave nothing behind, and the shim still serves its own plugins and
     // filters.
-    run(in_root(root, "dpkg").args(["-r", VENDOR_PLUGIN, VENDOR_FILTER])).ok();
-    assert_gone(root, VENDOR_PLUGIN, plugin);
-    assert_gone(root, VENDOR_FILTER, filter);
+    run(in_root(root, "dpkg").args(["-r", VENDOR_PLUGIN_PACKAGE, VENDOR_FILTER_PACKAGE])).ok();
+    assert_gone(root, VENDOR_PLUGIN_PACKAGE, plugin);
+    assert_gone(root, VENDOR_FILTER_PACKAGE, filter);
     assert_eq!(dpkg_status(root, PACKAGE), "install ok installed");
     assert_eq!(
         served_size(root, &["rustshim", "plugin=memory", "size=1M"]),

@@ -2,7 +2,7 @@
 //! writes a crate that takes the rustshim crates from crates.io by version; `run` serves it,
 //! prints the URI and reloads each good build; `test` runs the crate's tests against each
 //! nbdkit and fails when they do; `doctor` names each problem with the command that fixes it.
-//! (`package` is tried in tests/tests/package.rs, where the fresh Debian roots are; the whole
+//! (`package` is tried in tests/tests/authors/package.rs, where the fresh Debian roots are; the whole
 //! way from `cargo install` in an empty directory is `cargo xtask try-author`.)
 //!
 //! The crates that build are made with `cargo xtask new-plugin`, which points them at this
@@ -249,6 +249,138 @@ fn run_serves_prints_the_uri_and_reloads_each_good_build() {
     assert!(status.success(), "{status}\n{out}\n{err}");
     assert!(out.contains("Stopping."), "{out}");
     assert!(!socket_dir.exists(), "{} was left", socket_dir.display());
+}
+
+/// A client holding one connection open: it connects to `uri`, writes, says so (a file), and
+/// when told (another file) tries a read and prints `open` or `closed`.
+struct HeldClient {
+    child: Child,
+    go: PathBuf,
+    _files: TempDir,
+}
+
+impl HeldClient {
+    fn connect(uri: &str) -> HeldClient {
+        let files = temp_dir("cargo-rustshim-held");
+        let (ready, go) = (files.join("ready"), files.join("go"));
+        let script = format!(
+            "import nbd, os, time\nh = nbd.NBD()\nh.connect_uri({uri:?})\nh.pwrite(b'held' * 1024, 0)\nopen({ready:?}, 'w').close()\nwhile not os.path.exists({go:?}):\n    time.sleep(0.05)\ntry:\n    h.pread(4096, 0)\n    print('open')\nexcept nbd.Error:\n    print('closed')\n",
+            ready = ready.display().to_string(),
+            go = go.display().to_string(),
+        );
+        let child = rustshim_harness::command("/usr/bin/python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "the client did not connect");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HeldClient {
+            child,
+            go,
+            _files: files,
+        }
+    }
+
+    /// Lets it read once more; what it printed (`open` or `closed`).
+    fn finish(self) -> String {
+        std::fs::write(&self.go, b"").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// `run --restart`: a good build stops nbdkit and starts it again on the same URI, serving the
+/// new build (here a disk half the size) with a fresh disk; the connection open before is
+/// closed.
+#[test]
+fn run_restart_serves_the_new_build_on_the_same_uri_and_closes_old_connections() {
+    let dir = fresh_crate("run-restart", &[]);
+    let mut served = Background::start(&dir, &["run", "--restart", "size=1M"]);
+    let serving = served.wait_for("Serving ", 0);
+    assert!(
+        serving.contains("restarted at each good build"),
+        "{serving}"
+    );
+    let uri = served.wait_for("nbd+unix://", 0).trim().to_string();
+    assert_eq!(size_at(&uri), "1048576");
+    let held = HeldClient::connect(&uri);
+
+    let lib = dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let halved = source.replacen("Ok(self.disk().size())", "Ok(self.disk().size() / 2)", 1);
+    assert_ne!(source, halved, "the template's get_size changed");
+    std::fs::write(&lib, halved).unwrap();
+    let restarted = served.wait_for("run: nbdkit serves the new build at", 0);
+    assert!(restarted.ends_with(&uri), "{restarted} is not {uri}");
+    assert_eq!(size_at(&uri), "524288");
+    // A fresh disk: what the held client wrote is gone with the old nbdkit.
+    let read = run(rustshim_harness::command("nbdsh").args([
+        "-u",
+        &uri,
+        "-c",
+        "print(h.pread(4096, 0) == bytes(4096))",
+    ]))
+    .ok();
+    assert_eq!(read.stdout.trim(), "True");
+    assert_eq!(held.finish(), "closed");
+    let (out, _) = served.said();
+    assert!(!out.contains("reload=watch"), "{out}");
+}
+
+/// `run --retire-limit 1`: a plugin that hands over at retirement, a client holding a
+/// connection: the reload of the next build is refused after 1 s (not the default 30), in the
+/// shim's line naming the limit, and the last good build keeps serving.
+#[test]
+fn run_retire_limit_makes_a_held_reload_refused_after_that_many_seconds() {
+    let dir = fresh_crate("run-retire", &[]);
+    let lib = dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let anchor = "    const MAGIC_CONFIG_KEY: Option<&'static str> = Some(\"size\");\n";
+    assert!(source.contains(anchor), "the template changed");
+    std::fs::write(
+        &lib,
+        source.replacen(
+            anchor,
+            &format!("{anchor}    const HAND_OVER_AT_RETIRE: bool = true;\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    let mut served = Background::start(&dir, &["run", "--retire-limit", "1", "size=1M"]);
+    let uri = served.wait_for("nbd+unix://", 0).trim().to_string();
+    let held = HeldClient::connect(&uri);
+
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
+    )
+    .unwrap();
+    served.wait_for("run: build done", 0);
+    let built = Instant::now();
+    let refused = served.wait_for("refused", 0);
+    let waited = built.elapsed();
+    assert!(
+        refused.contains("generation 1 keeps serving")
+            && refused.contains("still has 1 open connection(s) after 1 s")
+            && refused.contains("RUSTSHIM_RETIRE_LIMIT"),
+        "{refused}"
+    );
+    assert!(waited < Duration::from_secs(15), "refused after {waited:?}");
+    // The old build still serves, the held connection included.
+    assert_eq!(size_at(&uri), "1048576");
+    assert_eq!(held.finish(), "open");
 }
 
 /// A filter crate: `run` serves it in front of the Rust memory plugin with `size=1G`, which an

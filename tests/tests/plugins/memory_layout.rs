@@ -25,7 +25,7 @@ fn a_store_of_another_layout_version_is_not_taken_over() {
             version: API_VERSION,
             edits: &[("src/abi/mod.rs", &current_line, &previous_line)],
         },
-        include_str!("../../plugins/memory/src/lib.rs"),
+        include_str!("../../../plugins/memory/src/lib.rs"),
         &[],
     );
     let dir = temp_dir("memory-layout");

@@ -41,15 +41,15 @@ def seen(f):
     script
 }
 
-/// Serves `args` (filters, plugin and keys: no shim added), sends `requests` on one
-/// connection, then `later` on a new one; returns what each request ended with (by name), the
-/// outcome of `later`, and, after stopping nbdkit, its exit status and log.
+/// Serves `builder`'s command line, sends `requests` on one connection, then `later` on a new
+/// one; returns what each request ended with (by name), the outcome of `later`, and, after
+/// stopping nbdkit, its exit status and log.
 fn serve_and_request(
-    args: &[String],
+    builder: ServerBuilder,
     requests: &[(&str, &str)],
     later: &str,
 ) -> (Vec<(String, String)>, String, rustshim_harness::Stopped) {
-    let server = serve_words(&nbdkit_words(args));
+    let server = builder.start().unwrap_or_else(|e| panic!("{e}"));
     let out = server.client(&requests_script(requests)).ok();
     let seen: Vec<(String, String)> = out
         .stdout
@@ -69,31 +69,36 @@ fn serve_and_request(
     (seen, later.trim().to_owned(), stopped)
 }
 
-/// `--filter=SHIM [-r] PLUGIN... filter=test tf-trace=TRACE KEYS...`.
+/// `below` with the test filter in front of it (the outermost of the filters added so far):
+/// `[-r] --filter=SHIM ... PLUGIN filter=test tf-trace=TRACE KEYS...`.
 fn through_test_filter(
     options: &[&str],
-    plugin: &[String],
+    below: ServerBuilder,
     trace: &Path,
     keys: &[&str],
-) -> Vec<String> {
-    let mut args: Vec<String> = options.iter().map(|s| s.to_string()).collect();
-    args.push(rust_filter());
-    args.extend(plugin.iter().cloned());
-    args.push(filter_key("test"));
-    args.push(format!("tf-trace={}", trace.display()));
-    args.extend(keys.iter().map(|s| s.to_string()));
-    args
+) -> ServerBuilder {
+    below
+        .nbdkit_args(options)
+        .rust_filter(filter("test"))
+        .arg(format!("tf-trace={}", trace.display()))
+        .args(keys)
 }
 
 /// The Rust test plugin (through the plugin shim) with these keys.
-fn test_plugin_with(keys: &[&str]) -> Vec<String> {
-    let mut plugin = vec![shim().display().to_string(), test_plugin()];
-    plugin.extend(keys.iter().map(|s| s.to_string()));
-    plugin
+fn test_plugin_with(keys: &[&str]) -> ServerBuilder {
+    Server::builder(plugin("test"))
+        .shim(shim())
+        .timeout(TIMEOUT)
+        .args(keys)
 }
 
-fn memory() -> Vec<String> {
-    vec!["memory".into(), "1M".into()]
+/// nbdkit's own memory plugin, 1M.
+fn memory() -> ServerBuilder {
+    ServerBuilder::new()
+        .shim(shim())
+        .timeout(TIMEOUT)
+        .without_shim()
+        .args(["memory", "1M"])
 }
 
 /// Asserts each request's outcome, that the later request succeeded, that nbdkit exited with
@@ -143,11 +148,11 @@ fn a_write_to_a_layer_that_cannot_write_is_refused_with_erofs() {
     let dir = temp_dir("next-erofs");
     let trace = dir.join("t");
     // `nbdkit -r`: the filter's `pread` writes what it read back through `next.pwrite`.
-    let args = through_test_filter(&["-r"], &memory(), &trace, &["tf-pread-writes=true"]);
+    let builder = through_test_filter(&["-r"], memory(), &trace, &["tf-pread-writes=true"]);
     assert_refused(
         "nbdkit -r",
         serve_and_request(
-            &args,
+            builder,
             &[("pread", "h.pread(512, 4096)")],
             "h.block_status(512, 0, lambda *a: 0)",
         ),
@@ -159,16 +164,16 @@ fn a_write_to_a_layer_that_cannot_write_is_refused_with_erofs() {
 
     // A plugin that cannot write, under a filter that says it can.
     std::fs::remove_file(&trace).unwrap();
-    let args = through_test_filter(
+    let builder = through_test_filter(
         &[],
-        &test_plugin_with(&["can_write=false"]),
+        test_plugin_with(&["can_write=false"]),
         &trace,
         &["tf-claim=write", "tf-claim=trim", "tf-claim=zero"],
     );
     assert_refused(
         "a plugin that cannot write",
         serve_and_request(
-            &args,
+            builder,
             &[
                 ("pwrite", "h.pwrite(b'x' * 512, 0)"),
                 ("trim", "h.trim(512, 0)"),
@@ -190,13 +195,13 @@ fn a_write_to_a_layer_that_cannot_write_is_refused_with_erofs() {
 fn a_request_past_the_end_of_the_layer_below_is_refused() {
     let dir = temp_dir("next-past-end");
     let trace = dir.join("t");
-    let args = through_test_filter(&[], &memory(), &trace, &["tf-past-end=true"]);
+    let builder = through_test_filter(&[], memory(), &trace, &["tf-past-end=true"]);
     // As nbdkit answers a client's request past the end (server/protocol.c, validate_request):
     // ENOSPC for a write or a zero, EINVAL otherwise, trim included.
     assert_refused(
         "past the end",
         serve_and_request(
-            &args,
+            builder,
             &[
                 ("pread", "h.pread(512, 0)"),
                 ("pwrite", "h.pwrite(b'x' * 512, 0)"),
@@ -234,9 +239,9 @@ fn a_request_the_layer_below_cannot_take_is_refused_with_einval() {
     let dir = temp_dir("next-cannot");
     let trace = dir.join("t");
     // A plugin that cannot flush, trim, cache, FUA or fast zero, under a filter that says it can.
-    let args = through_test_filter(
+    let builder = through_test_filter(
         &[],
-        &test_plugin_with(&[
+        test_plugin_with(&[
             "can_flush=false",
             "can_trim=false",
             "can_cache=none",
@@ -255,7 +260,7 @@ fn a_request_the_layer_below_cannot_take_is_refused_with_einval() {
     assert_refused(
         "a plugin without the capabilities",
         serve_and_request(
-            &args,
+            builder,
             &[
                 ("flush", "h.flush()"),
                 ("trim", "h.trim(512, 0)"),
@@ -285,15 +290,17 @@ fn a_request_the_layer_below_cannot_take_is_refused_with_einval() {
 
     // A layer below that cannot zero at all: nbdkit's nozero filter, below the Rust filter.
     std::fs::remove_file(&trace).unwrap();
-    let mut plugin = vec!["--filter=nozero".to_string()];
-    plugin.extend(memory());
     // `--filter=SHIM --filter=nozero memory 1M ...`: nozero is below the Rust filter.
-    let args = through_test_filter(&[], &plugin, &trace, &["tf-claim=zero", "zeromode=none"]);
-    assert_eq!(args[..2], [rust_filter(), "--filter=nozero".to_string()]);
+    let builder = through_test_filter(&[], memory(), &trace, &["tf-claim=zero", "zeromode=none"])
+        .filter("nozero");
+    assert_eq!(
+        argv(&builder)[1..3],
+        [rust_filter(), "--filter=nozero".to_string()]
+    );
     assert_refused(
         "nozero zeromode=none below",
         serve_and_request(
-            &args,
+            builder,
             &[("zero", "h.zero(512, 0)")],
             "h.pwrite(b'y' * 512, 0)",
         ),
@@ -307,9 +314,9 @@ fn a_request_the_layer_below_cannot_take_is_refused_with_einval() {
 fn zero_failing_with_enotsup_without_fast_zero_becomes_eio() {
     let dir = temp_dir("next-enotsup");
     let trace = dir.join("t");
-    let args = through_test_filter(&[], &memory(), &trace, &["tf-fail=zero:ENOTSUP"]);
+    let builder = through_test_filter(&[], memory(), &trace, &["tf-fail=zero:ENOTSUP"]);
     let result = serve_and_request(
-        &args,
+        builder,
         &[
             ("zero", "h.zero(512, 0)"),
             // With FAST_ZERO, ENOTSUP is what the client is told.
@@ -349,27 +356,22 @@ fn the_layer_belows_errno_reaches_the_filter_and_the_client_unchanged() {
     let trace = dir.join("t");
     for errno in ["ENOSPC", "ESHUTDOWN", "EIO", "EPERM", "ENOMEM", "EINVAL"] {
         for filter in ["test", "passthrough"] {
-            // `--filter=SHIM --filter=error memory 1M filter=F error=ERRNO error-rate=100%`: the
-            // C error filter is below the Rust filter (the harness's ServerBuilder puts C
-            // filters above the Rust ones, so the command line is written out here).
+            // `--filter=SHIM --filter=error memory filter=F 1M [tf-trace=TRACE] error=ERRNO
+            // error-rate=100%`: the C error filter is below the Rust filter.
             let _ = std::fs::remove_file(&trace);
-            let args: Vec<String> = vec![
-                rust_filter(),
-                "--filter=error".into(),
-                "memory".into(),
-                "1M".into(),
-                filter_key(filter),
-                format!("tf-trace={}", trace.display()),
-                format!("error={errno}"),
-                "error-rate=100%".into(),
-            ];
-            let args = if filter == "test" {
-                args
-            } else {
+            let mut builder = memory().rust_filter(rustshim_tests::filters::filter(filter));
+            if filter == "test" {
                 // The pass-through filter has no tf-trace= key.
-                args.into_iter().filter(|a| !a.starts_with("tf-")).collect()
-            };
-            let server = serve_words(&nbdkit_words(&args));
+                builder = builder.arg(format!("tf-trace={}", trace.display()));
+            }
+            let builder = builder
+                .filter("error")
+                .args([format!("error={errno}"), "error-rate=100%".into()]);
+            assert_eq!(
+                argv(&builder)[1..3],
+                [rust_filter(), "--filter=error".to_string()]
+            );
+            let server = builder.start().unwrap_or_else(|e| panic!("{e}"));
             let out = server.client(&requests_script(EVERY_REQUEST)).ok();
             let expected: String = EVERY_REQUEST
                 .iter()
@@ -400,9 +402,9 @@ fn the_layer_belows_errno_reaches_the_filter_and_the_client_unchanged() {
     // From a plugin below: `flush` failing, and errnos NBD cannot carry, which the filter gets
     // unchanged and the client as nbdkit maps them (EROFS is sent as EPERM, EDQUOT as ENOSPC).
     let _ = std::fs::remove_file(&trace);
-    let args = through_test_filter(
+    let builder = through_test_filter(
         &[],
-        &test_plugin_with(&[
+        test_plugin_with(&[
             "fail=flush:ESHUTDOWN",
             "fail=pwrite:EROFS",
             "fail=pread:EDQUOT",
@@ -413,7 +415,7 @@ fn the_layer_belows_errno_reaches_the_filter_and_the_client_unchanged() {
     assert_refused(
         "a plugin failing below",
         serve_and_request(
-            &args,
+            builder,
             &[
                 ("flush", "h.flush()"),
                 ("pwrite", "h.pwrite(b'x' * 512, 0)"),
@@ -464,11 +466,9 @@ fn a_left_out_request_of_a_filter_that_reshapes_is_checked_before_the_layer_belo
         &[],
     );
     // A plugin that cannot write (`nbdkit -r` would refuse the write above every filter).
-    let mut args: Vec<String> = vec![rust_filter()];
-    args.extend(test_plugin_with(&["can_write=false"]));
-    args.push(format!("filter={}", filter.display()));
+    let builder = test_plugin_with(&["can_write=false"]).rust_filter(&filter);
     let (seen, later, stopped) = serve_and_request(
-        &args,
+        builder,
         &[
             ("pwrite", "h.pwrite(b'x' * 512, 0)"),
             ("pread", "h.pread(512, 0)"),

@@ -260,7 +260,7 @@ fn header(version: &str) -> String {
          # nbdkit_parse_probability, nbdkit_parse_delay, nbdkit_parse_size and\n\
          # nbdkit_parse_bool: per call, the value, the answer, and what nbdkit logged (`-v`).\n\
          # Made, and compared with the running nbdkit {version} on every run of the 1.48 leg, by\n\
-         #   {WRITE_ENV}=1 cargo xtask test --nbdkit 1.48 -- --test nbdkit_148_answers\n\
+         #   {WRITE_ENV}=1 cargo xtask test --nbdkit 1.48 -- --test plugins nbdkit_148_answers\n\
          # (without {WRITE_ENV}=1 it compares). Do not edit by hand.\n\
          nbdkit {version}\n"
     )
@@ -409,7 +409,7 @@ fn the_fallbacks_answer_as_nbdkit_1_48_does() {
         assert!(
             std::env::var_os(WRITE_ENV).is_none(),
             "the fixture records nbdkit 1.48.1: write it on that leg \
-             ({WRITE_ENV}=1 cargo xtask test --nbdkit 1.48 -- --test nbdkit_148_answers)"
+             ({WRITE_ENV}=1 cargo xtask test --nbdkit 1.48 -- --test plugins nbdkit_148_answers)"
         );
         let forced = in_nbdkit(&cases, &["-D", "rustshim.fallback=1"]);
         let (m, excused) = assert_recorded(
