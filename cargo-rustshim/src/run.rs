@@ -97,30 +97,7 @@ pub fn run_with(
         .ok_or("the first build failed: fix it and run again")?;
 
     install_stop_handlers();
-    // Restarted, nbdkit serves the build cargo left in target/ (the shim loads a private copy
-    // of it), so it watches nothing.
-    let watch = !options.restart;
-    let builder = match krate.kind {
-        Kind::Plugin if watch => Server::builder(&built).arg("reload=watch").args(args),
-        Kind::Plugin => Server::builder(&built).args(args),
-        Kind::Filter => {
-            let builder = Server::builder(below).rust_filter(&built);
-            let builder = if watch {
-                builder.arg("filter-reload=watch")
-            } else {
-                builder
-            };
-            builder.args(filter_args(below, args))
-        }
-    };
-    let builder = match shim {
-        Some(shim) => builder.shim(shim),
-        None => builder,
-    };
-    let builder = match options.retire_limit {
-        Some(limit) => builder.env(RETIRE_LIMIT_ENV, limit.to_string()),
-        None => builder,
-    };
+    let builder = builder_for(&krate, &built, below, args, shim, options);
     // One socket for every nbdkit of this run, so a restart keeps the URI.
     let socket_dir = TempDir::with_prefix("cargo-rustshim-run").map_err(|e| e.to_string())?;
     let socket = socket_dir.join("nbd.sock");
@@ -132,43 +109,7 @@ pub fn run_with(
     let Some(server) = start(builder.clone())? else {
         return Ok(());
     };
-    let reload = match krate.kind {
-        Kind::Plugin => "reload=watch",
-        Kind::Filter => "filter-reload=watch",
-    };
-    let how = if options.restart {
-        "restarted at each good build".to_string()
-    } else {
-        reload.to_string()
-    };
-    let what = match krate.kind {
-        Kind::Plugin => how,
-        Kind::Filter => format!(
-            "{how}, in front of the Rust plugin '{below}' ({}; --plugin NAME|PATH chooses another),",
-            match filter_args(below, args).join(" ") {
-                a if a.is_empty() => "no arguments".to_string(),
-                a => a,
-            }
-        ),
-    };
-    println!(
-        "\nServing {} with {what} at\n\n    {}\n",
-        built.display(),
-        server.uri()
-    );
-    if options.restart {
-        println!(
-            "Edit the sources in {}: each good build restarts nbdkit on this URI (open \
-             connections are closed; a memory disk starts empty).",
-            krate.dir().display()
-        );
-    } else {
-        println!(
-            "Edit the sources in {}: each good build is loaded for new connections.",
-            krate.dir().display()
-        );
-    }
-    println!("Press Ctrl-C to stop.");
+    announce(&krate, &built, &server.uri(), below, args, options);
     let _ = std::io::stdout().flush();
 
     let dir = krate.dir().to_path_buf();
@@ -236,7 +177,91 @@ pub fn run_with(
     }
 }
 
-/// `RUSTSHIM_RETIRE_LIMIT`: the shim's variable, read by nbdkit (host/src/reload.rs).
+/// nbdkit's command line for `built`: the plugin with `args`, or the filter in front of the
+/// plugin `below`; watched for new builds unless restarted at each.
+fn builder_for(
+    krate: &PluginCrate,
+    built: &Path,
+    below: &str,
+    args: &[String],
+    shim: Option<PathBuf>,
+    options: &RunOptions,
+) -> ServerBuilder {
+    // Restarted, nbdkit serves the build cargo left in target/ (the shim loads a private copy
+    // of it), so it watches nothing.
+    let watch = !options.restart;
+    let builder = match krate.kind {
+        Kind::Plugin if watch => Server::builder(built).arg("reload=watch").args(args),
+        Kind::Plugin => Server::builder(built).args(args),
+        Kind::Filter => {
+            let builder = Server::builder(below).rust_filter(built);
+            let builder = if watch {
+                builder.arg("filter-reload=watch")
+            } else {
+                builder
+            };
+            builder.args(filter_args(below, args))
+        }
+    };
+    let builder = match shim {
+        Some(shim) => builder.shim(shim),
+        None => builder,
+    };
+    match options.retire_limit {
+        Some(limit) => builder.env(RETIRE_LIMIT_ENV, limit.to_string()),
+        None => builder,
+    }
+}
+
+/// Says what is served where, and how new builds reach it.
+fn announce(
+    krate: &PluginCrate,
+    built: &Path,
+    uri: &str,
+    below: &str,
+    args: &[String],
+    options: &RunOptions,
+) {
+    let reload = match krate.kind {
+        Kind::Plugin => "reload=watch",
+        Kind::Filter => "filter-reload=watch",
+    };
+    let how = if options.restart {
+        "restarted at each good build".to_string()
+    } else {
+        reload.to_string()
+    };
+    let what = match krate.kind {
+        Kind::Plugin => how,
+        Kind::Filter => format!(
+            "{how}, in front of the Rust plugin '{below}' ({}; --plugin NAME|PATH chooses another),",
+            match filter_args(below, args).join(" ") {
+                a if a.is_empty() => "no arguments".to_string(),
+                a => a,
+            }
+        ),
+    };
+    println!(
+        "\nServing {} with {what} at\n\n    {}\n",
+        built.display(),
+        uri
+    );
+    if options.restart {
+        println!(
+            "Edit the sources in {}: each good build restarts nbdkit on this URI (open \
+             connections are closed; a memory disk starts empty).",
+            krate.dir().display()
+        );
+    } else {
+        println!(
+            "Edit the sources in {}: each good build is loaded for new connections.",
+            krate.dir().display()
+        );
+    }
+    println!("Press Ctrl-C to stop.");
+}
+
+/// `RUSTSHIM_RETIRE_LIMIT`: the shim's variable, read by nbdkit (host/src/reload/mod.rs).
 const RETIRE_LIMIT_ENV: &str = "RUSTSHIM_RETIRE_LIMIT";
 
 /// How often the restart loop looks at the sources while no nbdkit runs.

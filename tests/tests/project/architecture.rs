@@ -3,7 +3,7 @@
 //! (`every_invariant_names_its_test`). They read sources and `cargo metadata`, not nbdkit:
 //! what they guard is the shape of the code, which behaviour tests cannot see.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn workspace() -> PathBuf {
@@ -440,4 +440,190 @@ fn every_link_between_the_docs_leads_somewhere() {
         }
     }
     assert!(broken.is_empty(), "broken links: {broken:#?}");
+}
+
+/// The file-level import graph of the crate whose sources are under `root` (`host/src`): an
+/// edge from a file to each file of the crate its code names through `crate::…` or
+/// `super::…` (a group `{a, b}` names each), or through a child module it declares (`mod x;`
+/// and `x::…`). Comments, strings and the test modules are left out.
+fn import_graph(root: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let files: Vec<PathBuf> = sources()
+        .into_iter()
+        .filter(|f| f.starts_with(root))
+        .collect();
+    let module_of = |file: &Path| -> Vec<String> {
+        let mut parts: Vec<String> = file
+            .strip_prefix(root)
+            .expect("under the root")
+            .with_extension("")
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+            parts.pop();
+        }
+        parts
+    };
+    let files_by_module: BTreeMap<Vec<String>, String> = files
+        .iter()
+        .map(|f| (module_of(f), f.display().to_string()))
+        .collect();
+    // The file of the longest prefix of `path` that is a module of the crate.
+    let file_of = |path: &[String]| {
+        (1..=path.len())
+            .rev()
+            .find_map(|n| files_by_module.get(&path[..n]).cloned())
+    };
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut graph = BTreeMap::new();
+    for file in &files {
+        let me = module_of(file);
+        let name = file.display().to_string();
+        let lines: Vec<String> = code_lines(file)
+            .into_iter()
+            .map(|(_, code)| without_strings(&code))
+            .take_while(|code| code.trim() != "#[cfg(test)]")
+            .collect();
+        let code = lines.join("\n");
+        let mut edges = BTreeSet::new();
+        for start in ["crate::", "super::"] {
+            for (at, _) in code.match_indices(start) {
+                if code[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| ident(c) || c == ':')
+                {
+                    continue;
+                }
+                let mut base = if start == "crate::" {
+                    Vec::new()
+                } else {
+                    me[..me.len().saturating_sub(1)].to_vec()
+                };
+                let mut rest = &code[at + start.len()..];
+                while let Some(more) = rest.strip_prefix("super::") {
+                    base.pop();
+                    rest = more;
+                }
+                let mut path = base;
+                loop {
+                    let word: String = rest.chars().take_while(|c| ident(*c)).collect();
+                    if word.is_empty() {
+                        break;
+                    }
+                    path.push(word.clone());
+                    rest = &rest[word.len()..];
+                    match rest.strip_prefix("::") {
+                        Some(more) => rest = more,
+                        None => break,
+                    }
+                }
+                let mut named = vec![path.clone()];
+                if let Some(group) = rest.strip_prefix('{') {
+                    let group = group.split('}').next().unwrap_or("");
+                    for item in group.split(',') {
+                        let first: String = item.trim().chars().take_while(|c| ident(*c)).collect();
+                        if !first.is_empty() && first != "self" {
+                            named.push([path.clone(), vec![first]].concat());
+                        }
+                    }
+                }
+                edges.extend(named.iter().filter_map(|p| file_of(p)));
+            }
+        }
+        for line in &lines {
+            let declared = line
+                .trim()
+                .trim_start_matches("pub ")
+                .trim_start_matches("pub(crate) ");
+            let Some(child) = declared
+                .strip_prefix("mod ")
+                .and_then(|m| m.strip_suffix(';'))
+            else {
+                continue;
+            };
+            let used = code.match_indices(&format!("{child}::")).any(|(at, _)| {
+                !code[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| ident(c) || c == ':')
+            });
+            if used {
+                edges.extend(file_of(&[me.clone(), vec![child.to_string()]].concat()));
+            }
+        }
+        edges.remove(&name);
+        graph.insert(name, edges);
+    }
+    graph
+}
+
+/// A circle of the graph, if it has one: the files in order, the first again at the end.
+fn a_circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        file: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|f| f == file) {
+            return Some([&path[at..], &[file.to_string()]].concat());
+        }
+        if done.contains(file) {
+            return None;
+        }
+        path.push(file.to_string());
+        for next in graph.get(file).into_iter().flatten() {
+            if let Some(circle) = visit(next, graph, done, path) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        done.insert(file.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|file| visit(file, graph, &mut done, &mut Vec::new()))
+}
+
+#[test]
+fn the_host_and_the_harness_have_no_import_circle() {
+    for root in ["host/src", "harness/src"] {
+        let graph = import_graph(root);
+        let edges: usize = graph.values().map(BTreeSet::len).sum();
+        assert!(
+            graph.len() > 8 && edges > 20,
+            "{root}: the import graph was read ({} files, {edges} imports)",
+            graph.len()
+        );
+        if let Some(circle) = a_circle(&graph) {
+            panic!("{root} imports in a circle: {}", circle.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn neither_half_of_the_host_imports_the_other_nor_does_what_they_share() {
+    let half = |file: &str| {
+        ["host/src/plugin/", "host/src/filter/"]
+            .into_iter()
+            .find(|dir| file.starts_with(dir))
+    };
+    let graph = import_graph("host/src");
+    let wrong: Vec<String> = graph
+        .iter()
+        .filter(|(file, _)| file.as_str() != "host/src/lib.rs")
+        .flat_map(|(file, imports)| {
+            imports
+                .iter()
+                .filter(|to| half(to).is_some() && half(to) != half(file))
+                .map(move |to| format!("{file} -> {to}"))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "imports across the halves or up into one: {wrong:#?}"
+    );
 }
