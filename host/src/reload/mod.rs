@@ -75,7 +75,16 @@ pub fn reload<S: Served>(served: &S, source: &Path, tried: Option<Digest>) -> Op
     let build = match Generation::<S::Module>::read(number, source, served.trust()) {
         Ok(build) => build,
         Err(f) => {
-            refused(&f.msg);
+            // Another event of the same file (unchanged since, refused for the same reason)
+            // is not said again: one build, one line.
+            if refused_before(source, &f.msg) {
+                nbdkit_c::debug(&format!(
+                    "rustshim: {} is the file just refused, unchanged: not said again",
+                    source.display()
+                ));
+            } else {
+                refused(&f.msg);
+            }
             return None;
         }
     };
@@ -359,4 +368,33 @@ fn describe_change<M: Module>(old: &Generation<M>, new: &Generation<M>) -> Strin
         ));
     }
     parts.join(", ")
+}
+
+/// Whether `source`, as it is now on disk, was the last file refused before it could be read,
+/// for the same reason; remembers it (and its metadata) otherwise.
+fn refused_before(source: &Path, why: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Mutex;
+    type Seen = (std::path::PathBuf, String, [i64; 8]);
+    static LAST: Mutex<Option<Seen>> = Mutex::new(None);
+    let stamp = std::fs::metadata(source).ok().map(|m| {
+        [
+            m.dev() as i64,
+            m.ino() as i64,
+            m.size() as i64,
+            m.mtime_nsec() + m.mtime() * 1_000_000_000,
+            m.ctime_nsec() + m.ctime() * 1_000_000_000,
+            i64::from(m.mode()),
+            i64::from(m.uid()),
+            i64::from(m.gid()),
+        ]
+    });
+    let Some(stamp) = stamp else { return false };
+    let seen = (source.to_path_buf(), why.to_string(), stamp);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.as_ref() == Some(&seen) {
+        return true;
+    }
+    *last = Some(seen);
+    false
 }
